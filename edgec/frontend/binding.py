@@ -1,0 +1,165 @@
+"""Bind a model's inputs: dynamic dims to sizes, and chosen inputs to constants.
+
+Binding comes first because everything after it (shape inference, folding of
+shape subgraphs and ``If`` nodes, unrolling recurrent ops, TVM's importer)
+works only on static shapes. A named dim (``batch``) bound on one input is
+bound on every input that uses the same name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from ..errors import UsageError
+
+_DIMS = re.compile(r"^\d+(,\d+)*$")
+_NAME = re.compile(r"^[A-Za-z_][\w.:/-]*$")
+
+
+@dataclass(frozen=True)
+class Bindings:
+    """What the user fixed: input name -> shape, and input name -> constant value."""
+
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "input_shapes": {k: list(v) for k, v in self.shapes.items()},
+            "input_consts": {k: v.tolist() for k, v in self.consts.items()},
+        }
+
+
+def parse_shape_spec(spec: str) -> tuple[str, tuple[int, ...]]:
+    """``"x=1,3,224,224"`` -> ``("x", (1, 3, 224, 224))``."""
+    name, eq, dims = spec.rpartition("=")
+    dims = dims.replace(" ", "").replace("x", ",") if eq else dims
+    if not eq or not name or not _DIMS.match(dims) or any(int(d) == 0 for d in dims.split(",")):
+        raise UsageError(f"--input-shape '{spec}': expected NAME=D1,D2,... with positive "
+                         "integers, e.g. --input-shape x=1,3,224,224")
+    return name, tuple(int(d) for d in dims.split(","))
+
+
+def parse_const_spec(spec: str) -> tuple[str, np.ndarray]:
+    """``"sr=16000"``, ``"w=0.5,1,2"`` or ``"state=state.npy"`` -> (name, array)."""
+    name, eq, value = spec.partition("=")
+    if not eq or not name or not value:
+        raise UsageError(f"--input-const '{spec}': expected NAME=VALUE, NAME=V1,V2,... or "
+                         "NAME=file.npy, e.g. --input-const sr=16000")
+    if value.endswith(".npy"):
+        try:
+            return name, np.load(value, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--input-const {name}: cannot read {value} ({exc})") from None
+    try:
+        numbers = [float(v) if any(c in v for c in ".eE") or v in ("nan", "inf", "-inf")
+                   else int(v) for v in value.split(",")]
+    except ValueError:
+        raise UsageError(f"--input-const '{spec}': '{value}' is not a number or a list of "
+                         "numbers; give e.g. sr=16000 or a .npy file") from None
+    arr = np.array(numbers)
+    return name, (arr.reshape(()) if arr.size == 1 and "," not in value else arr)
+
+
+def _static(dim) -> bool:
+    """A known size. Some exporters (Paddle2ONNX) write dynamic dims as -1."""
+    return isinstance(dim, int) and dim >= 0
+
+
+def _named(dim) -> bool:
+    """A dim with a real name ("batch"), which binds the same size everywhere it appears.
+
+    Placeholders such as "?" (Paddle2ONNX) or "unk__3" (shape inference) are
+    anonymous: two of them are not the same dim.
+    """
+    return (isinstance(dim, ir.SymbolicDim) and dim.value is not None
+            and _NAME.match(dim.value) is not None and not dim.value.startswith("unk__"))
+
+
+def _dims_text(value: ir.Value) -> str:
+    if value.shape is None:
+        return "unknown shape"
+    return "[" + ",".join(str(d) for d in value.shape) + "]"
+
+
+def bind_inputs(model: ir.Model, bindings: Bindings, source: str | Path) -> ir.Model:
+    """Apply ``bindings`` in place; every contradiction is a UsageError naming ``source``."""
+    graph = model.graph
+    inputs = {v.name: v for v in graph.inputs}
+    names = ", ".join(inputs) or "(none)"
+    for name in [*bindings.shapes, *bindings.consts]:
+        if name not in inputs:
+            raise UsageError(f"{source}: the model has no input named '{name}'; its inputs are: "
+                             f"{names}")
+    # 1. explicit shapes, and the sizes they give to named dims
+    sym: dict[str, int] = {}
+    for name, dims in bindings.shapes.items():
+        value = inputs[name]
+        declared = value.shape
+        if declared is not None and len(declared) != len(dims):
+            raise UsageError(f"{source}: input '{name}' has rank {len(declared)} "
+                             f"{_dims_text(value)}, but --input-shape gives {len(dims)} dims")
+        for i, size in enumerate(dims):
+            d = declared[i] if declared is not None else None
+            if _static(d) and d != size:
+                raise UsageError(f"{source}: --input-shape {name}={','.join(map(str, dims))} "
+                                 f"contradicts the model: dim {i} of '{name}' is {d}, not {size}")
+            if _named(d) and sym.setdefault(d.value, size) != size:
+                raise UsageError(f"{source}: dim '{d.value}' is bound to both "
+                                 f"{sym[d.value]} and {size}; give one size")
+    # 2. constants: checked against the declared shape, turned into initializers
+    for name, array in bindings.consts.items():
+        value = inputs[name]
+        dtype = value.dtype.numpy() if value.dtype is not None else array.dtype
+        arr = np.asarray(array).astype(dtype)
+        declared = value.shape
+        if declared is not None:
+            if len(declared) != arr.ndim or any(
+                    _static(d) and d != s for d, s in zip(declared, arr.shape, strict=False)):
+                raise UsageError(f"{source}: --input-const {name} has shape {list(arr.shape)} "
+                                 f"but input '{name}' is {_dims_text(value)}")
+            for d, s in zip(declared, arr.shape, strict=True):
+                if _named(d) and sym.setdefault(d.value, s) != s:
+                    raise UsageError(f"{source}: dim '{d.value}' is bound to both "
+                                     f"{sym[d.value]} and {s}; give one size")
+        graph.inputs.remove(value)
+        value.const_value = ir.tensor(arr, name=name)
+        value.shape = ir.Shape(arr.shape)
+        graph.register_initializer(value)
+    # 3. every remaining input: explicit shape, else named dims bound elsewhere
+    for value in graph.inputs:
+        if value.name in bindings.shapes:
+            value.shape = ir.Shape(bindings.shapes[value.name])
+        elif value.shape is not None:
+            value.shape = ir.Shape([
+                sym.get(d.value, d) if _named(d) else d
+                for d in value.shape])
+    return model
+
+
+def unbound_inputs(model: ir.Model) -> list[ir.Value]:
+    """Inputs whose shape still has a dynamic dim after binding."""
+    return [v for v in model.graph.inputs
+            if v.shape is None or not all(_static(d) for d in v.shape)]
+
+
+def suggest_binding(values: list[ir.Value]) -> str:
+    """An --input-shape flag per value to copy and edit: a dynamic leading (batch) dim
+    becomes 1; other dynamic dims show their name (or SIZE) for the user to fill in."""
+    flags = []
+    for v in values:
+        dims = []
+        for i, d in enumerate(v.shape or []):
+            if _static(d):
+                dims.append(str(d))
+            elif i == 0:
+                dims.append("1")
+            else:
+                dims.append(f"<{d.value}>" if _named(d) else "<SIZE>")
+        flags.append(f"--input-shape {v.name}={','.join(dims) or '<DIMS>'}")
+    return " ".join(flags)

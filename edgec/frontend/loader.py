@@ -1,0 +1,162 @@
+"""Load an ONNX file and refuse, with one clear line, anything that is not a sound model.
+
+Checks happen before anything else touches the model: the file exists and is
+within the size limit, it parses as an ONNX protobuf, external-data paths stay
+inside the model's folder (no ``../``, absolute paths or symlinks out), the
+opset is one edgec can import, and ``onnx.checker`` passes with full checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper
+
+from ..errors import ModelError, UnsupportedError, UsageError
+
+#: Largest model (protobuf plus external data) edgec accepts unless told otherwise.
+DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
+#: Oldest default-domain opset TVM's importer handles.
+MIN_OPSET = 7
+
+
+@dataclass
+class LoadedModel:
+    """A checked model and where it came from."""
+
+    path: Path
+    proto: onnx.ModelProto
+    sha256: str
+    size_bytes: int
+
+    @property
+    def opset(self) -> int:
+        return default_opset(self.proto)
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 0
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every TensorProto in a graph, its nodes' attributes and subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for g in attr.graphs:
+                yield from _tensors(g)
+
+
+def _all_tensors(model: onnx.ModelProto):
+    yield from _tensors(model.graph)
+    for fn in model.functions:
+        for node in fn.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+
+
+def _check_external_data(path: Path, model: onnx.ModelProto) -> int:
+    """Validate every external-data reference; return the bytes they add."""
+    base = path.parent.resolve()
+    total = 0
+    seen: set[Path] = set()
+    for tensor in _all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        loc = info.location
+        where = f"{path}: tensor '{tensor.name}' has external data at '{loc}'"
+        if not loc or os.path.isabs(loc) or Path(loc).drive or ".." in Path(loc).parts:
+            raise ModelError(f"{where}, outside the model's folder; external data must be "
+                             "a relative path next to the model")
+        raw = base / loc
+        if raw.is_symlink() or any(p.is_symlink() for p in raw.parents if p != base and
+                                   base in p.parents):
+            raise ModelError(f"{where}, which is a symlink; copy the data file next to the "
+                             "model instead")
+        real = raw.resolve()
+        if base not in real.parents:
+            raise ModelError(f"{where}, outside the model's folder; move it next to the model")
+        if not real.is_file():
+            raise ModelError(f"{where}, which does not exist; copy it next to the model")
+        size = real.stat().st_size
+        offset = info.offset or 0
+        if info.length is not None and offset + info.length > size:
+            raise ModelError(f"{where}, but that file has only {size} bytes; it is truncated")
+        if real not in seen:
+            seen.add(real)
+            total += size
+    return total
+
+
+def load_model(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+               full_check: bool = True) -> LoadedModel:
+    """Read, validate and return the model at ``path`` (external data loaded)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file; check the path")
+    if not path.is_file():
+        raise UsageError(f"{path}: not a file; give the path of a .onnx model")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ModelError(f"{path}: model is {size / 2**20:.1f} MiB, over the limit of "
+                         f"{max_bytes / 2**20:.1f} MiB; raise it with --max-model-size")
+    data = path.read_bytes()
+    if size == 0:
+        raise ModelError(f"{path}: file is empty; re-export the model")
+    try:
+        proto = onnx.ModelProto.FromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"{path}: not an ONNX model or truncated (protobuf parse failed: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                         "re-export or re-download it") from None
+    if not proto.HasField("graph") or proto.ir_version == 0 or not proto.opset_import:
+        raise ModelError(f"{path}: not an ONNX model (no graph, IR version or opset); "
+                         "check that the file is a .onnx export")
+    total = size + _check_external_data(path, proto)
+    if total > max_bytes:
+        raise ModelError(f"{path}: model with external data is {total / 2**20:.1f} MiB, over "
+                         f"the limit of {max_bytes / 2**20:.1f} MiB; raise it with "
+                         "--max-model-size")
+    if total > size:
+        external_data_helper.load_external_data_for_model(proto, str(path.parent))
+    opset = default_opset(proto)
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ModelError(f"{path}: uses opset {opset}, newer than this onnx knows ({newest}); "
+                         "upgrade onnx or export with an older opset")
+    if opset < MIN_OPSET:
+        raise UnsupportedError(f"{path}: uses opset {opset}; edgec needs {MIN_OPSET} or newer "
+                               "(convert it with onnx.version_converter)")
+    if full_check:
+        _check(path, proto, total)
+    return LoadedModel(path=path, proto=proto, sha256=hashlib.sha256(data).hexdigest(),
+                       size_bytes=total)
+
+
+def _check(path: Path, proto: onnx.ModelProto, total: int) -> None:
+    try:
+        if total < 2 * 1024**3 - 2**20:
+            onnx.checker.check_model(proto, full_check=True)
+        else:  # the checker takes big models only by path
+            onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        raise ModelError(f"{path}: invalid ONNX model ({first}); fix or re-export it") from None
