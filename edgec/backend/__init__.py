@@ -1,0 +1,1 @@
+"""Code generation backends. Only modules under here (and edgec.runtime) import TVM."""

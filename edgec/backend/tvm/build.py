@@ -1,0 +1,150 @@
+"""Build a static-shape ONNX model into a shared library for a Target.
+
+Steps: TVM target dict from the target file, ONNX -> Relax, TVM's default
+Relax pipeline for the target kind (dumped before/after on --save-temps),
+``tvm.compile``, and ``export_library`` linked by the target's own C
+compiler, so an ARM build is real aarch64 code linked by Debian's
+aarch64-linux-gnu-gcc, not an x86 library with an ARM label.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import tvm
+from tvm import relax
+from tvm.support import cc as tvm_cc
+from tvm.target import codegen
+
+from ...errors import CompileError, ToolchainError, UsageError
+from ...targets import Target
+from .importer import import_onnx
+
+# LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
+# feature may use the instruction; the target file must declare the flag so
+# that a machine without it refuses to load the artifact instead of dying
+# with SIGILL.
+_X86_FLAGS = {
+    "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c", "bmi": "bmi1", "bmi2": "bmi2",
+    "movbe": "movbe", "avx512f": "avx512f", "avx512cd": "avx512cd", "avx512bw": "avx512bw",
+    "avx512dq": "avx512dq", "avx512vl": "avx512vl", "avx512vnni": "avx512_vnni",
+    "avx512bf16": "avx512_bf16", "avx512ifma": "avx512ifma", "avx512vbmi": "avx512vbmi",
+    "avx512vbmi2": "avx512_vbmi2", "avx512bitalg": "avx512_bitalg",
+    "avx512vpopcntdq": "avx512_vpopcntdq", "avx512fp16": "avx512_fp16", "avxvnni": "avx_vnni",
+    "gfni": "gfni", "vaes": "vaes", "vpclmulqdq": "vpclmulqdq", "amx-tile": "amx_tile",
+}
+_ARM_FLAGS = {"neon": "asimd", "dotprod": "asimddp", "fullfp16": "asimdhp", "i8mm": "i8mm",
+              "sve": "sve", "sve2": "sve2", "bf16": "bf16"}
+
+
+def tvm_version() -> str:
+    return tvm.__version__
+
+
+def tvm_target(target: Target) -> tvm.target.Target:
+    try:
+        return tvm.target.Target(target.tvm_dict())
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{target.path}: TVM rejects this target ({first}); fix the [tvm] "
+                         "table") from None
+
+
+def cpu_side(t: tvm.target.Target) -> tvm.target.Target:
+    return t if t.kind.name == "llvm" else t.host
+
+
+def required_cpu_flags(target: Target) -> list[str]:
+    """/proc/cpuinfo flags the generated CPU code may use, per LLVM's view of the target."""
+    cpu = cpu_side(tvm_target(target))
+    table = _ARM_FLAGS if target.arch == "aarch64" else _X86_FLAGS
+    feats = codegen.llvm_get_cpu_features(cpu)
+    return sorted({flag for feat, flag in table.items() if feat in feats})
+
+
+def check_cpu_flags(target: Target) -> None:
+    """The target file must declare every CPU feature its code may use."""
+    missing = sorted(set(required_cpu_flags(target)) - set(target.cpu_flags))
+    if missing:
+        raise UsageError(f"{target.path}: its mcpu/mattr let LLVM use {', '.join(missing)}, "
+                         "which [device] cpu_flags does not list; add them so hosts without "
+                         "them refuse the artifact")
+
+
+def find_cc(target: Target) -> str:
+    """The linker for the target, or a ToolchainError saying which package provides it."""
+    found = shutil.which(target.cc) if target.cc else None
+    if found is None:
+        pkg = (f"install the Debian package {target.cc_package} (apt-get install "
+               f"{target.cc_package})" if target.cc_package else "install it or put it on PATH")
+        raise ToolchainError(f"target '{target.name}' links with {target.cc}, which is not on "
+                             f"PATH; {pkg}")
+    return found
+
+
+@dataclass
+class BuildResult:
+    lib_path: Path
+    tvm_target: dict
+    cpu_flags: list[str]
+    device_modules: list[str]  # kinds of the code modules inside, e.g. ["llvm", "cuda"]
+    seconds: dict[str, float]
+
+
+def _module_kinds(mod) -> list[str]:
+    kinds = []
+    for sub in mod.imports:
+        kinds += [sub.kind, *_module_kinds(sub)]
+    return kinds
+
+
+def _jsonable(value):
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and
+                                           not isinstance(value, str)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, int | float | str | bool) or value is None else str(value)
+
+
+def build_model(model: onnx.ModelProto, target: Target, lib_path: Path, *, source: str,
+                save_temps: Path | None = None) -> BuildResult:
+    """Import, lower and link ``model``; write the library to ``lib_path``."""
+    t = tvm_target(target)
+    check_cpu_flags(target)
+    cc = find_cc(target)
+    seconds = {}
+    t0 = time.perf_counter()
+    mod = import_onnx(model, source)
+    seconds["import"] = time.perf_counter() - t0
+    if save_temps is not None:
+        (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
+    t0 = time.perf_counter()
+    try:
+        with t:
+            mod = relax.get_default_pipeline(t)(mod)
+        if save_temps is not None:
+            (save_temps / "relax-after.py").write_text(mod.script(show_meta=False))
+        executable = tvm.compile(mod, target=t, relax_pipeline=None)
+    except Exception as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise CompileError(f"{source}: TVM failed to compile for '{target.name}': "
+                           f"{first.strip()}; rerun with --debug --save-temps DIR and report "
+                           "it") from exc
+    seconds["tvm"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fcompile = tvm_cc.cross_compiler(cc, options=list(target.cc_flags))
+    try:
+        executable.export_library(str(lib_path), fcompile=fcompile)
+    except Exception as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ToolchainError(f"{source}: linking with {target.cc} failed: {first.strip()}") \
+            from exc
+    seconds["link"] = time.perf_counter() - t0
+    return BuildResult(lib_path=lib_path, tvm_target=_jsonable(t.export()),
+                       cpu_flags=sorted(target.cpu_flags),
+                       device_modules=_module_kinds(executable.mod), seconds=seconds)
