@@ -9,7 +9,11 @@ aarch64-linux-gnu-gcc, not an x86 library with an ARM label.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,12 +115,41 @@ def _jsonable(value):
     return value if isinstance(value, int | float | str | bool) or value is None else str(value)
 
 
+@contextlib.contextmanager
+def _native_log(keep: Path | None):
+    """Collect what TVM's C++ side prints to stderr (warnings such as "Fast mode
+    segfaults when there are out-of-bounds indices") instead of showing it between
+    edgec's own lines; --save-temps keeps it as tvm.log, EDGEC_DEBUG=1 shows it."""
+    if os.environ.get("EDGEC_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if keep is not None:
+                log.seek(0)
+                (keep / "tvm.log").write_bytes(log.read())
+
+
 def build_model(model: onnx.ModelProto, target: Target, lib_path: Path, *, source: str,
                 save_temps: Path | None = None) -> BuildResult:
     """Import, lower and link ``model``; write the library to ``lib_path``."""
     t = tvm_target(target)
     check_cpu_flags(target)
     cc = find_cc(target)
+    with _native_log(save_temps):
+        return _build(model, target, t, cc, lib_path, source, save_temps)
+
+
+def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
+           save_temps: Path | None) -> BuildResult:
     seconds = {}
     t0 = time.perf_counter()
     mod = import_onnx(model, source)
