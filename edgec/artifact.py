@@ -1,0 +1,205 @@
+"""The .edgec artifact: one tar file with the compiled library and manifest.json.
+
+Layout (README, "Artifact format"):
+
+    manifest.json   what was built, from what, for which target, and the
+                    sha256 of every other member
+    model.so        the TVM Relax executable (weights embedded), linked for the
+                    target's architecture
+
+``write_artifact`` is atomic (temp file in the destination folder, then
+``os.replace``): a failed compile never leaves a half-written artifact.
+``read_manifest`` checks the hashes of every member before anything loads
+code from it; a tampered, truncated or unknown member is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError
+
+FORMAT = "edgec-artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LIBRARY = "model.so"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, static shape and numpy dtype name of a model input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TensorSpec:
+        return cls(d["name"], tuple(d["shape"]), d["dtype"])
+
+    def describe(self) -> str:
+        return f"{self.name} {self.dtype}[{','.join(map(str, self.shape))}]"
+
+
+def write_artifact(path: Path, manifest: dict[str, Any], members: dict[str, Path]) -> None:
+    """Write ``members`` (name -> file) and the manifest (with their hashes) atomically."""
+    manifest = dict(manifest)
+    manifest["format"] = FORMAT
+    manifest["format_version"] = FORMAT_VERSION
+    manifest["members"] = {name: {"sha256": sha256_file(src), "bytes": src.stat().st_size}
+                           for name, src in members.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
+            data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+            for name, src in members.items():
+                info = tar.gettarinfo(str(src), arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                with open(src, "rb") as fh:
+                    tar.addfile(info, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _open(path: Path) -> tarfile.TarFile:
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such artifact; compile one with 'edgec compile'")
+    try:
+        return tarfile.open(path, mode="r:")
+    except (tarfile.TarError, OSError) as exc:
+        raise ArtifactError(f"{path}: not an edgec artifact or truncated ({exc}); "
+                            "compile it again") from None
+
+
+def read_verified(path: Path, extract_to: Path | None = None) -> dict[str, Any]:
+    """The manifest, after checking every member's sha256; extract members if asked.
+
+    Hashes are checked on the bytes read from the archive before anything is
+    written, so code is never loaded from an artifact that fails the check.
+    """
+    path = Path(path)
+    with _open(path) as tar:
+        try:
+            entries = {m.name: m for m in tar.getmembers()}
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ArtifactError(f"{path}: artifact is truncated or corrupt ({exc}); "
+                                "compile it again") from None
+        if MANIFEST not in entries:
+            raise ArtifactError(f"{path}: no {MANIFEST}; not an edgec artifact")
+        try:
+            manifest = json.loads(_read(tar, entries[MANIFEST], path))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ArtifactError(f"{path}: {MANIFEST} is not valid JSON; the artifact is "
+                                "corrupt, compile it again") from None
+        if manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{path}: not an edgec artifact (format "
+                                f"{manifest.get('format')!r})")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(f"{path}: artifact format version "
+                                f"{manifest.get('format_version')} is not supported by this "
+                                f"edgec (reads {FORMAT_VERSION}); recompile it")
+        declared = manifest.get("members", {})
+        extra = sorted(set(entries) - set(declared) - {MANIFEST})
+        if extra:
+            raise ArtifactError(f"{path}: unexpected member(s) {extra}; the artifact was "
+                                "tampered with, do not load it")
+        blobs = {}
+        for name, meta in declared.items():
+            if name not in entries or not entries[name].isfile() or "/" in name or \
+                    name.startswith("."):
+                raise ArtifactError(f"{path}: member '{name}' is missing or not a plain file; "
+                                    "the artifact is corrupt, compile it again")
+            data = _read(tar, entries[name], path)
+            if sha256_bytes(data) != meta.get("sha256"):
+                raise ArtifactError(f"{path}: member '{name}' does not match its sha256 in "
+                                    "the manifest; the artifact was tampered with or "
+                                    "corrupted, do not load it")
+            blobs[name] = data
+    if extract_to is not None:
+        for name, data in blobs.items():
+            (Path(extract_to) / name).write_bytes(data)
+    return manifest
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+    try:
+        f = tar.extractfile(member)
+        data = f.read() if f is not None else b""
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ArtifactError(f"{path}: artifact is truncated or corrupt ({exc}); "
+                            "compile it again") from None
+    if len(data) != member.size:
+        raise ArtifactError(f"{path}: member '{member.name}' is truncated; compile it again")
+    return data
+
+
+class Artifact:
+    """A compiled model on disk. ``run`` loads the TVM runtime on first use."""
+
+    def __init__(self, path: str | os.PathLike, manifest: dict[str, Any] | None = None):
+        self.path = Path(path)
+        self.manifest = manifest if manifest is not None else read_verified(self.path)
+        self._session = None
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_json(d) for d in self.manifest["inputs"]]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_json(d) for d in self.manifest["outputs"]]
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return self.manifest["target"]
+
+    def session(self):
+        """The loaded model (hashes checked again, host compatibility checked)."""
+        if self._session is None:
+            from .runtime.session import Session
+
+            self._session = Session(self.path)
+        return self._session
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; ``inputs`` maps input names to arrays of the manifest's shape/dtype."""
+        return self.session().run(inputs)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(s.describe() for s in self.inputs)
+        return f"Artifact({str(self.path)!r}, target={self.target['name']!r}, inputs=[{ins}])"

@@ -1,0 +1,1 @@
+"""Running artifacts: load with integrity and host checks, run, time. Imports TVM."""

@@ -1,0 +1,68 @@
+"""Model inputs: random test data of the right shape and dtype, and .npy/.npz files.
+
+Random data is seeded so a failure can be reproduced. Integer inputs that
+feed a Gather (token ids, say) are drawn below the table size so they are
+valid indices; other integers are small non-negative numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import TensorSpec
+from .errors import UsageError
+
+
+def random_inputs(specs: list[TensorSpec], *, seed: int = 0,
+                  int_bounds: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        dtype = np.dtype(spec.dtype)
+        if dtype == np.bool_:
+            out[spec.name] = rng.random(spec.shape) < 0.5
+        elif np.issubdtype(dtype, np.integer):
+            high = (int_bounds or {}).get(spec.name, 8)
+            out[spec.name] = rng.integers(0, max(1, high), size=spec.shape).astype(dtype)
+        else:
+            out[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
+    return out
+
+
+def load_input_files(specs: list[TensorSpec], items: list[str]) -> dict[str, np.ndarray]:
+    """``["x=img.npy", "inputs.npz"]`` -> {name: array}; an .npz may hold several inputs."""
+    names = {s.name for s in specs}
+    feeds: dict[str, np.ndarray] = {}
+    for item in items:
+        name, eq, file = item.partition("=")
+        if not eq:
+            name, file = "", item
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"--input {item}: {path} does not exist; give NAME=FILE.npy or "
+                             "FILE.npz")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--input {item}: {path} is not a .npy/.npz file ({exc})") \
+                from None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                loaded = {k: data[k] for k in data.files}
+            if name:
+                raise UsageError(f"--input {item}: give an .npz file without NAME=")
+        else:
+            if not name:
+                if len(specs) != 1:
+                    raise UsageError(f"--input {item}: the model has {len(specs)} inputs; "
+                                     "say which one with NAME=FILE.npy")
+                name = specs[0].name
+            loaded = {name: data}
+        for k in loaded:
+            if k not in names:
+                raise UsageError(f"--input {item}: the model has no input '{k}'; inputs are: "
+                                 + ", ".join(s.describe() for s in specs))
+        feeds.update(loaded)
+    return feeds

@@ -1,0 +1,151 @@
+"""Compare edgec's outputs with onnxruntime's under explicit per-dtype tolerances.
+
+An element passes when |edgec - ref| <= atol + rtol * |ref| (numpy's allclose
+rule); integer and boolean outputs must match exactly; NaN must meet NaN.
+The defaults are documented in the README and overridable per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: dtype -> (rtol, atol). Float tolerances allow for reassociated sums and
+#: fused multiply-adds in TVM's kernels; they are far below any real bug.
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-7, 1e-9),
+    "float32": (1e-3, 1e-4),
+    "float16": (1e-2, 1e-3),
+    "bfloat16": (5e-2, 1e-2),
+}
+
+
+def tolerance_for(dtype: str, rtol: float | None = None,
+                  atol: float | None = None) -> tuple[float, float]:
+    base = DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
+    return (base[0] if rtol is None else rtol, base[1] if atol is None else atol)
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    max_abs_err: float
+    max_rel_err: float
+    rtol: float
+    atol: float
+    mismatched: int  # elements outside tolerance
+    ok: bool
+    problem: str = ""  # shape/dtype/NaN disagreement, if any
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+def compare_output(name: str, got: np.ndarray, ref: np.ndarray, *, rtol: float | None = None,
+                   atol: float | None = None) -> OutputCheck:
+    dtype = str(ref.dtype)
+    r, a = tolerance_for(dtype, rtol, atol)
+    if got.shape != ref.shape or got.dtype != ref.dtype:
+        return OutputCheck(name, tuple(ref.shape), dtype, float("inf"), float("inf"), r, a,
+                           int(ref.size), False,
+                           f"edgec gives {got.dtype}{list(got.shape)}, "
+                           f"onnxruntime {ref.dtype}{list(ref.shape)}")
+    if ref.size == 0:
+        return OutputCheck(name, tuple(ref.shape), dtype, 0.0, 0.0, r, a, 0, True)
+    g = got.astype(np.float64)
+    f = ref.astype(np.float64)
+    nan_g, nan_f = np.isnan(g), np.isnan(f)
+    both_nan = nan_g & nan_f
+    diff = np.where(both_nan, 0.0, np.abs(g - f))
+    diff = np.where(nan_g ^ nan_f, np.inf, diff)
+    same_inf = np.isinf(f) & (g == f)
+    diff = np.where(same_inf, 0.0, diff)
+    bad = diff > a + r * np.abs(np.where(np.isfinite(f), f, 0.0))
+    # Relative error only where the reference is not ~0 (|ref| > atol): near zero
+    # it is meaningless and the absolute term of the rule governs.
+    big = np.abs(f) > max(a, np.finfo(np.float64).tiny)
+    rel = np.where(big & (diff > 0), diff / np.where(big, np.abs(f), 1.0), 0.0)
+    problem = "NaN where onnxruntime has a number (or the reverse)" if (nan_g ^ nan_f).any() \
+        else ""
+    return OutputCheck(name, tuple(ref.shape), dtype, float(diff.max()), float(rel.max()), r, a,
+                       int(bad.sum()), not bad.any(), problem)
+
+
+def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
+                    rtol: float | None = None, atol: float | None = None) -> list[OutputCheck]:
+    checks = []
+    for name, r in ref.items():
+        if name not in got:
+            checks.append(OutputCheck(name, tuple(r.shape), str(r.dtype), float("inf"),
+                                      float("inf"), 0.0, 0.0, int(r.size), False,
+                                      "edgec did not produce this output"))
+            continue
+        checks.append(compare_output(name, got[name], r, rtol=rtol, atol=atol))
+    return checks
+
+
+@dataclass
+class VerifyReport:
+    """Result of running an artifact and onnxruntime on the same inputs."""
+
+    artifact: str
+    model: str
+    seed: int | None
+    checks: list[OutputCheck]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_json(self) -> dict:
+        return {"artifact": self.artifact, "model": self.model, "seed": self.seed,
+                "ok": self.ok, "outputs": [c.to_json() for c in self.checks]}
+
+
+def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = None,
+                    seed: int = 0, rtol: float | None = None,
+                    atol: float | None = None) -> tuple[VerifyReport, dict[str, np.ndarray]]:
+    """Run ``artifact`` and onnxruntime on ``model`` with the same inputs and compare.
+
+    Returns the report and the inputs used. Inputs bound to constants at
+    compile time are fed to onnxruntime with the same values.
+    """
+    from pathlib import Path
+
+    from .artifact import sha256_file
+    from .errors import UsageError
+    from .reference import run_reference
+    from .tensors import random_inputs
+
+    model = Path(model)
+    if not model.is_file():
+        raise UsageError(f"{model}: no such file; give the ONNX model the artifact was "
+                         "compiled from")
+    expected = artifact.manifest["source_model"]["sha256"]
+    if sha256_file(model) != expected:
+        raise UsageError(f"{model}: not the model {artifact.path} was compiled from (sha256 "
+                         f"differs from the manifest's {expected[:12]}...); give the right "
+                         "model or recompile")
+    if feeds is None:
+        bounds = {d["name"]: d["valid_range"][1] for d in artifact.manifest["inputs"]
+                  if "valid_range" in d}
+        feeds = random_inputs(artifact.inputs, seed=seed, int_bounds=bounds)
+        used_seed: int | None = seed
+    else:
+        used_seed = None
+    got = artifact.run(feeds)
+    consts = {k: np.asarray(v) for k, v in
+              artifact.manifest["bindings"].get("input_consts", {}).items()}
+    ref_feeds = dict(feeds)
+    for name, value in consts.items():
+        ref_feeds[name] = value
+    ref = run_reference(model, ref_feeds)
+    report = VerifyReport(str(artifact.path), str(model), used_seed,
+                          compare_outputs(got, ref, rtol=rtol, atol=atol))
+    return report, feeds
+
