@@ -1,0 +1,5 @@
+"""``python -m edgec`` runs the CLI."""
+
+from .cli import entry
+
+entry()

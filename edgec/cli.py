@@ -1,0 +1,368 @@
+"""The edgec command line: turns options into API calls and errors into exit codes.
+
+Every failure the user can cause prints one line, ``edgec: error: ...``, and
+exits with the code documented in the README; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, api
+from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError
+from .frontend import DEFAULT_MAX_MODEL_BYTES, parse_const_spec, parse_shape_spec
+
+# Made per invocation in main(), so COLUMNS and the streams of that moment apply.
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+EXIT_INTERNAL = 70  # an edgec bug (EX_SOFTWARE); run with --debug and report it
+_state = {"debug": bool(os.environ.get("EDGEC_DEBUG"))}
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", text.strip().lower())
+    if not m:
+        raise UsageError(f"--max-model-size '{text}': give bytes or a size like 500M or 4G")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+
+
+def _shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, dims = parse_shape_spec(spec)
+        if name in shapes and shapes[name] != dims:
+            raise UsageError(f"--input-shape {name} is given twice with different dims")
+        shapes[name] = dims
+    return shapes
+
+
+def _consts(specs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return dict(parse_const_spec(s) for s in specs)
+
+
+@contextlib.contextmanager
+def _progress():
+    """A spinner with the current step on stderr (silent when stderr is not a terminal)."""
+    if not err.is_terminal:
+        yield lambda msg: None
+        return
+    with err.status("starting") as status:
+        yield lambda msg: status.update(msg)
+
+
+def compile_options(f):
+    """Options shared by compile and verify (when verify compiles)."""
+    for deco in reversed([
+        click.option("-t", "--target", default="host", show_default=True,
+                     help="Target file name, short name or alias (x86, arm, host); "
+                          "see 'edgec targets'."),
+        click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,..",
+                     help="Bind an input's shape (dynamic dims); repeatable."),
+        click.option("--input-const", "input_consts", multiple=True, metavar="NAME=VALUE",
+                     help="Bind an input to a constant (number, list or .npy); repeatable."),
+        click.option("-O", "opt_level", type=click.IntRange(0, 3), default=None,
+                     help="Optimisation level 0-3 (default 2); see 'edgec passes'."),
+        click.option("--pipeline", default=None, metavar="NAME|P1,P2,..",
+                     help="A named pipeline or a comma-separated pass list."),
+        click.option("--save-temps", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, metavar="DIR",
+                     help="Keep the model after each pass, the Relax IR, target and "
+                          "a reproducer in DIR."),
+        click.option("--max-model-size", default=str(DEFAULT_MAX_MODEL_BYTES), metavar="SIZE",
+                     help="Refuse bigger models (bytes, or 500M, 4G).", show_default=True),
+    ]):
+        f = deco(f)
+    return f
+
+
+def _compile_kwargs(o: dict) -> dict:
+    return {"target": o["target"], "input_shapes": _shapes(o["input_shapes"]),
+            "input_consts": _consts(o["input_consts"]), "opt_level": o["opt_level"],
+            "pipeline": o["pipeline"], "save_temps": o["save_temps"],
+            "max_model_bytes": _size(o["max_model_size"])}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgec")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """edgec: compile ONNX models with Apache TVM for edge devices, run and verify them."""
+    _state["debug"] = _state["debug"] or debug
+    if _state["debug"]:
+        os.environ["EDGEC_DEBUG"] = "1"  # also shows TVM's native log while building
+
+
+@cli.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Artifact to write (default: MODEL's name with .edgec, here).")
+@compile_options
+def compile_cmd(model: Path, output: Path | None, **o) -> None:
+    """Compile MODEL.onnx for a target into an .edgec artifact."""
+    with _progress() as say:
+        art = api.compile(model, output=output, progress=say, **_compile_kwargs(o))
+    m = art.manifest
+    passes = m["passes"]
+    first, last = passes[0]["nodes_before"], passes[-1]["nodes_after"]
+    out.print(f"compiled {model} for {m['target']['name']} -> {art.path} "
+              f"({art.path.stat().st_size / 1024:.0f} KiB, {m['compile_seconds']['total']:.1f} s)")
+    out.print(f"  passes ({m['pipeline']}): nodes {first} -> {last}; "
+              + ", ".join(f"{p['name']} {p['nodes_before']}->{p['nodes_after']}"
+                          for p in passes if p["nodes_before"] != p["nodes_after"]))
+    out.print("  inputs:  " + ", ".join(s.describe() for s in art.inputs))
+    out.print("  outputs: " + ", ".join(s.describe() for s in art.outputs))
+    if o["save_temps"]:
+        out.print(f"  intermediates in {o['save_temps']}")
+
+
+def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, np.ndarray]:
+    from .tensors import load_input_files, random_inputs
+
+    feeds = load_input_files(art.inputs, list(inputs)) if inputs else {}
+    missing = [s for s in art.inputs if s.name not in feeds]
+    if missing and not random:
+        raise UsageError(f"{art.path}: give input(s) "
+                         + ", ".join(s.describe() for s in missing)
+                         + " with --input NAME=FILE.npy, or pass --random")
+    bounds = {d["name"]: d["valid_range"][1] for d in art.manifest["inputs"]
+              if "valid_range" in d}
+    feeds.update(random_inputs(missing, seed=seed, int_bounds=bounds))
+    return feeds
+
+
+def _latency_line(stats) -> str:
+    return (f"latency: median {stats.median_ms:.3f} ms, min {stats.min_ms:.3f}, "
+            f"p90 {stats.p90_ms:.3f}, mean {stats.mean_ms:.3f} ± {stats.stdev_ms:.3f} ms "
+            f"over {stats.runs} runs")
+
+
+@cli.command("run")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy|FILE.npz",
+              help="Input data; repeatable.")
+@click.option("--random", is_flag=True, help="Random data for inputs not given (seeded).")
+@click.option("--seed", default=0, show_default=True, help="Seed for --random.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write outputs to this .npz (default: ARTIFACT's name + .out.npz).")
+@click.option("--repeat", default=10, show_default=True,
+              help="Timed runs after one warm-up (0: run once, no timing).")
+def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None,
+            repeat: int) -> None:
+    """Run an artifact on this machine and write its outputs to .npz."""
+    art = api.load(artifact)
+    feeds = _feeds(art, inputs, random, seed)
+    session = art.session()
+    results = session.run(feeds)
+    target = output or artifact.with_name(artifact.stem + ".out.npz")
+    _save_npz(target, results)
+    for name, v in results.items():
+        out.print(f"{name}: {v.dtype}{list(v.shape)} min {v.min():.6g} max {v.max():.6g} "
+                  f"mean {v.astype(np.float64).mean():.6g}")
+    out.print(f"outputs written to {target}")
+    if repeat > 0:
+        out.print(_latency_line(session.time(feeds, repeat=repeat)))
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomic .npz write: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@cli.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+              help="The ONNX model, when PATH is an artifact.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the artifact compiled for verification here.")
+@compile_options
+@click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy|FILE.npz",
+              help="Input data (default: random, seeded).")
+@click.option("--seed", default=0, show_default=True, help="Seed for random inputs.")
+@click.option("--rtol", type=float, default=None, help="Override the relative tolerance.")
+@click.option("--atol", type=float, default=None, help="Override the absolute tolerance.")
+@click.option("--repeat", default=10, show_default=True,
+              help="Timed runs for the latency line (0: none).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the report as JSON.")
+def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed: int,
+               rtol, atol, repeat: int, json_out: Path | None, **o) -> None:
+    """Compare an artifact's outputs with onnxruntime's on the same inputs.
+
+    PATH is an ONNX model (compiled now with the compile options) or an
+    .edgec artifact (then give --model).
+    """
+    from .artifact import Artifact
+    from .verification import DEFAULT_TOLERANCES, verify_artifact
+
+    with contextlib.ExitStack() as stack:
+        if path.suffix == ".onnx" or model is None:
+            if model is not None:
+                raise UsageError(f"{path}: --model is only for verifying an artifact; "
+                                 "give the .edgec file as PATH")
+            if path.suffix == ".edgec":
+                raise UsageError(f"{path}: an artifact needs --model MODEL.onnx to compare "
+                                 "against")
+            model = path
+            if output is None:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgec-verify-"))
+                output = Path(tmp) / "model.edgec"
+            with _progress() as say:
+                art = api.compile(path, output=output, progress=say, **_compile_kwargs(o))
+        else:
+            art = Artifact(path)
+        feeds = _feeds(art, inputs, True, seed) if inputs else None
+        report, feeds = verify_artifact(art, model, feeds=feeds, seed=seed, rtol=rtol,
+                                        atol=atol)
+        table = Table(title=f"{model.name} on {art.target['name']} vs onnxruntime")
+        for col in ("output", "shape", "dtype", "max abs err", "max rel err", "tolerance",
+                    "result"):
+            table.add_column(col)
+        for c in report.checks:
+            verdict = "[green]ok[/]" if c.ok else f"[red]MISMATCH[/] {c.mismatched} el."
+            if c.problem:
+                verdict += f" ({c.problem})"
+            table.add_row(c.name, "x".join(map(str, c.shape)), c.dtype, f"{c.max_abs_err:.3g}",
+                          f"{c.max_rel_err:.3g}", f"rtol {c.rtol:g} atol {c.atol:g}", verdict)
+        out.print(table)
+        if report.seed is not None:
+            defaults = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in DEFAULT_TOLERANCES.items())
+            out.print(f"inputs: random, seed {report.seed}; rule |edgec-ref| <= atol + "
+                      f"rtol*|ref| (default rtol/atol: {defaults}; integers exact)")
+        if repeat > 0 and report.ok:
+            out.print("edgec " + _latency_line(art.session().time(feeds, repeat=repeat)))
+        if json_out is not None:
+            json_out.write_text(json.dumps(report.to_json(), indent=2))
+        if not report.ok:
+            bad = [c.name for c in report.checks if not c.ok]
+            raise MismatchError(f"{model}: output(s) {', '.join(bad)} differ from onnxruntime "
+                                "beyond tolerance; rerun with --save-temps DIR to bisect the "
+                                "passes (or -O0)")
+        out.print(f"[green]verified[/]: all {len(report.checks)} output(s) match onnxruntime")
+
+
+@cli.command("inspect")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,..",
+              help="Bind dynamic dims first (for FLOPs).")
+@click.option("--input-const", "input_consts", multiple=True, metavar="NAME=VALUE")
+@click.option("--max-model-size", default=str(DEFAULT_MAX_MODEL_BYTES), metavar="SIZE")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
+                as_json: bool) -> None:
+    """Describe a model: I/O, ops, parameters, FLOPs, what TVM cannot import."""
+    from .model_info import render_model_info
+
+    info = api.inspect(model, input_shapes=_shapes(input_shapes),
+                       input_consts=_consts(input_consts), max_model_bytes=_size(max_model_size))
+    if as_json:
+        out.print_json(json.dumps(info.to_json()))
+    else:
+        render_model_info(info, out)
+
+
+@cli.command("targets")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def targets_cmd(as_json: bool) -> None:
+    """List the target files (name, aliases, description)."""
+    from .targets import pick_host_target
+
+    targets = api.targets()
+    host = pick_host_target(targets).name
+    if as_json:
+        out.print_json(json.dumps({n: t.to_json() | {"aliases": list(t.aliases)}
+                                   for n, t in targets.items()}))
+        return
+    # One entry per target, two lines each: readable at any terminal width.
+    for name, t in targets.items():
+        ok, _ = t.runs_on_host()
+        aliases = [*t.aliases, *(["host"] if name == host else [])]
+        out.print(f"[bold]{name}[/]  ({', '.join(aliases) or 'no aliases'})  {t.kind}, "
+                  f"{t.arch}{', runs here' if ok else ''}")
+        out.print(f"    {t.description}", markup=False)
+
+
+@cli.command("passes")
+def passes_cmd() -> None:
+    """List edgec's passes and the pipelines (-O levels) that order them."""
+    from .passes import PASSES, PIPELINE_DOCS, PIPELINES
+
+    table = Table(title="passes")
+    table.add_column("name")
+    table.add_column("what it does")
+    for p in PASSES.values():
+        table.add_row(p.name, p.description)
+    out.print(table)
+    table = Table(title="pipelines (-O0..-O3 = O0..O3)")
+    table.add_column("name")
+    table.add_column("passes")
+    table.add_column("what")
+    for name, passes in PIPELINES.items():
+        table.add_row(name, ", ".join(passes), PIPELINE_DOCS[name])
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and map every failure to one line and an exit code."""
+    global out, err
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+        return 0
+    except EdgecError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"edgec: error: {exc.message}", markup=False)
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        out.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
+        return 0
+    except click.UsageError as exc:
+        err.print(f"edgec: error: {exc.format_message()} (see 'edgec {_cmd(exc)}--help')",
+                  markup=False)
+        return EXIT_USAGE
+    except (click.Abort, KeyboardInterrupt):
+        err.print("edgec: interrupted", markup=False)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # a bug: one line unless --debug
+        if _state["debug"]:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(f"edgec: internal error: {type(exc).__name__}: {first}; rerun with --debug "
+                  "and report it", markup=False)
+        return EXIT_INTERNAL
+
+
+def _cmd(exc: click.UsageError) -> str:
+    ctx = exc.ctx
+    return f"{ctx.info_name} " if ctx is not None and ctx.parent is not None else ""
+
+
+def entry() -> None:
+    """Console-script entry: exit with main()'s code."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,211 @@
+"""compile(): the one-direction flow from an ONNX file to a verified-loadable artifact.
+
+plan (target, pipeline, bindings: data, printable, testable without TVM)
+-> load and check the model -> bind inputs -> edgec passes -> TVM build
+-> artifact written atomically. --save-temps keeps every intermediate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from . import __version__
+from .artifact import LIBRARY, Artifact, TensorSpec, write_artifact
+from .errors import EdgecError, UnsupportedError, UsageError
+from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings, bind_inputs, load_model
+from .frontend.binding import suggest_binding, unbound_inputs
+from .passes import DEFAULT_PIPELINE, PassReport, resolve_pipeline, run_pipeline
+from .targets import Target, resolve_target
+
+#: Called with a short description as each step starts (the CLI shows a spinner).
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CompilePlan:
+    """Everything decided before any work: printable, and testable without TVM."""
+
+    model: Path
+    output: Path
+    target: Target
+    pipeline: str
+    passes: tuple[str, ...]
+    bindings: Bindings = field(default_factory=Bindings)
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    save_temps: Path | None = None
+
+    def command(self, temps: Path | None = None) -> list[str]:
+        """An ``edgec compile`` command line that reproduces this plan."""
+        cmd = ["edgec", "compile", str(self.model.resolve()), "--target", self.target.name,
+               "--pipeline", self.pipeline if self.pipeline != "custom" else ",".join(self.passes),
+               "-o", str(self.output.resolve())]
+        for name, dims in self.bindings.shapes.items():
+            cmd += ["--input-shape", f"{name}={','.join(map(str, dims))}"]
+        for name, value in self.bindings.consts.items():
+            if value.ndim <= 1 and value.size <= 16:
+                cmd += ["--input-const", f"{name}={','.join(map(str, value.reshape(-1).tolist()))}"]
+            elif temps is not None:
+                np.save(temps / f"const-{name}.npy", value)
+                cmd += ["--input-const", f"{name}={temps.resolve() / f'const-{name}.npy'}"]
+        if self.max_model_bytes != DEFAULT_MAX_MODEL_BYTES:
+            cmd += ["--max-model-size", str(self.max_model_bytes)]
+        return cmd
+
+    def to_json(self) -> dict:
+        return {"model": str(self.model), "output": str(self.output), "target": self.target.name,
+                "pipeline": self.pipeline, "passes": list(self.passes),
+                **self.bindings.to_json()}
+
+
+def plan_compile(model: str | Path, *, target: str | Target = "host",
+                 output: str | Path | None = None,
+                 input_shapes: dict[str, tuple[int, ...]] | None = None,
+                 input_consts: dict[str, object] | None = None,
+                 pipeline: str = DEFAULT_PIPELINE,
+                 max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+                 save_temps: str | Path | None = None) -> CompilePlan:
+    model = Path(model)
+    label, passes = resolve_pipeline(pipeline)
+    consts = {k: np.asarray(v) for k, v in (input_consts or {}).items()}
+    both = sorted(set(input_shapes or {}) & set(consts))
+    if both:
+        raise UsageError(f"input(s) {', '.join(both)} given both --input-shape and "
+                         "--input-const; a constant's shape comes from its value")
+    return CompilePlan(
+        model=model,
+        output=Path(output) if output is not None else Path(model.stem + ".edgec"),
+        target=resolve_target(target),
+        pipeline=label,
+        passes=passes,
+        bindings=Bindings(dict(input_shapes or {}), consts),
+        max_model_bytes=max_model_bytes,
+        save_temps=Path(save_temps) if save_temps is not None else None,
+    )
+
+
+def _spec(value: ir.Value, source: Path, what: str) -> TensorSpec:
+    if value.shape is None or not all(isinstance(d, int) for d in value.shape):
+        raise UnsupportedError(f"{source}: {what} '{value.name}' has no static shape after "
+                               "shape inference; bind the inputs it depends on with "
+                               "--input-shape")
+    return TensorSpec(value.name, tuple(value.shape), value.dtype.numpy().name)
+
+
+def _gather_bounds(model: ir.Model) -> dict[str, int]:
+    """Integer inputs used directly as Gather indices: the size they must stay below."""
+    bounds: dict[str, int] = {}
+    for node in model.graph:
+        if node.op_type == "Gather" and len(node.inputs) == 2 and node.inputs[1] is not None \
+                and node.inputs[1].is_graph_input() and node.inputs[0] is not None \
+                and node.inputs[0].shape is not None:
+            axis = node.attributes.get_int("axis", 0)
+            size = node.inputs[0].shape[axis]
+            if isinstance(size, int):
+                name = node.inputs[1].name
+                bounds[name] = min(size, bounds.get(name, size))
+    return bounds
+
+
+@contextlib.contextmanager
+def _workdir(save_temps: Path | None) -> Iterator[tuple[Path, Path | None]]:
+    with tempfile.TemporaryDirectory(prefix="edgec-build-") as tmp:
+        if save_temps is not None:
+            save_temps.mkdir(parents=True, exist_ok=True)
+        yield Path(tmp), save_temps
+
+
+def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Artifact:
+    """Execute a plan; returns the written artifact."""
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    say(f"loading {plan.model.name}")
+    t0 = time.perf_counter()
+    loaded = load_model(plan.model, max_bytes=plan.max_model_bytes)
+    model = ir.serde.deserialize_model(loaded.proto)
+    bind_inputs(model, plan.bindings, plan.model)
+    loose = unbound_inputs(model)
+    if loose:
+        raise UsageError(f"{plan.model}: input(s) {', '.join(v.name for v in loose)} have "
+                         f"dynamic dims; bind them, e.g. {suggest_binding(loose)}")
+    timings["load"] = time.perf_counter() - t0
+    with _workdir(plan.save_temps) as (work, temps):
+        def observe(i: int, name: str, m: ir.Model) -> None:
+            if temps is not None:
+                ir.save(m, temps / f"{i + 1:02d}-{name}.onnx")
+
+        if temps is not None:
+            ir.save(model, temps / "00-bound.onnx")
+            (temps / "target.json").write_text(json.dumps(plan.target.to_json(), indent=2))
+            (temps / "reproduce.sh").write_text(
+                "#!/bin/sh\n# edgec " + __version__ + ", " + _versions_line() + "\n"
+                + shlex.join(plan.command(temps)) + "\n")
+        say(f"running {len(plan.passes)} edgec passes ({plan.pipeline})")
+        t0 = time.perf_counter()
+        try:
+            reports = run_pipeline(model, plan.passes, observer=observe)
+        except EdgecError as exc:  # passes name the node; the user also needs the file
+            if not exc.message.startswith(str(plan.model)):
+                exc.message = f"{plan.model}: {exc.message}"
+            raise
+        timings["passes"] = time.perf_counter() - t0
+        inputs = [_spec(v, plan.model, "input") for v in model.graph.inputs]
+        outputs = [_spec(v, plan.model, "output") for v in model.graph.outputs]
+        bounds = _gather_bounds(model)
+        proto = ir.serde.serialize_model(model)
+
+        from .backend.tvm import build as tvm_build  # the only way into TVM
+
+        say(f"building with TVM for {plan.target.name}")
+        lib = work / LIBRARY
+        result = tvm_build.build_model(proto, plan.target, lib, source=str(plan.model),
+                                       save_temps=temps)
+        timings.update(result.seconds)
+        manifest = {
+            "edgec_version": __version__,
+            "tvm_version": tvm_build.tvm_version(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "source_model": {"file": plan.model.name, "sha256": loaded.sha256,
+                             "opset": loaded.opset, "bytes": loaded.size_bytes},
+            "target": {**plan.target.to_json(), "tvm_resolved": result.tvm_target,
+                       "device_modules": result.device_modules},
+            "inputs": [dict(s.to_json(), **({"valid_range": [0, bounds[s.name]]}
+                                          if s.name in bounds else {})) for s in inputs],
+            "outputs": [s.to_json() for s in outputs],
+            "bindings": plan.bindings.to_json(),
+            "pipeline": plan.pipeline,
+            "passes": [r.to_json() for r in reports],
+            "compile_seconds": {**{k: round(v, 3) for k, v in timings.items()},
+                                "total": round(time.perf_counter() - started, 3)},
+            "build_host": f"{platform.system()} {platform.machine()}",
+        }
+        if temps is not None:
+            (temps / "compile-report.json").write_text(json.dumps(manifest, indent=2))
+        say(f"writing {plan.output}")
+        write_artifact(plan.output, manifest, {LIBRARY: lib})
+    return Artifact(plan.output)
+
+
+def _versions_line() -> str:
+    import onnxruntime
+
+    return (f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, "
+            f"Python {sys.version.split()[0]}")
+
+
+def pass_summary(reports: list[PassReport]) -> str:
+    return ", ".join(f"{r.name} {r.nodes_before}->{r.nodes_after}" for r in reports)
