@@ -1,0 +1,183 @@
+"""The artifact file: manifest contents, integrity checks before loading, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgec
+from edgec.artifact import LIBRARY, MANIFEST, read_verified, sha256_file, write_artifact
+from edgec.errors import ArtifactError, UnsupportedError
+
+
+def _fake(tmp_path: Path, lib: bytes = b"\x7fELF not really") -> Path:
+    src = tmp_path / "lib.bin"
+    src.write_bytes(lib)
+    out = tmp_path / "fake.edgec"
+    write_artifact(out, {"inputs": [], "outputs": [], "target": {}}, {LIBRARY: src})
+    return out
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:
+    """Copy a tar member by member, letting ``edit(name, data) -> data|None`` change it."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin.getmembers():
+            data = edit(m.name, tin.extractfile(m).read())
+            if data is None:
+                continue
+            m.size = len(data)
+            import io
+
+            tout.addfile(m, io.BytesIO(data))
+    return dst
+
+
+def test_manifest_hashes_every_member(tmp_path):
+    art = _fake(tmp_path)
+    m = read_verified(art)
+    assert m["format"] == "edgec-artifact" and m["format_version"] == 1
+    assert m["members"][LIBRARY]["sha256"] == sha256_file(tmp_path / "lib.bin")
+
+
+def test_tampered_member_is_refused(tmp_path):
+    art = _rewrite(_fake(tmp_path), tmp_path / "t.edgec",
+                   lambda n, d: d.replace(b"really", b"REALLY") if n == LIBRARY else d)
+    with pytest.raises(ArtifactError, match="does not match its sha256"):
+        read_verified(art)
+
+
+def test_extra_member_is_refused(tmp_path):
+    def add(name, data):
+        return data
+
+    art = _rewrite(_fake(tmp_path), tmp_path / "x.edgec", add)
+    with tarfile.open(art, "a") as t:
+        import io
+
+        info = tarfile.TarInfo("evil.so")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(ArtifactError, match="unexpected member"):
+        read_verified(art)
+
+
+def test_missing_member_and_bad_manifest(tmp_path):
+    art = _rewrite(_fake(tmp_path), tmp_path / "m.edgec",
+                   lambda n, d: None if n == LIBRARY else d)
+    with pytest.raises(ArtifactError, match="missing"):
+        read_verified(art)
+    art = _rewrite(_fake(tmp_path), tmp_path / "j.edgec",
+                   lambda n, d: b"{not json" if n == MANIFEST else d)
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        read_verified(art)
+    art = _rewrite(_fake(tmp_path), tmp_path / "v.edgec",
+                   lambda n, d: json.dumps({**json.loads(d), "format_version": 99}).encode()
+                   if n == MANIFEST else d)
+    with pytest.raises(ArtifactError, match="version 99"):
+        read_verified(art)
+
+
+@pytest.mark.parametrize("where", ["manifest-header", "manifest-data", "library-header",
+                                   "library-data", "library-last-byte"])
+def test_truncated_artifact_is_refused(tmp_path, where):
+    art = _fake(tmp_path, lib=bytes(range(256)) * 64)
+    with tarfile.open(art) as t:
+        members = {m.name: m for m in t.getmembers()}
+    man, lib = members[MANIFEST], members[LIBRARY]
+    cut_at = {"manifest-header": man.offset + 100, "manifest-data": man.offset_data + 10,
+              "library-header": lib.offset + 10, "library-data": lib.offset_data + lib.size // 2,
+              "library-last-byte": lib.offset_data + lib.size - 1}[where]
+    cut = tmp_path / "cut.edgec"
+    cut.write_bytes(art.read_bytes()[:cut_at])
+    with pytest.raises(ArtifactError):
+        read_verified(cut)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    out = tmp_path / "out" / "a.edgec"
+    out.parent.mkdir()
+    with pytest.raises(FileNotFoundError):
+        write_artifact(out, {}, {LIBRARY: tmp_path / "does-not-exist.so"})
+    assert list(out.parent.iterdir()) == []
+
+
+def test_existing_artifact_survives_a_failed_rewrite(tmp_path):
+    art = _fake(tmp_path)
+    before = art.read_bytes()
+    with pytest.raises(FileNotFoundError):
+        write_artifact(art, {}, {LIBRARY: tmp_path / "missing.so"})
+    assert art.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.edgec", "lib.bin"]
+
+
+@pytest.mark.compile
+def test_manifest_of_a_real_compile(conv_artifact):
+    model, path = conv_artifact
+    m = edgec.load(path).manifest
+    assert m["source_model"]["sha256"] == sha256_file(model)
+    assert m["tvm_version"].startswith("0.27")
+    assert m["edgec_version"] == edgec.__version__
+    assert m["inputs"] == [{"name": "x", "shape": [1, 3, 16, 16], "dtype": "float32"}]
+    assert m["outputs"] == [{"name": "y", "shape": [1, 8, 16, 16], "dtype": "float32"}]
+    assert m["target"]["tvm"]["kind"] == "llvm" and m["target"]["name"]
+    assert m["target"]["tvm_resolved"]["mtriple"]
+    assert next(p["name"] for p in m["passes"]) == "canonicalize"
+    assert all({"nodes_before", "nodes_after", "modified"} <= set(p) for p in m["passes"])
+    assert set(m["members"]) == {LIBRARY}
+
+
+@pytest.mark.compile
+def test_tampered_library_is_never_loaded(conv_artifact, tmp_path):
+    _, path = conv_artifact
+    bad = _rewrite(path, tmp_path / "bad.edgec",
+                   lambda n, d: d[:-16] + b"\x00" * 16 if n == LIBRARY else d)
+    with pytest.raises(ArtifactError, match="tampered"):
+        edgec.load(bad)
+
+
+@pytest.mark.compile
+def test_api_run_matches_onnxruntime(conv_artifact):
+    import onnxruntime as ort
+
+    model, path = conv_artifact
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    got = edgec.load(path).run({"x": x})["y"]
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    assert got.max() > 0 and (got >= 0).all()  # Relu output, not all zeros
+
+
+@pytest.mark.compile
+def test_session_rejects_wrong_inputs(conv_artifact):
+    from edgec.errors import UsageError
+
+    _, path = conv_artifact
+    art = edgec.load(path)
+    with pytest.raises(UsageError, match="compiled for"):
+        art.run({"x": np.zeros((1, 3, 8, 8), np.float32)})
+    with pytest.raises(UsageError, match="missing"):
+        art.run({})
+    with pytest.raises(UsageError, match="no input named"):
+        art.run({"x": np.zeros((1, 3, 16, 16), np.float32), "z": np.zeros(1)})
+
+
+@pytest.mark.compile
+def test_artifact_for_other_cpu_features_is_refused(conv_artifact, tmp_path):
+    _, path = conv_artifact
+    # Claim a CPU feature no machine has; the hashes stay valid (the manifest is the
+    # authority on the target), and the host check must refuse before loading code.
+    def edit(name, data):
+        if name != MANIFEST:
+            return data
+        m = json.loads(data)
+        m["target"]["cpu_flags"] = [*m["target"]["cpu_flags"], "edgec_test_feature"]
+        return json.dumps(m).encode()
+
+    bad = _rewrite(path, tmp_path / "isa.edgec", edit)
+    with pytest.raises(UnsupportedError, match="edgec_test_feature"):
+        edgec.load(bad).run({"x": np.zeros((1, 3, 16, 16), np.float32)})

@@ -1,0 +1,268 @@
+"""Every kind of bad input gets one line naming the file, a documented exit code,
+no traceback and no output file. Runs the real CLI entry point in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import conv_model, save
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.errors import (
+    EXIT_BAD_ARTIFACT,
+    EXIT_BAD_MODEL,
+    EXIT_TOOLCHAIN,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+)
+
+
+def assert_one_line_error(res, code: int, *needles: str) -> None:
+    assert res.code == code, (res.code, res.err)
+    lines = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.err
+    assert lines[0].startswith("edgec: error: "), lines[0]
+    assert "Traceback" not in res.err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def assert_nothing_written(folder: Path, *expected: str) -> None:
+    """Only the files the test itself created are in ``folder``."""
+    assert sorted(p.name for p in folder.iterdir()) == sorted(expected)
+
+
+def test_missing_file(cli, tmp_path):
+    res = cli("compile", tmp_path / "nope.onnx", "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "nope.onnx", "no such file")
+    assert_nothing_written(tmp_path)
+
+
+def test_not_onnx(cli, tmp_path):
+    bad = tmp_path / "notes.onnx"
+    bad.write_text("this is a text file, not a model\n" * 20)
+    res = cli("compile", bad, "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_BAD_MODEL, "notes.onnx")
+    assert_nothing_written(tmp_path, "notes.onnx")
+
+
+def test_empty_file(cli, tmp_path):
+    bad = tmp_path / "empty.onnx"
+    bad.write_bytes(b"")
+    assert_one_line_error(cli("inspect", bad), EXIT_BAD_MODEL, "empty.onnx", "empty")
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.5, 0.9])
+def test_truncated_protobuf(cli, tmp_path, cut):
+    data = conv_model(size=32).SerializeToString()
+    bad = tmp_path / "cut.onnx"
+    bad.write_bytes(data[: int(len(data) * cut)])
+    res = cli("compile", bad, "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_BAD_MODEL, "cut.onnx")
+    assert_nothing_written(tmp_path, "cut.onnx")
+
+
+def test_corrupted_protobuf(cli, tmp_path):
+    data = bytearray(conv_model(size=32).SerializeToString())
+    rng = np.random.default_rng(1)
+    # Scribble over the graph structure (not only weight bytes, which would still parse).
+    for i in rng.integers(0, 200, size=40):
+        data[i] = 0xFF
+    bad = tmp_path / "bits.onnx"
+    bad.write_bytes(bytes(data))
+    res = cli("compile", bad, "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_BAD_MODEL, "bits.onnx")
+    assert_nothing_written(tmp_path, "bits.onnx")
+
+
+def test_invalid_model_fails_checker(cli, tmp_path):
+    m = conv_model()
+    m.graph.node[1].input[0] = "does_not_exist"
+    bad = save(m, tmp_path / "dangling.onnx")
+    assert_one_line_error(cli("compile", bad, "-t", "x86", "-o", tmp_path / "o.edgec"),
+                          EXIT_BAD_MODEL, "dangling.onnx", "invalid ONNX model")
+
+
+def test_unknown_target_lists_close_names(cli, conv_onnx, tmp_path):
+    res = cli("compile", conv_onnx, "-t", "armm", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "unknown target 'armm'", "arm")
+    assert_nothing_written(tmp_path, "conv.onnx")
+
+
+@pytest.mark.parametrize("spec", ["x=1,a,16,16", "x", "=1,3", "x=1,,3", "x=0,3,16,16", "x=-1,3"])
+def test_malformed_input_shape(cli, conv_onnx, tmp_path, spec):
+    res = cli("compile", conv_onnx, "-t", "x86", "--input-shape", spec,
+              "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "--input-shape", "NAME=D1,D2")
+    assert_nothing_written(tmp_path, "conv.onnx")
+
+
+def test_shape_contradicting_model(cli, conv_onnx, tmp_path):
+    res = cli("compile", conv_onnx, "-t", "x86", "--input-shape", "x=1,4,16,16",
+              "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "conv.onnx", "contradicts the model", "dim 1")
+    res = cli("compile", conv_onnx, "-t", "x86", "--input-shape", "x=1,3,16",
+              "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "conv.onnx", "rank 4")
+    res = cli("compile", conv_onnx, "-t", "x86", "--input-shape", "image=1,3,16,16",
+              "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "no input named 'image'", "x")
+    assert_nothing_written(tmp_path, "conv.onnx")
+
+
+def test_binding_that_breaks_shape_inference(cli, tmp_path):
+    # Reshape to a fixed [4, 64] works only for 256 elements.
+    shape = numpy_helper.from_array(np.array([4, 64], np.int64), "shape")
+    g = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="/Reshape")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 64])], [shape])
+    m = save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+             tmp_path / "reshape.onnx")
+    res = cli("compile", m, "-t", "x86", "--input-shape", "x=3,64", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "do not fit the model", "/Reshape", "--input-shape")
+    assert_nothing_written(tmp_path, "reshape.onnx")
+
+
+def test_unbound_dynamic_dim_suggests_flag(cli, tmp_path):
+    m = save(conv_model(batch="batch"), tmp_path / "dyn.onnx")
+    res = cli("compile", m, "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_USAGE, "dyn.onnx", "dynamic", "--input-shape x=1,3,16,16")
+    assert_nothing_written(tmp_path, "dyn.onnx")
+
+
+def _det_model() -> onnx.ModelProto:
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="/pre/Relu"),
+         helper.make_node("Det", ["r"], ["d"], name="/head/Det")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.compile
+def test_op_tvm_cannot_import_names_node(cli, tmp_path):
+    m = save(_det_model(), tmp_path / "det.onnx")
+    res = cli("compile", m, "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_UNSUPPORTED, "det.onnx", "'/head/Det' (Det)",
+                          "cannot be imported by TVM")
+    assert_nothing_written(tmp_path, "det.onnx")
+
+
+def _external_model(tmp_path: Path, location: str) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    m = conv_model()
+    w = m.graph.initializer[0]
+    raw = numpy_helper.to_array(w).tobytes()
+    w.ClearField("float_data")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(len(raw)))):
+        entry = w.external_data.add()
+        entry.key, entry.value = k, v
+    path = folder / "ext.onnx"
+    onnx.save(m, str(path))
+    return path, raw
+
+
+def test_external_data_parent_dir(cli, tmp_path):
+    path, raw = _external_model(tmp_path, "../secret.bin")
+    (tmp_path / "secret.bin").write_bytes(raw)
+    res = cli("compile", path, "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_BAD_MODEL, "ext.onnx", "../secret.bin", "outside")
+    assert not (tmp_path / "o.edgec").exists()
+
+
+def test_external_data_absolute_path(cli, tmp_path):
+    target = tmp_path / "abs.bin"
+    path, raw = _external_model(tmp_path, str(target))
+    target.write_bytes(raw)
+    res = cli("inspect", path)
+    assert_one_line_error(res, EXIT_BAD_MODEL, "ext.onnx", "outside")
+
+
+def test_external_data_symlink_out(cli, tmp_path):
+    outside = tmp_path / "outside.bin"
+    path, raw = _external_model(tmp_path, "weights.bin")
+    outside.write_bytes(raw)
+    os.symlink(outside, path.parent / "weights.bin")
+    res = cli("compile", path, "-t", "x86", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_BAD_MODEL, "ext.onnx", "symlink")
+    assert not (tmp_path / "o.edgec").exists()
+
+
+def test_external_data_missing_or_short(cli, tmp_path):
+    path, raw = _external_model(tmp_path, "weights.bin")
+    assert_one_line_error(cli("inspect", path), EXIT_BAD_MODEL, "does not exist")
+    (path.parent / "weights.bin").write_bytes(raw[:10])
+    assert_one_line_error(cli("inspect", path), EXIT_BAD_MODEL, "truncated")
+
+
+def test_external_data_inside_folder_is_accepted(cli, tmp_path):
+    path, raw = _external_model(tmp_path, "weights.bin")
+    (path.parent / "weights.bin").write_bytes(raw)
+    res = cli("inspect", path, "--json")
+    assert res.code == 0, res.err
+    assert '"param_count"' in res.out or "params" in res.out
+
+
+def test_model_over_size_limit(cli, conv_onnx, tmp_path):
+    res = cli("compile", conv_onnx, "-t", "x86", "--max-model-size", "100",
+              "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_BAD_MODEL, "conv.onnx", "over the limit",
+                          "--max-model-size")
+    assert_nothing_written(tmp_path, "conv.onnx")
+    assert_one_line_error(cli("compile", conv_onnx, "--max-model-size", "lots"), EXIT_USAGE,
+                          "--max-model-size")
+
+
+def test_missing_cross_compiler_names_package(cli, conv_onnx, tmp_path, monkeypatch):
+    tdir = tmp_path / "targets"
+    tdir.mkdir()
+    (tdir / "board.toml").write_text(
+        'description = "test board with a missing compiler"\n'
+        '[tvm]\nkind = "llvm"\nmtriple = "aarch64-linux-gnu"\nmcpu = "cortex-a53"\n'
+        '[device]\narch = "aarch64"\ncpu_flags = ["asimd"]\n'
+        '[toolchain]\ncc = "edgec-test-no-such-gcc"\npackage = "gcc-edgec-test"\n')
+    monkeypatch.setenv("EDGEC_TARGET_PATH", str(tdir))
+    res = cli("compile", conv_onnx, "-t", "board", "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_TOOLCHAIN, "edgec-test-no-such-gcc",
+                          "apt-get install gcc-edgec-test")
+    assert not (tmp_path / "o.edgec").exists()
+
+
+def test_bad_target_file_is_named(cli, conv_onnx, tmp_path, monkeypatch):
+    tdir = tmp_path / "targets"
+    tdir.mkdir()
+    (tdir / "typo.toml").write_text('description = "x"\n[tvm]\nkind = "llvm"\n'
+                                    'mtriple = "x86_64-linux-gnu"\n[device]\narch = "x86_64"\n'
+                                    '[toolchain]\ncc = "gcc"\n[tvmm]\n')
+    monkeypatch.setenv("EDGEC_TARGET_PATH", str(tdir))
+    assert_one_line_error(cli("targets"), EXIT_USAGE, "typo.toml", "unknown key")
+
+
+def test_artifact_errors(cli, tmp_path):
+    missing = tmp_path / "none.edgec"
+    assert_one_line_error(cli("run", missing, "--random"), EXIT_BAD_ARTIFACT, "none.edgec")
+    junk = tmp_path / "junk.edgec"
+    junk.write_bytes(b"\x00garbage" * 100)
+    assert_one_line_error(cli("run", junk, "--random"), EXIT_BAD_ARTIFACT, "junk.edgec")
+
+
+def test_bare_traceback_never_reaches_user_without_debug(tmp_path):
+    """The installed entry point, as a user runs it, for a failing command."""
+    res = subprocess.run([sys.executable, "-m", "edgec.cli", "compile", str(tmp_path / "x.onnx")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == EXIT_USAGE
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+    dbg = subprocess.run([sys.executable, "-m", "edgec.cli", "--debug", "compile",
+                          str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=120)
+    assert dbg.returncode != 0 and "Traceback" in dbg.stderr
