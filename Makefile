@@ -1,0 +1,55 @@
+# edgec: one command to set up and run the demo, one to set up and pass the tests.
+#   make demo   installs everything, compiles a bundled model for this machine,
+#               runs it, verifies it against onnxruntime and prints latency
+#   make test   installs everything, fetches the real models, runs the whole test suite
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# Debian packages: the aarch64 cross toolchain (ARM builds) and qemu-user (ARM runs).
+APT_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user
+DEMO_MODEL   ?= models/tiny_cnn.onnx
+PYTEST_ARGS  ?=
+
+.PHONY: setup system-deps venv models demo test test-fast lint clean
+
+setup: system-deps venv
+
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+models: venv
+	$(BIN)/python models/fetch_real.py
+
+demo: setup
+	@mkdir -p out
+	$(BIN)/edgec inspect $(DEMO_MODEL)
+	$(BIN)/edgec compile $(DEMO_MODEL) --target host -o out/demo.edgec
+	$(BIN)/edgec run out/demo.edgec --random -o out/demo.out.npz
+	$(BIN)/edgec verify out/demo.edgec --model $(DEMO_MODEL)
+
+test: setup models
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check edgec tests models
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache
