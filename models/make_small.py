@@ -231,8 +231,11 @@ def sr_switch() -> onnx.ModelProto:
                                   name=f"/{name}/Reshape")
         proj = helper.make_node("MatMul", [f"{name}/frames", weight], [f"{name}/out"],
                                 name=f"/{name}/MatMul")
+        # frames = samples / 8 stays symbolic: a static [1, 8, 4] here would make
+        # onnxruntime reject every sample count but 64
         return helper.make_graph([frames, proj], name, [],
-                                 [helper.make_tensor_value_info(f"{name}/out", F, [1, 8, 4])],
+                                 [helper.make_tensor_value_info(f"{name}/out", F,
+                                                                [1, "frames", 4])],
                                  [w])
 
     b.const("/frames/shape", np.array([1, -1, 8], np.int64))

@@ -43,8 +43,10 @@ def with_logits_exposed(path: Path, tmp_path: Path) -> Path | None:
         return None
     inferred = onnx.shape_inference.infer_shapes(m)
     info = {v.name: v for v in inferred.graph.value_info}
-    logits = last[0].input[0]
-    m.graph.output.append(info[logits])
+    logits = info.get(last[0].input[0])
+    if logits is None or not logits.type.tensor_type.HasField("shape"):
+        return None  # dynamic until bound (PP-OCR rec); its Softmax is not uniform anyway
+    m.graph.output.append(logits)
     out = tmp_path / f"{path.stem}-logits.onnx"
     onnx.save(m, str(out))
     return out
