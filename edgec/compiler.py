@@ -28,7 +28,7 @@ from .artifact import LIBRARY, Artifact, TensorSpec, write_artifact
 from .errors import EdgecError, UnsupportedError, UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings, bind_inputs, load_model
 from .frontend.binding import suggest_binding, unbound_inputs
-from .passes import DEFAULT_PIPELINE, PassReport, resolve_pipeline, run_pipeline
+from .passes import DEFAULT_PIPELINE, resolve_pipeline, run_pipeline
 from .targets import Target, resolve_target
 
 #: Called with a short description as each step starts (the CLI shows a spinner).
@@ -201,11 +201,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
 
 
 def _versions_line() -> str:
-    import onnxruntime
+    from importlib.metadata import version
 
-    return (f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, "
-            f"Python {sys.version.split()[0]}")
-
-
-def pass_summary(reports: list[PassReport]) -> str:
-    return ", ".join(f"{r.name} {r.nodes_before}->{r.nodes_after}" for r in reports)
+    return (f"apache-tvm {version('apache-tvm')}, onnx {onnx.__version__}, onnxruntime "
+            f"{version('onnxruntime')}, Python {sys.version.split()[0]}")
