@@ -150,14 +150,16 @@ def unbound_inputs(model: ir.Model) -> list[ir.Value]:
 
 def suggest_binding(values: list[ir.Value]) -> str:
     """An --input-shape flag per value to copy and edit: a dynamic leading (batch) dim
-    becomes 1; other dynamic dims show their name (or SIZE) for the user to fill in."""
+    becomes 1, wherever its name appears; other dynamic dims show their name (or SIZE)
+    for the user to fill in."""
+    batch_names = {v.shape[0].value for v in values if v.shape and _named(v.shape[0])}
     flags = []
     for v in values:
         dims = []
         for i, d in enumerate(v.shape or []):
             if _static(d):
                 dims.append(str(d))
-            elif i == 0:
+            elif i == 0 or (_named(d) and d.value in batch_names):
                 dims.append("1")
             else:
                 dims.append(f"<{d.value}>" if _named(d) else "<SIZE>")

@@ -251,8 +251,9 @@ class _Lowering:
                 what = f"{' and '.join(loose)} of input X {x.shape} " + (
                     "are" if len(loose) > 1 else "is")
             raise self._unsupported(
-                f"{what} not static; bind the model's input shapes with --input-shape so "
-                "edgec can unroll it")
+                f"{what} not static; bind the model's input shapes with --input-shape (and "
+                "inputs that choose branches with --input-const) so edgec can unroll it; at "
+                "-O0 nothing is folded, so shapes computed by subgraphs stay unknown: use -O1+")
         if len(dims) != 3:
             raise self._invalid(f"input X has rank {len(dims)}, expected 3")
         if self.layout == 0:
