@@ -20,7 +20,6 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
+from .fsutil import atomic_write
 
 FORMAT = "edgec-artifact"
 FORMAT_VERSION = 1
@@ -73,27 +73,19 @@ def write_artifact(path: Path, manifest: dict[str, Any], members: dict[str, Path
     manifest["format_version"] = FORMAT_VERSION
     manifest["members"] = {name: {"sha256": sha256_file(src), "bytes": src.stat().st_size}
                            for name, src in members.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
-            data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-            for name, src in members.items():
-                info = tar.gettarinfo(str(src), arcname=name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                info.mtime = 0
-                with open(src, "rb") as fh:
-                    tar.addfile(info, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f, tarfile.open(fileobj=f, mode="w") as tar:
+        data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(data)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(data))
+        for name, src in members.items():
+            info = tar.gettarinfo(str(src), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            with open(src, "rb") as fh:
+                tar.addfile(info, fh)
 
 
 def _open(path: Path) -> tarfile.TarFile:
@@ -183,6 +175,12 @@ class Artifact:
     @property
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec.from_json(d) for d in self.manifest["outputs"]]
+
+    @property
+    def input_bounds(self) -> dict[str, int]:
+        """Integer inputs used as Gather indices -> the size their values must stay below."""
+        return {d["name"]: d["valid_range"][1] for d in self.manifest["inputs"]
+                if "valid_range" in d}
 
     @property
     def target(self) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, api
-from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError
+from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError, first_line
 from .frontend import DEFAULT_MAX_MODEL_BYTES, parse_const_spec, parse_shape_spec
+from .fsutil import atomic_write
 
 # Made per invocation in main(), so COLUMNS and the streams of that moment apply.
 out = Console(highlight=False)
@@ -135,9 +136,7 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
         raise UsageError(f"{art.path}: give input(s) "
                          + ", ".join(s.describe() for s in missing)
                          + " with --input NAME=FILE.npy, or pass --random")
-    bounds = {d["name"]: d["valid_range"][1] for d in art.manifest["inputs"]
-              if "valid_range" in d}
-    feeds.update(random_inputs(missing, seed=seed, int_bounds=bounds))
+    feeds.update(random_inputs(missing, seed=seed, int_bounds=art.input_bounds))
     return feeds
 
 
@@ -165,26 +164,14 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
     session = art.session()
     results = session.run(feeds)
     target = output or artifact.with_name(artifact.stem + ".out.npz")
-    _save_npz(target, results)
+    with atomic_write(target) as f:  # never a half-written .npz
+        np.savez(f, **results)
     for name, v in results.items():
         out.print(f"{name}: {v.dtype}{list(v.shape)} min {v.min():.6g} max {v.max():.6g} "
                   f"mean {v.astype(np.float64).mean():.6g}")
     out.print(f"outputs written to {target}")
     if repeat > 0:
         out.print(_latency_line(session.time(feeds, repeat=repeat)))
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomic .npz write: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @cli.command("verify")
@@ -348,9 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line unless --debug
         if _state["debug"]:
             raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"edgec: internal error: {type(exc).__name__}: {first}; rerun with --debug "
-                  "and report it", markup=False)
+        err.print(f"edgec: internal error: {type(exc).__name__}: {first_line(exc)}; rerun "
+                  "with --debug and report it", markup=False)
         return EXIT_INTERNAL
 
 

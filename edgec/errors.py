@@ -71,3 +71,15 @@ class MismatchError(EdgecError):
     """Outputs differ from the onnxruntime reference beyond tolerance."""
 
     exit_code = EXIT_MISMATCH
+
+
+def first_line(exc: BaseException, *, last: bool = False) -> str:
+    """The first (or last) non-blank line of an exception's text, else its type name.
+
+    Library errors (TVM's especially) span many lines; edgec's own messages
+    quote one line of them so every error stays a single line.
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[-1] if last else lines[0]

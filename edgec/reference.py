@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 _ORT_TYPES = {"float": "float32", "double": "float64", "float16": "float16", "int8": "int8",
               "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32",
@@ -37,7 +37,6 @@ def run_reference(model: Path, feeds: dict[str, np.ndarray], *,
                 typed[i.name] = value.astype(dtype) if dtype else value
         results = sess.run(names, typed)
     except Exception as exc:  # onnxruntime raises its own exception types
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-        raise ModelError(f"{model}: onnxruntime cannot run the reference: {first.strip()}") \
-            from None
+        raise ModelError(f"{model}: onnxruntime cannot run the reference: "
+                         f"{first_line(exc)}") from None
     return dict(zip(names, results, strict=True))

@@ -132,9 +132,7 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
                          f"differs from the manifest's {expected[:12]}...); give the right "
                          "model or recompile")
     if feeds is None:
-        bounds = {d["name"]: d["valid_range"][1] for d in artifact.manifest["inputs"]
-                  if "valid_range" in d}
-        feeds = random_inputs(artifact.inputs, seed=seed, int_bounds=bounds)
+        feeds = random_inputs(artifact.inputs, seed=seed, int_bounds=artifact.input_bounds)
         used_seed: int | None = seed
     else:
         used_seed = None

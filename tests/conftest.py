@@ -68,6 +68,16 @@ def cli(capsys, monkeypatch):
     return run
 
 
+def elf_machine(artifact: Path) -> int:
+    """e_machine of the artifact's library: 62 x86-64, 183 aarch64."""
+    import tarfile
+
+    with tarfile.open(artifact) as t:
+        head = t.extractfile("model.so").read(20)
+    assert head[:4] == b"\x7fELF"
+    return int.from_bytes(head[18:20], "little")
+
+
 def catalog() -> list[dict]:
     return tomllib.loads(CATALOG.read_text())["model"]
 

@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import conv_model, save
+from conftest import conv_model, elf_machine, save
 
 import edgec
 from edgec.artifact import LIBRARY
@@ -19,13 +19,6 @@ from edgec.errors import EXIT_MISMATCH, EXIT_UNSUPPORTED, EXIT_USAGE
 pytestmark = pytest.mark.compile
 
 ELF_MACHINE = {"x86_64": 62, "aarch64": 183}
-
-
-def elf_machine(artifact) -> int:
-    with tarfile.open(artifact) as t:
-        head = t.extractfile(LIBRARY).read(20)
-    assert head[:4] == b"\x7fELF"
-    return int.from_bytes(head[18:20], "little")
 
 
 def test_cli_compile_run_verify(cli, conv_onnx, tmp_path):

@@ -17,7 +17,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from ..errors import ModelError, UnsupportedError, UsageError
+from ..errors import ModelError, UnsupportedError, UsageError, first_line
 
 #: Largest model (protobuf plus external data) edgec accepts unless told otherwise.
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
@@ -125,7 +125,7 @@ def load_model(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_MODEL_BY
         proto = onnx.ModelProto.FromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{path}: not an ONNX model or truncated (protobuf parse failed: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                         f"{first_line(exc)}); "
                          "re-export or re-download it") from None
     if not proto.HasField("graph") or proto.ir_version == 0 or not proto.opset_import:
         raise ModelError(f"{path}: not an ONNX model (no graph, IR version or opset); "
@@ -158,5 +158,5 @@ def _check(path: Path, proto: onnx.ModelProto, total: int) -> None:
         else:  # the checker takes big models only by path
             onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-        raise ModelError(f"{path}: invalid ONNX model ({first}); fix or re-export it") from None
+        raise ModelError(f"{path}: invalid ONNX model ({first_line(exc)}); fix or re-export it") \
+            from None

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import onnx_ir as ir
 
-from ..errors import CompileError, EdgecError, UsageError
+from ..errors import CompileError, EdgecError, UsageError, first_line
 from .registry import PASSES, count_nodes
 
 PIPELINES: dict[str, tuple[str, ...]] = {}
@@ -88,8 +88,7 @@ def run_pipeline(model: ir.Model, passes: tuple[str, ...], *,
         except EdgecError:
             raise
         except Exception as exc:  # a library bug must still read as one line
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CompileError(f"pass '{name}' failed: {first}; rerun with --debug and "
+            raise CompileError(f"pass '{name}' failed: {first_line(exc)}; rerun with --debug and "
                                "--save-temps DIR and report it") from exc
         model = result.model
         reports.append(PassReport(name, before, count_nodes(model), bool(result.modified),

@@ -16,7 +16,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common._c_api_utils import call_onnx_api
 from onnx_ir.passes.common.shape_inference import _merge_func
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from .registry import register
 
 _infer = functools.partial(onnx.shape_inference.infer_shapes, check_type=True,
@@ -29,8 +29,7 @@ class InferShapes(ir.passes.InPlacePass):
         try:
             inferred = call_onnx_api(_infer, model)
         except onnx.shape_inference.InferenceError as exc:
-            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-            raise UsageError(f"the bound input shapes do not fit the model ({first}); "
+            raise UsageError(f"the bound input shapes do not fit the model ({first_line(exc)}); "
                              "check --input-shape") from None
         modified = _merge_func(model, inferred)
         for graph in model.graphs():

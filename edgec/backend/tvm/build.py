@@ -24,7 +24,7 @@ from tvm import relax
 from tvm.support import cc as tvm_cc
 from tvm.target import codegen
 
-from ...errors import CompileError, ToolchainError, UsageError
+from ...errors import CompileError, ToolchainError, UsageError, first_line
 from ...targets import Target
 from .importer import import_onnx
 
@@ -53,9 +53,8 @@ def tvm_target(target: Target) -> tvm.target.Target:
     try:
         return tvm.target.Target(target.tvm_dict())
     except Exception as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{target.path}: TVM rejects this target ({first}); fix the [tvm] "
-                         "table") from None
+        raise UsageError(f"{target.path}: TVM rejects this target "
+                         f"({first_line(exc, last=True)}); fix the [tvm] table") from None
 
 
 def cpu_side(t: tvm.target.Target) -> tvm.target.Target:
@@ -164,9 +163,8 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
             (save_temps / "relax-after.py").write_text(mod.script(show_meta=False))
         executable = tvm.compile(mod, target=t, relax_pipeline=None)
     except Exception as exc:
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
         raise CompileError(f"{source}: TVM failed to compile for '{target.name}': "
-                           f"{first.strip()}; rerun with --debug --save-temps DIR and report "
+                           f"{first_line(exc)}; rerun with --debug --save-temps DIR and report "
                            "it") from exc
     seconds["tvm"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -174,8 +172,7 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     try:
         executable.export_library(str(lib_path), fcompile=fcompile)
     except Exception as exc:
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-        raise ToolchainError(f"{source}: linking with {target.cc} failed: {first.strip()}") \
+        raise ToolchainError(f"{source}: linking with {target.cc} failed: {first_line(exc)}") \
             from exc
     seconds["link"] = time.perf_counter() - t0
     return BuildResult(lib_path=lib_path, tvm_target=_jsonable(t.export()),

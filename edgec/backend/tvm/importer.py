@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from ...errors import CompileError, UnsupportedError
+from ...errors import CompileError, UnsupportedError, first_line
 from .coverage import LOWERED_BY_EDGEC, tvm_onnx_ops
 
 
@@ -64,8 +64,7 @@ def import_onnx(model: onnx.ModelProto, source: str | Path):
             return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes,
                              keep_params_in_input=False)
     except Exception as exc:  # TVM raises many types; the user needs one line
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
         where = re.search(r"Error converting operator (\w+)", chatter.getvalue())
         op = f" on a {where.group(1)} node" if where else ""
-        raise CompileError(f"{source}: TVM's ONNX importer failed{op}: {first.strip()}; rerun "
+        raise CompileError(f"{source}: TVM's ONNX importer failed{op}: {first_line(exc)}; rerun "
                            "with --save-temps DIR and report the saved model") from exc
