@@ -140,12 +140,6 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
     return feeds
 
 
-def _latency_line(stats) -> str:
-    return (f"latency: median {stats.median_ms:.3f} ms, min {stats.min_ms:.3f}, "
-            f"p90 {stats.p90_ms:.3f}, mean {stats.mean_ms:.3f} ± {stats.stdev_ms:.3f} ms "
-            f"over {stats.runs} runs")
-
-
 @cli.command("run")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy|FILE.npz",
@@ -171,7 +165,7 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
                   f"mean {v.astype(np.float64).mean():.6g}")
     out.print(f"outputs written to {target}")
     if repeat > 0:
-        out.print(_latency_line(session.time(feeds, repeat=repeat)))
+        out.print("latency: " + session.time(feeds, repeat=repeat).line())
 
 
 @cli.command("verify")
@@ -235,7 +229,7 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             out.print(f"inputs: random, seed {report.seed}; rule |edgec-ref| <= atol + "
                       f"rtol*|ref| (default rtol/atol: {defaults}; integers exact)")
         if repeat > 0 and report.ok:
-            out.print("edgec " + _latency_line(art.session().time(feeds, repeat=repeat)))
+            out.print("edgec latency: " + art.session().time(feeds, repeat=repeat).line())
         if json_out is not None:
             json_out.write_text(json.dumps(report.to_json(), indent=2))
         if not report.ok:

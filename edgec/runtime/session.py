@@ -8,9 +8,7 @@ AVX2 machine is refused with a message, never a crash or SIGILL.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,29 +17,8 @@ from tvm import relax
 
 from ..artifact import LIBRARY, TensorSpec, read_verified
 from ..errors import UnsupportedError, UsageError
+from ..stats import LatencyStats
 from ..targets import host_compatibility
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Per-run latency in milliseconds over ``runs`` timed runs (after warm-up)."""
-
-    runs: int
-    median_ms: float
-    mean_ms: float
-    min_ms: float
-    p90_ms: float
-    stdev_ms: float
-
-    @classmethod
-    def from_seconds(cls, samples: list[float]) -> LatencyStats:
-        ms = sorted(s * 1e3 for s in samples)
-        p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
-        return cls(len(ms), statistics.median(ms), statistics.fmean(ms), ms[0], p90,
-                   statistics.stdev(ms) if len(ms) > 1 else 0.0)
-
-    def to_json(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 class Session:
