@@ -192,6 +192,9 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
             "compile_seconds": {**{k: round(v, 3) for k, v in timings.items()},
                                 "total": round(time.perf_counter() - started, 3)},
             "build_host": f"{platform.system()} {platform.machine()}",
+            # kernel -> ONNX nodes (of the graph after edgec's passes), for 'edgec profile'
+            "kernels": result.kernels,
+            **({"kernels_error": result.kernels_error} if result.kernels_error else {}),
         }
         if temps is not None:
             (temps / "compile-report.json").write_text(json.dumps(manifest, indent=2))

@@ -133,6 +133,7 @@ def test_o2_fuses_batchnorm_and_drops_identity():
     m = prepared(bn_model())
     reports = run_pipeline(m, PIPELINES["O2"])
     assert ops(m) == ["Conv", "Relu"]
+    assert [n.name for n in m.graph] == ["/Conv", "/Relu"]  # the model's names survive
     assert next(r for r in reports if r.name == "fuse-batchnorm").modified
     x = np.random.default_rng(3).standard_normal((1, 3, 10, 10)).astype(np.float32)
     np.testing.assert_allclose(ort_run(ir.serde.serialize_model(m), {"x": x})[0],

@@ -18,8 +18,45 @@ class _RuleSetPass(ir.passes.InPlacePass):
     rules: tuple = ()
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
+        before = _producers(model.graph)
         count = rewriter.RewriteRuleSet(list(self.rules)).apply_to_model(model)
+        if count:
+            _keep_names(model.graph, before)
         return ir.passes.PassResult(model, count > 0)
+
+
+def _producers(graph: ir.Graph) -> dict[str, tuple[str, str, list[str]]]:
+    """value name -> (node name, op type, input value names) of the node making it."""
+    return {out.name: (n.name, n.op_type, [v.name for v in n.inputs if v is not None])
+            for n in graph for out in n.outputs if out.name}
+
+
+def _keep_names(graph: ir.Graph, before: dict[str, tuple[str, str, list[str]]]) -> None:
+    """Give a node a rewrite made the name of the node of its kind it replaced.
+
+    The rewriter names new nodes 'node_Conv_1'; after folding /bn1 into
+    /conv1/Conv the Conv should still be '/conv1/Conv', so that --save-temps,
+    error messages and 'edgec profile' speak the model's own names. Found by
+    walking back from the old producer of the new node's output through nodes
+    that are gone, to one of the same op type.
+    """
+    old = {b[0] for b in before.values()}
+    alive = {n.name for n in graph}
+    taken = set(alive)
+    for node in graph:
+        if node.name in old or not node.outputs:
+            continue
+        todo, seen = [node.outputs[0].name], set()
+        while todo:
+            producer = before.get(todo.pop())
+            if producer is None or producer[0] in seen or producer[0] in alive:
+                continue
+            seen.add(producer[0])
+            if producer[1] == node.op_type and producer[0] not in taken:
+                node.name = producer[0]
+                taken.add(producer[0])
+                break
+            todo.extend(producer[2])
 
 
 @register("fuse-batchnorm", "Fold BatchNormalization into the preceding Conv, ConvTranspose "

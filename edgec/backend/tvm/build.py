@@ -27,6 +27,7 @@ from tvm.target import codegen
 from ...errors import CompileError, ToolchainError, UsageError, first_line
 from ...targets import Target
 from .importer import import_onnx
+from .provenance import Tracker
 
 # LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
 # feature may use the instruction; the target file must declare the flag so
@@ -96,6 +97,8 @@ class BuildResult:
     cpu_flags: list[str]
     device_modules: list[str]  # kinds of the code modules inside, e.g. ["llvm", "cuda"]
     seconds: dict[str, float]
+    kernels: dict[str, dict]  # kernel -> the ONNX nodes it came from (provenance.py)
+    kernels_error: str | None = None  # why provenance is missing, if it is
 
 
 def _module_kinds(mod) -> list[str]:
@@ -151,14 +154,18 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
            save_temps: Path | None) -> BuildResult:
     seconds = {}
     t0 = time.perf_counter()
-    mod = import_onnx(model, source)
+    tracker = Tracker(model)
+    with tracker.importing():
+        mod = import_onnx(model, source)
+    mod = tracker.tag(mod)
     seconds["import"] = time.perf_counter() - t0
     if save_temps is not None:
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
     t0 = time.perf_counter()
     try:
-        with t:
+        with t, tracker.pass_context():
             mod = relax.get_default_pipeline(t)(mod)
+        kernels = tracker.kernels(mod)
         if save_temps is not None:
             (save_temps / "relax-after.py").write_text(mod.script(show_meta=False))
         executable = tvm.compile(mod, target=t, relax_pipeline=None)
@@ -177,4 +184,5 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     seconds["link"] = time.perf_counter() - t0
     return BuildResult(lib_path=lib_path, tvm_target=_jsonable(t.export()),
                        cpu_flags=sorted(target.cpu_flags),
-                       device_modules=_module_kinds(executable.mod), seconds=seconds)
+                       device_modules=_module_kinds(executable.mod), seconds=seconds,
+                       kernels=kernels, kernels_error=tracker.error)
