@@ -2,6 +2,7 @@
 #   make demo   installs everything, compiles a bundled model for this machine,
 #               runs it, verifies it against onnxruntime and prints latency
 #   make test   installs everything, fetches the real models, runs the whole test suite
+#   make bench  edgec vs onnxruntime vs TFLite on the real models (README table, chart)
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -9,11 +10,15 @@ BIN     := $(VENV)/bin
 # Debian packages: the aarch64 cross toolchain (ARM builds) and qemu-user (ARM runs).
 APT_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user
 DEMO_MODEL   ?= models/tiny_cnn.onnx
+# The TFLite yardstick's converter: onnx2tf 1.29 (the last for Python 3.11) pins
+# numpy 1.26, onnx 1.19, onnxruntime 1.23 and TensorFlow 2.19, so it gets its own venv.
+TFLITE_VENV     ?= .venv-tflite
+ONNX2TF_VERSION := 1.29.24
 PYTEST_ARGS  ?=
 
-.PHONY: setup system-deps venv models demo test test-fast lint clean
+.PHONY: setup system-deps venv tflite-venv models demo test test-fast bench lint clean
 
-setup: system-deps venv
+setup: system-deps venv tflite-venv
 
 system-deps:
 	@missing=""; \
@@ -32,6 +37,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
+tflite-venv: $(TFLITE_VENV)/.installed
+
+$(TFLITE_VENV)/.installed:
+	$(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TFLITE_VENV)/bin/python -m pip install -q onnx2tf==$(ONNX2TF_VERSION)
+	@touch $@
+
 models: venv
 	$(BIN)/python models/fetch_real.py
 
@@ -44,6 +57,9 @@ demo: setup
 
 test: setup models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup models
+	$(BIN)/python benchmarks/run_suite.py
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -39,6 +39,11 @@ class Session:
         lib = tvm.runtime.load_module(str(Path(self._tmp.name) / LIBRARY))
         self.vm = relax.VirtualMachine(lib, self.device)
 
+    @property
+    def threads(self) -> int:
+        """Threads TVM's pool runs kernels on (set by TVM_NUM_THREADS before it starts)."""
+        return int(tvm.runtime.num_threads())
+
     def _args(self, feeds: dict[str, np.ndarray]) -> list:
         unknown = sorted(set(feeds) - {s.name for s in self.inputs})
         if unknown:

@@ -1,0 +1,61 @@
+"""onnxruntime (CPU execution provider) as a timed engine, on the user's original model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError, first_line
+from .timing import EngineRun, time_calls
+
+ORT_TYPES = {"float": "float32", "double": "float64", "float16": "float16", "int8": "int8",
+             "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32",
+             "uint32": "uint32", "int64": "int64", "uint64": "uint64", "bool": "bool"}
+
+
+def session(model: Path, *, threads: int | None = None):
+    """A CPU session; ``threads`` fixes intra-op threads (inter-op stays sequential)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(f"{model}: onnxruntime cannot load it: {first_line(exc)}") from None
+
+
+def typed_feeds(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Feeds the session takes, cast to its declared types (CLI constants are plain ints)."""
+    typed = {}
+    for i in sess.get_inputs():
+        if i.name in feeds:
+            dtype = ORT_TYPES.get(i.type.removeprefix("tensor(").rstrip(")"))
+            value = np.asarray(feeds[i.name])
+            typed[i.name] = value.astype(dtype) if dtype else value
+    return typed
+
+
+def run(model: Path, feeds: dict[str, np.ndarray], *, threads: int, warmup: int, repeat: int,
+        budget_s: float) -> EngineRun:
+    sess = session(model, threads=threads)
+    names = [o.name for o in sess.get_outputs()]
+    typed = typed_feeds(sess, feeds)
+    try:
+        outputs = dict(zip(names, sess.run(names, typed), strict=True))
+        stats = time_calls(lambda: sess.run(names, typed), warmup=warmup, repeat=repeat,
+                           budget_s=budget_s)
+    except Exception as exc:
+        raise ModelError(f"{model}: onnxruntime failed to run it: {first_line(exc)}") from None
+    return EngineRun(outputs, stats, threads)
+
+
+def version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

@@ -1,0 +1,204 @@
+"""TFLite as a yardstick: ONNX -> onnx2tf -> .tflite, run by LiteRT with XNNPACK.
+
+onnx2tf 1.29 (the last release for Python 3.11) pins numpy 1.26, onnx 1.19,
+onnxruntime 1.23 and TensorFlow 2.19, which cannot share edgec's environment,
+so the converter lives in its own virtualenv (``make setup`` builds
+``.venv-tflite``; ``EDGEC_TFLITE_PYTHON`` points elsewhere) and runs as a
+subprocess. The converted model runs here in LiteRT (``ai-edge-litert``,
+falling back to ``tflite_runtime``). Conversions are cached by the sha256 of
+the static-shape ONNX model and the onnx2tf version; failures are cached
+with their reason too, so a model onnx2tf cannot convert costs one attempt.
+
+Nothing here may reach the internet: onnx2tf downloads a calibration sample
+for 4-D 3-channel inputs unless the file is already in its working folder, so
+a local one is written there, and proxies are pointed at a closed local port
+so any other download fails at once instead of leaving the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import TensorSpec
+from ..cache import cache_dir
+from ..fsutil import atomic_write
+from .timing import EngineRun, time_calls
+
+PYTHON_ENV = "EDGEC_TFLITE_PYTHON"
+REPO_VENV = Path(__file__).resolve().parents[2] / ".venv-tflite"
+CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CHANNELS_LAST = {3: (0, 2, 1), 4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
+
+
+class TfliteUnavailable(Exception):
+    """The TFLite row cannot be produced; the message is the reason for the table."""
+
+
+def converter_python() -> Path | None:
+    env = os.environ.get(PYTHON_ENV)
+    if env:
+        return Path(env)
+    candidate = REPO_VENV / "bin" / "python"
+    return candidate if candidate.exists() else None
+
+
+def _converter() -> tuple[Path, str]:
+    py = converter_python()
+    if py is None or not py.exists():
+        raise TfliteUnavailable("converter not installed (make setup builds .venv-tflite, or "
+                                f"set {PYTHON_ENV})")
+    res = subprocess.run([str(py), "-c", "import importlib.metadata as m; "
+                          "print(m.version('onnx2tf'), m.version('tensorflow'))"],
+                         capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise TfliteUnavailable(f"{py} has no onnx2tf/tensorflow")
+    return py, res.stdout.strip()
+
+
+def versions() -> str:
+    """'onnx2tf X tensorflow Y, litert Z' for reports, or why they are unknown."""
+    try:
+        conv = _converter()[1].split()
+        conv_text = f"onnx2tf {conv[0]}, tensorflow {conv[1]}"
+    except TfliteUnavailable as exc:
+        conv_text = str(exc)
+    return f"{conv_text}, {_interpreter_version()}"
+
+
+def _interpreter_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("ai-edge-litert", "tflite-runtime"):
+        try:
+            return f"{dist} {version(dist)}"
+        except PackageNotFoundError:
+            continue
+    return "no LiteRT"
+
+
+def _failure_reason(log: str) -> str:
+    lines = [_ANSI.sub("", ln).strip() for ln in log.splitlines()]
+    op = next((ln.split("onnx_op_name:", 1)[1].strip() for ln in lines
+               if "onnx_op_name:" in ln), None)
+    exc = next((ln for ln in reversed(lines)
+                if re.match(r"^[A-Za-z_.]*(Error|Exception)\b:?", ln)), None)
+    parts = [f"at {op}" if op else "", exc or (lines[-1] if lines else "no output")]
+    return " ".join(p for p in parts if p)[:300]
+
+
+def convert(static_onnx: bytes, *, timeout_s: float = 1800) -> Path:
+    """The cached .tflite (float32) for a static-shape ONNX model, converting if needed."""
+    py, conv_version = _converter()
+    key = hashlib.sha256(static_onnx + conv_version.encode()).hexdigest()[:32]
+    slot = cache_dir("tflite", key)
+    done, failed = slot / "model_float32.tflite", slot / "failed.txt"
+    if done.exists():
+        return done
+    if failed.exists():
+        raise TfliteUnavailable(f"conversion failed: {failed.read_text().strip()} (cached)")
+    with tempfile.TemporaryDirectory(prefix="edgec-onnx2tf-") as tmp:
+        work = Path(tmp)
+        (work / "model.onnx").write_bytes(static_onnx)
+        np.save(work / CALIBRATION,
+                np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+        env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2",
+                   CUDA_VISIBLE_DEVICES="", HTTP_PROXY="http://127.0.0.1:9",
+                   HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
+        cmd = [str(py.parent / "onnx2tf"), "-i", "model.onnx", "-o", "out", "-n", "-coion"]
+        try:
+            res = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                                 timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise TfliteUnavailable(f"conversion failed: onnx2tf ran over {timeout_s:.0f} s") \
+                from None
+        made = work / "out" / "model_float32.tflite"
+        if res.returncode != 0 or not made.exists():
+            reason = _failure_reason(res.stdout + "\n" + res.stderr)
+            failed.write_text(reason + "\n")
+            raise TfliteUnavailable(f"conversion failed: {reason}")
+        with atomic_write(done) as f:
+            f.write(made.read_bytes())
+    return done
+
+
+def _interpreter(path: Path, threads: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # the predecessor, same API
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise TfliteUnavailable("neither ai-edge-litert nor tflite-runtime is "
+                                    "installed") from None
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    return it
+
+
+def _to_tflite_layout(value: np.ndarray, want: tuple[int, ...], what: str) -> np.ndarray:
+    if value.shape == want:
+        return value
+    perm = _CHANNELS_LAST.get(value.ndim)
+    if perm is not None and tuple(value.shape[i] for i in perm) == want:
+        return np.ascontiguousarray(value.transpose(perm))
+    raise TfliteUnavailable(f"layout of {what} {list(value.shape)} does not map to the "
+                            f"TFLite tensor {list(want)}")
+
+
+def _to_onnx_layout(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if value.shape == spec.shape:
+        return value
+    perm = _CHANNELS_LAST.get(value.ndim)
+    if perm is not None and tuple(spec.shape[i] for i in perm) == value.shape:
+        return value.transpose(np.argsort(perm))
+    raise TfliteUnavailable(f"TFLite output {list(value.shape)} does not map to "
+                            f"{spec.name} {list(spec.shape)}")
+
+
+def _clean(name: str) -> str:
+    return name.removeprefix("serving_default_").split(":")[0]
+
+
+def run(tflite: Path, feeds: dict[str, np.ndarray], inputs: list[TensorSpec],
+        outputs: list[TensorSpec], *, threads: int, warmup: int, repeat: int,
+        budget_s: float) -> EngineRun:
+    """Run in LiteRT (XNNPACK, ``threads``) on ONNX-layout feeds; outputs in ONNX layout."""
+    it = _interpreter(tflite, threads)
+    details = it.get_input_details()
+    by_name = {_clean(d["name"]): d for d in details}
+    if not all(s.name in by_name for s in inputs):
+        by_name = {s.name: d for s, d in zip(inputs, details, strict=False)}
+    if len(details) != len(inputs):
+        raise TfliteUnavailable(f"the TFLite model has {len(details)} inputs, ONNX "
+                                f"{len(inputs)}")
+    staged = []
+    for s in inputs:
+        d = by_name[s.name]
+        value = _to_tflite_layout(np.asarray(feeds[s.name]), tuple(d["shape"]), s.name)
+        staged.append((d["index"], value.astype(d["dtype"])))
+    out_details = it.get_output_details()
+    if len(out_details) != len(outputs):
+        raise TfliteUnavailable(f"the TFLite model has {len(out_details)} outputs, ONNX "
+                                f"{len(outputs)}")
+    out_by_name = {_clean(d["name"]): d for d in out_details}
+    if not all(s.name in out_by_name for s in outputs):  # names not kept: same order
+        out_by_name = {s.name: d for s, d in zip(outputs, out_details, strict=True)}
+
+    def call() -> None:
+        for index, value in staged:
+            it.set_tensor(index, value)
+        it.invoke()
+
+    call()
+    results = {s.name: _to_onnx_layout(it.get_tensor(out_by_name[s.name]["index"]), s)
+               for s in outputs}
+    stats = time_calls(call, warmup=warmup, repeat=repeat, budget_s=budget_s)
+    return EngineRun(results, stats, threads)

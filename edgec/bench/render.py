@@ -1,0 +1,135 @@
+"""Benchmark reports as a terminal table, a Markdown table and a bar chart PNG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.table import Table
+
+from ..fsutil import atomic_write
+from .machine import caption
+from .runner import BenchReport, EngineResult
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _err(e: EngineResult) -> str:
+    if e.max_abs_err is None:
+        return "-"
+    mark = "" if e.within_tolerance else " (over tolerance)"
+    return f"{e.max_abs_err:.2g} / {e.max_rel_err:.2g}{mark}"
+
+
+def rich_table(report: BenchReport) -> Table:
+    gflop = f"{report.flops / 1e9:.3f} GFLOP" if report.flops else "FLOPs unknown"
+    table = Table(title=f"{Path(report.model).name}: {gflop}, {report.threads} threads",
+                  caption=caption(report.machine, {"tvm": report.versions["apache-tvm"]}))
+    for col in ("engine", "median ms", "p90", "p99", "min", "stdev", "runs", "GFLOP/s",
+                "max err abs / rel vs ort"):
+        table.add_column(col, justify="left" if col in ("engine",) else "right")
+    for e in report.engines:
+        if e.status != "ok" or e.stats is None:  # the reason is printed under the table
+            table.add_row(f"{e.engine} ({e.precision})", "[red]n/a[/]", *[""] * 7)
+            continue
+        s = e.stats
+        table.add_row(f"{e.engine} ({e.precision})", f"{s.median_ms:.3f}", f"{s.p90_ms:.3f}",
+                      f"{s.p99_ms:.3f}", f"{s.min_ms:.3f}", f"{s.stdev_ms:.3f}", str(s.runs),
+                      _fmt(e.gflops_per_s, ".2f"), _err(e))
+    return table
+
+
+def failure_lines(report: BenchReport) -> list[str]:
+    """'tflite: conversion failed: ...' for every engine that produced no numbers."""
+    return [f"{e.engine}: {e.reason}" for e in report.engines if e.status != "ok"]
+
+
+def ratio_to_best_peer(report: BenchReport) -> float | None:
+    """edgec median / the fastest working baseline's median (below 1: edgec is faster)."""
+    edgec = report.result("edgec")
+    peers = [e.stats.median_ms for e in report.engines
+             if e.engine != "edgec" and e.status == "ok" and e.stats]
+    if edgec is None or edgec.stats is None or not peers:
+        return None
+    return edgec.stats.median_ms / min(peers)
+
+
+def geomean(values: list[float]) -> float | None:
+    values = [v for v in values if v and v > 0]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def markdown_table(reports: list[BenchReport]) -> str:
+    """One row per model: median latency per engine, edgec's error, and the ratio."""
+    lines = ["| model | GFLOP | edgec ms | onnxruntime ms | tflite ms | edgec / best peer | "
+             "edgec max abs err vs ort | tflite max abs err vs ort |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        cells = []
+        for name in ("edgec", "onnxruntime", "tflite"):
+            e = r.result(name)
+            if e is None:
+                cells.append("not run")
+            elif e.status != "ok":
+                cells.append(e.reason.replace("|", "/"))
+            else:
+                cells.append(f"{e.stats.median_ms:.2f}")
+        ratio = ratio_to_best_peer(r)
+        errs = [_fmt((r.result(n) or EngineResult(n, "", "", "", 0)).max_abs_err, ".1e")
+                for n in ("edgec", "tflite")]
+        flops = f"{r.flops / 1e9:.2f}" if r.flops else "?"
+        verdict = "-" if ratio is None else (
+            f"{ratio:.2f}x ({'slower' if ratio > 1 else 'faster'})")
+        lines.append(f"| {Path(r.model).name} | {flops} | " + " | ".join(cells)
+                     + f" | {verdict} | {errs[0]} | {errs[1]} |")
+    g = geomean([ratio_to_best_peer(r) for r in reports])
+    if g is not None:
+        lines.append("")
+        lines.append(f"Geometric mean of edgec / best-peer latency: **{g:.2f}x** "
+                     f"({'edgec slower' if g > 1 else 'edgec faster'}).")
+    return "\n".join(lines) + "\n"
+
+
+def plot(reports: list[BenchReport], path: Path) -> None:
+    """Grouped bars of median latency (log scale) per model and engine, p90 as whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    engines = ["edgec", "onnxruntime", "tflite"]
+    colors = {"edgec": "#d95f02", "onnxruntime": "#1b9e77", "tflite": "#7570b3"}
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(reports) + 2), 4.5))
+    width = 0.8 / len(engines)
+    for k, name in enumerate(engines):
+        xs, ys, errs = [], [], []
+        for i, r in enumerate(reports):
+            e = r.result(name)
+            if e is not None and e.status == "ok" and e.stats:
+                xs.append(i + (k - 1) * width)
+                ys.append(e.stats.median_ms)
+                errs.append(max(0.0, e.stats.p90_ms - e.stats.median_ms))
+            elif e is not None:
+                ax.text(i + (k - 1) * width, 1.0, "n/a", rotation=90, ha="center",
+                        va="bottom", fontsize=7, color=colors[name])
+        ax.bar(xs, ys, width, yerr=[[0] * len(errs), errs], label=name, color=colors[name],
+               capsize=2)
+    ax.set_yscale("log")
+    ax.set_ylabel("median latency, ms (log scale; whisker: p90)")
+    ax.set_xticks(range(len(reports)))
+    ax.set_xticklabels([Path(r.model).stem[:28] for r in reports], rotation=20, ha="right",
+                       fontsize=8)
+    ax.legend(fontsize=8)
+    ax.set_title("edgec vs onnxruntime vs TFLite (lower is better)")
+    first = reports[0]
+    text = caption(first.machine, {"tvm": first.versions["apache-tvm"],
+                                   "onnxruntime": first.versions["onnxruntime"]})
+    fig.text(0.01, 0.01, f"{text}; {first.threads} threads", fontsize=6.5, ha="left")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)

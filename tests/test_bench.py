@@ -1,0 +1,155 @@
+"""The benchmark machinery: runs on a small model, its report has the documented
+fields with plausible values, TFLite layouts map back, failures become rows.
+Timings themselves are never asserted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from edgec.artifact import TensorSpec
+from edgec.baselines import tflite
+from edgec.bench import BenchOptions, run_bench
+from edgec.bench.render import geomean, markdown_table, plot, ratio_to_best_peer
+from edgec.errors import EXIT_UNSUPPORTED
+
+TINY = REPO / "models" / "tiny_cnn.onnx"
+QUICK = {"warmup": 1, "repeat": 6, "budget_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    import os
+
+    old = os.environ.get("EDGEC_CACHE_DIR")
+    os.environ["EDGEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))  # convert for real
+    try:
+        yield run_bench(TINY, BenchOptions(threads=2, **QUICK))
+    finally:
+        if old is None:
+            os.environ.pop("EDGEC_CACHE_DIR")
+        else:
+            os.environ["EDGEC_CACHE_DIR"] = old
+
+
+def stats_are_plausible(s: dict) -> None:
+    assert 6 >= s["runs"] >= 5
+    assert 0 < s["min_ms"] <= s["median_ms"] <= s["p90_ms"] <= s["p99_ms"]
+    assert s["mean_ms"] > 0 and s["stdev_ms"] >= 0
+
+
+@pytest.mark.compile
+def test_report_fields(tiny_report):
+    d = json.loads(json.dumps(tiny_report.to_json()))  # JSON-clean
+    assert d["format"] == "edgec-bench" and d["threads"] == 2
+    assert d["flops"] == 2 * 553_120 and d["flops_complete"]  # 552,960 conv + 160 gemm MACs
+    assert d["machine"]["cores"] >= 1 and d["machine"]["cpu"]
+    assert {"edgec", "apache-tvm", "onnxruntime", "tflite"} <= set(d["versions"])
+    engines = {e["engine"]: e for e in d["engines"]}
+    assert list(engines) == ["edgec", "onnxruntime", "tflite"]
+    for name, e in engines.items():
+        assert e["status"] == "ok", (name, e["reason"])
+        stats_are_plausible(e["stats"])
+        assert e["gflops_per_s"] == pytest.approx(
+            d["flops"] / (e["stats"]["median_ms"] * 1e-3) / 1e9, rel=1e-2)
+        assert e["threads"] >= 1
+    assert engines["onnxruntime"]["max_abs_err"] == 0
+    for name in ("edgec", "tflite"):
+        assert engines[name]["within_tolerance"], engines[name]
+        assert 0 <= engines[name]["max_abs_err"] < 1e-4
+    assert engines["edgec"]["prepare_s"] > 0 and engines["tflite"]["prepare_s"] > 0
+
+
+def test_tflite_converter_is_installed():
+    """make setup builds .venv-tflite; without it the TFLite row could only fail."""
+    assert tflite.converter_python() is not None, "run 'make setup' (builds .venv-tflite)"
+
+
+@pytest.mark.compile
+def test_renderers(tiny_report, tmp_path):
+    ratio = ratio_to_best_peer(tiny_report)
+    edgec = tiny_report.result("edgec").stats.median_ms
+    best = min(tiny_report.result(n).stats.median_ms for n in ("onnxruntime", "tflite"))
+    assert ratio == pytest.approx(edgec / best)
+    md = markdown_table([tiny_report, tiny_report])
+    assert "| tiny_cnn.onnx |" in md and "Geometric mean" in md
+    assert f"**{ratio:.2f}x**" in md
+    plot([tiny_report], tmp_path / "c.png")
+    data = (tmp_path / "c.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_geomean():
+    assert geomean([2.0, 8.0]) == pytest.approx(4.0)
+    assert geomean([None, 0.0]) is None
+
+
+def test_layout_mapping_both_ways():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    nhwc = tflite._to_tflite_layout(x, (2, 4, 5, 3), "x")
+    assert nhwc.shape == (2, 4, 5, 3) and nhwc[1, 2, 3, 0] == x[1, 0, 2, 3]
+    back = tflite._to_onnx_layout(nhwc, TensorSpec("y", (2, 3, 4, 5), "float32"))
+    np.testing.assert_array_equal(back, x)
+    assert tflite._to_tflite_layout(x, (2, 3, 4, 5), "x") is x
+    with pytest.raises(tflite.TfliteUnavailable, match="does not map"):
+        tflite._to_tflite_layout(x, (5, 4, 3, 2), "x")
+
+
+def test_conversion_failure_reason_from_onnx2tf_log():
+    log = ("\x1b[31mERROR:\x1b[0m The trace log is below.\n"
+           "ValueError: Exception encountered when calling layer \"tf.nn.softmax\".\n"
+           "\x1b[31mERROR:\x1b[0m onnx_op_name: Softmax@0\n"
+           "\x1b[31mERROR:\x1b[0m Read this and deal with it.\n")
+    reason = tflite._failure_reason(log)
+    assert reason.startswith("at Softmax@0 ValueError: Exception encountered")
+
+
+@pytest.mark.compile
+def test_failed_conversion_is_a_row_not_a_crash(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEC_CACHE_DIR", str(tmp_path))
+
+    def refuse(data: bytes, **_):
+        raise tflite.TfliteUnavailable("conversion failed: at Foo@0 ValueError: nope")
+
+    monkeypatch.setattr(tflite, "convert", refuse)
+    report = run_bench(TINY, BenchOptions(threads=1, **QUICK))
+    row = report.result("tflite")
+    assert row.status == "failed" and row.stats is None
+    assert row.reason == "conversion failed: at Foo@0 ValueError: nope"
+    assert report.result("edgec").status == "ok"
+    assert "conversion failed" in markdown_table([report])
+
+
+@pytest.mark.compile
+def test_cli_bench(cli, tmp_path):
+    res = cli("bench", TINY, "--threads", "1", "--baseline", "onnxruntime", "--repeat", "5",
+              "--budget", "0.2", "--json", tmp_path / "r.json", "--plot", tmp_path / "r.png")
+    assert res.code == 0, res.err
+    assert "edgec (fp32)" in res.out and "onnxruntime (fp32)" in res.out
+    assert "tflite (fp32)" not in res.out
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert [e["engine"] for e in d["engines"]] == ["edgec", "onnxruntime"]
+    assert (tmp_path / "r.png").exists()
+    res = cli("bench", TINY, "--baseline", "pytorch")
+    assert res.code == 2 and "pytorch" in res.err
+
+
+@pytest.mark.compile
+def test_bench_refuses_a_target_this_machine_cannot_run(cli):
+    res = cli("bench", TINY, "--target", "arm")
+    assert res.code == EXIT_UNSUPPORTED and "bench runs engines on this machine" in res.err
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_real_failed_conversion_ppocr_cls():
+    """onnx2tf cannot convert the PP-OCR classifier (FIELD-NOTES); the row says why."""
+    model = REPO / "models" / "real" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    report = run_bench(model, BenchOptions(input_shapes={"x": (1, 3, 48, 192)}, threads=2,
+                                           **QUICK))
+    row = report.result("tflite")
+    assert row.status == "failed" and row.reason.startswith("conversion failed: ")
+    assert report.result("edgec").within_tolerance
