@@ -62,7 +62,9 @@ def main() -> int:
               f"edgec {first.versions['edgec']} (TVM {first.versions['apache-tvm']}), "
               f"onnxruntime {first.versions['onnxruntime']}, {first.versions['tflite']}. "
               "Median latency over up to 100 runs or 10 s per engine; errors are the max "
-              "absolute difference from onnxruntime fp32 on the same random inputs.\n\n")
+              "absolute difference from onnxruntime fp32 on the same random inputs (the "
+              "light models' Softmax is uniform, so theirs is 0 by construction). Timings on "
+              "this shared 2-core VM move 10-40% between runs; compare ratios within a run.\n\n")
     with atomic_write(HERE / "results.json") as f:
         f.write(json.dumps([r.to_json() for r in reports], indent=2).encode())
     with atomic_write(HERE / "results.md") as f:

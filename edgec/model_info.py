@@ -596,6 +596,11 @@ def _node_macs(node: ir.Node) -> int | None:
     return None
 
 
+def compute_info(model: ir.Model) -> ComputeInfo:
+    """MACs/FLOPs of an already shape-inferred model (bench counts its static copy)."""
+    return _compute(list(_walk(model.graph)))
+
+
 def _compute(walk: Sequence[tuple[ir.Node, tuple[str, ...]]]) -> ComputeInfo:
     """MACs of every node; nodes in subgraphs are counted once and say so in notes."""
     macs: Counter[str] = Counter()

@@ -94,8 +94,16 @@ def test_layout_mapping_both_ways():
     back = tflite._to_onnx_layout(nhwc, TensorSpec("y", (2, 3, 4, 5), "float32"))
     np.testing.assert_array_equal(back, x)
     assert tflite._to_tflite_layout(x, (2, 3, 4, 5), "x") is x
-    with pytest.raises(tflite.TfliteUnavailable, match="does not map"):
-        tflite._to_tflite_layout(x, (5, 4, 3, 2), "x")
+    with pytest.raises(tflite.TfliteUnavailable, match="no permutation"):
+        tflite._to_tflite_layout(x, (5, 4, 3, 7), "x")
+    # silero's state: onnx2tf returns [2,1,128] as [1,2,128] (only a size-1 dim moves)
+    state = np.arange(2 * 128, dtype=np.float32).reshape(1, 2, 128)
+    back = tflite._to_onnx_layout(state, TensorSpec("stateN", (2, 1, 128), "float32"))
+    np.testing.assert_array_equal(back, state.reshape(2, 1, 128))
+    # a real transpose among equal dims is ambiguous unless it is channels-last
+    square = np.arange(16, dtype=np.float32).reshape(1, 2, 2, 4)
+    with pytest.raises(tflite.TfliteUnavailable, match="cannot tell"):
+        tflite._to_onnx_layout(square, TensorSpec("y", (1, 2, 4, 2), "float32"))
 
 
 def test_conversion_failure_reason_from_onnx2tf_log():

@@ -143,24 +143,41 @@ def _interpreter(path: Path, threads: int):
     return it
 
 
-def _to_tflite_layout(value: np.ndarray, want: tuple[int, ...], what: str) -> np.ndarray:
+def _relayout(value: np.ndarray, want: tuple[int, ...], preferred: tuple[int, ...] | None,
+              what: str) -> np.ndarray:
+    """``value`` transposed to shape ``want``.
+
+    onnx2tf moves channels last (NCHW -> NHWC) and sometimes permutes other
+    tensors (silero's state [2,1,128] comes back [1,2,128]). Every permutation
+    that gives ``want`` is tried; they must agree on the data (moving size-1
+    dims is free), else the channels-last one is taken, else it is an error.
+    """
     if value.shape == want:
         return value
-    perm = _CHANNELS_LAST.get(value.ndim)
-    if perm is not None and tuple(value.shape[i] for i in perm) == want:
-        return np.ascontiguousarray(value.transpose(perm))
-    raise TfliteUnavailable(f"layout of {what} {list(value.shape)} does not map to the "
-                            f"TFLite tensor {list(want)}")
+    import itertools
+
+    candidates = [p for p in itertools.permutations(range(value.ndim))
+                  if tuple(value.shape[i] for i in p) == want]
+    if not candidates:
+        raise TfliteUnavailable(f"{what}: TFLite tensor {list(want)} is no permutation of "
+                                f"{list(value.shape)}")
+    results = [np.ascontiguousarray(value.transpose(p)) for p in candidates]
+    if all(np.array_equal(results[0], r) for r in results[1:]):
+        return results[0]
+    if preferred in candidates:
+        return results[candidates.index(preferred)]
+    raise TfliteUnavailable(f"{what}: cannot tell how TFLite laid out {list(value.shape)} as "
+                            f"{list(want)}")
+
+
+def _to_tflite_layout(value: np.ndarray, want: tuple[int, ...], what: str) -> np.ndarray:
+    return _relayout(value, want, _CHANNELS_LAST.get(value.ndim), f"input {what}")
 
 
 def _to_onnx_layout(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    if value.shape == spec.shape:
-        return value
     perm = _CHANNELS_LAST.get(value.ndim)
-    if perm is not None and tuple(spec.shape[i] for i in perm) == value.shape:
-        return value.transpose(np.argsort(perm))
-    raise TfliteUnavailable(f"TFLite output {list(value.shape)} does not map to "
-                            f"{spec.name} {list(spec.shape)}")
+    back = tuple(int(i) for i in np.argsort(perm)) if perm else None
+    return _relayout(value, spec.shape, back, f"output {spec.name}")
 
 
 def _clean(name: str) -> str:

@@ -74,14 +74,15 @@ def markdown_table(reports: list[BenchReport]) -> str:
             e = r.result(name)
             if e is None:
                 cells.append("not run")
-            elif e.status != "ok":
-                cells.append(e.reason.replace("|", "/"))
+            elif e.status != "ok":  # the full reason is in results.json
+                reason = e.reason.replace("|", "/").removesuffix(" (cached)")
+                cells.append(reason if len(reason) <= 70 else reason[:67] + "...")
             else:
                 cells.append(f"{e.stats.median_ms:.2f}")
         ratio = ratio_to_best_peer(r)
         errs = [_fmt((r.result(n) or EngineResult(n, "", "", "", 0)).max_abs_err, ".1e")
                 for n in ("edgec", "tflite")]
-        flops = f"{r.flops / 1e9:.2f}" if r.flops else "?"
+        flops = f"{r.flops / 1e9:.3g}" if r.flops else "?"
         verdict = "-" if ratio is None else (
             f"{ratio:.2f}x ({'slower' if ratio > 1 else 'faster'})")
         lines.append(f"| {Path(r.model).name} | {flops} | " + " | ".join(cells)

@@ -135,10 +135,13 @@ def run_bench(model: str | Path, options: BenchOptions, *,
         feeds = random_inputs(art.inputs, seed=options.seed, int_bounds=art.input_bounds)
         ref_feeds = {**feeds, **bindings.consts}
 
-        from ..model_info import inspect_model
+        # Everything below works on the same static model: FLOPs are counted on
+        # it (If folded, shapes known) and TFLite converts it.
+        from ..model_info import compute_info
 
-        compute = inspect_model(model, bindings=bindings).to_json()["compute"]
-        flops = compute.get("flops")
+        static = prepare(model, bindings, PIPELINES["static"])
+        compute = compute_info(static.model)
+        flops = compute.flops or None
         engines: list[EngineResult] = []
 
         from ..baselines import onnxruntime as ort_engine
@@ -170,16 +173,16 @@ def run_bench(model: str | Path, options: BenchOptions, *,
             engines.append(row)
         if "tflite" in options.baselines:
             say("tflite (conversion is cached)")
-            engines.append(_tflite_row(model, bindings, art, feeds, reference, flops, threads,
+            engines.append(_tflite_row(static.model, art, feeds, reference, flops, threads,
                                        options))
     return BenchReport(
         model=str(model), sha256=art.manifest["source_model"]["sha256"],
         target=art.target["name"], inputs=[s.to_json() for s in art.inputs], flops=flops,
-        flops_complete=bool(compute.get("complete")), threads=threads,
+        flops_complete=compute.complete, threads=threads,
         machine=machine_info(), versions=_versions(), engines=engines)
 
 
-def _tflite_row(model, bindings, art, feeds, reference, flops, threads,
+def _tflite_row(static, art, feeds, reference, flops, threads,
                 options: BenchOptions) -> EngineResult:
     from ..baselines import tflite
 
@@ -187,8 +190,7 @@ def _tflite_row(model, bindings, art, feeds, reference, flops, threads,
     try:
         import onnx_ir as ir
 
-        static = prepare(model, bindings, PIPELINES["static"])
-        data = ir.serde.serialize_model(static.model).SerializeToString(deterministic=True)
+        data = ir.serde.serialize_model(static).SerializeToString(deterministic=True)
         t0 = time.perf_counter()
         path = tflite.convert(data)
         row.prepare_s = round(time.perf_counter() - t0, 2)

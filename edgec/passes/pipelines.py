@@ -46,10 +46,14 @@ define_pipeline("O3", "O2 with unlimited folding: generated weights become const
                       "(bigger artifact)",
                 tuple("fold-constants-all" if p == "fold-constants" else p for p in _O2))
 DEFAULT_PIPELINE = "O2"
-# What other engines get from edgec (bench's TFLite conversion): shapes bound and
-# folded, nothing rewritten for TVM's sake (recurrent ops stay whole).
-define_pipeline("static", "bind and fold only: the static-shape model handed to other engines",
-                (*_FRONT, "fold-constants", "remove-dead", "shape-inference"))
+# What other engines get from edgec (bench's TFLite conversion): shapes bound,
+# every constant materialised (onnx2tf mishandles weights computed by
+# ConstantOfShape) and recurrent ops unrolled (onnx2tf fails on silero's LSTM);
+# no fusions made for TVM's sake.
+define_pipeline("static", "bind, fold everything, unroll RNNs: the static-shape model handed "
+                          "to other engines",
+                (*_FRONT, "fold-constants-all", "remove-dead", "shape-inference", "lower-rnn",
+                 "remove-dead", "shape-inference"))
 
 
 def resolve_pipeline(spec: str) -> tuple[str, tuple[str, ...]]:
