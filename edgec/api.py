@@ -37,11 +37,6 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
     return compile_plan(plan, progress=progress)
 
 
-def load(path: str | Path) -> Artifact:
-    """Open an artifact (hashes checked now, host compatibility on first run)."""
-    return Artifact(path)
-
-
 def verify(model: str | Path, artifact: str | Path | Artifact | None = None, *,
            feeds: dict[str, np.ndarray] | None = None, seed: int = 0,
            rtol: float | None = None, atol: float | None = None, **compile_kwargs):
@@ -75,4 +70,4 @@ def targets() -> dict[str, Target]:
     return load_targets()
 
 
-__all__ = ["compile", "inspect", "load", "resolve_target", "targets", "verify"]
+__all__ = ["compile", "inspect", "resolve_target", "targets", "verify"]

@@ -19,10 +19,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, api
+from . import __version__, load
 from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError, first_line
-from .frontend import DEFAULT_MAX_MODEL_BYTES, parse_const_spec, parse_shape_spec
 from .fsutil import atomic_write
+from .specs import DEFAULT_MAX_MODEL_BYTES, parse_const_spec, parse_shape_spec
 
 # Made per invocation in main(), so COLUMNS and the streams of that moment apply.
 out = Console(highlight=False)
@@ -111,6 +111,8 @@ def cli(debug: bool) -> None:
 @compile_options
 def compile_cmd(model: Path, output: Path | None, **o) -> None:
     """Compile MODEL.onnx for a target into an .edgec artifact."""
+    from . import api  # the compiler side, loaded only when needed
+
     with _progress() as say:
         art = api.compile(model, output=output, progress=say, **_compile_kwargs(o))
     m = art.manifest
@@ -153,7 +155,7 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
 def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None,
             repeat: int) -> None:
     """Run an artifact on this machine and write its outputs to .npz."""
-    art = api.load(artifact)
+    art = load(artifact)
     feeds = _feeds(art, inputs, random, seed)
     session = art.session()
     results = session.run(feeds)
@@ -194,7 +196,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
     """
     from .runtime.profiler import profile, render_profile
 
-    art = api.load(artifact)
+    art = load(artifact)
     feeds = _feeds(art, inputs, True, seed)
     prof = profile(art.session(), feeds, repeat=repeat)
     render_profile(prof, out, top=top)
@@ -230,6 +232,7 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
     PATH is an ONNX model (compiled now with the compile options) or an
     .edgec artifact (then give --model).
     """
+    from . import api  # the compiler side, loaded only when needed
     from .artifact import Artifact
     from .verification import DEFAULT_TOLERANCES, verify_artifact
 
@@ -303,6 +306,7 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
               baselines: str, warmup: int, repeat: int, budget: float, seed: int,
               json_out: Path | None, plot_out: Path | None) -> None:
     """Time edgec against onnxruntime and TFLite on MODEL: same inputs, same threads."""
+    from . import api  # the compiler side, loaded only when needed
     from .bench import BenchOptions, run_bench
     from .bench.render import failure_lines, plot, ratio_to_best_peer, rich_table
 
@@ -341,6 +345,7 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
 def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
                 as_json: bool) -> None:
     """Describe a model: I/O, ops, parameters, FLOPs, what TVM cannot import."""
+    from . import api  # the compiler side, loaded only when needed
     from .model_info import render_model_info
 
     info = api.inspect(model, input_shapes=_shapes(input_shapes),
@@ -355,6 +360,7 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def targets_cmd(as_json: bool) -> None:
     """List the target files (name, aliases, description)."""
+    from . import api  # the compiler side, loaded only when needed
     from .targets import pick_host_target
 
     targets = api.targets()

@@ -16,8 +16,8 @@ import numpy as np
 import onnx_ir as ir
 
 from ..errors import UsageError
+from ..specs import parse_const_spec, parse_shape_spec  # noqa: F401  (re-exported)
 
-_DIMS = re.compile(r"^\d+(,\d+)*$")
 _NAME = re.compile(r"^[A-Za-z_][\w.:/-]*$")
 
 
@@ -33,37 +33,6 @@ class Bindings:
             "input_shapes": {k: list(v) for k, v in self.shapes.items()},
             "input_consts": {k: v.tolist() for k, v in self.consts.items()},
         }
-
-
-def parse_shape_spec(spec: str) -> tuple[str, tuple[int, ...]]:
-    """``"x=1,3,224,224"`` -> ``("x", (1, 3, 224, 224))``."""
-    name, eq, dims = spec.rpartition("=")
-    dims = dims.replace(" ", "").replace("x", ",") if eq else dims
-    if not eq or not name or not _DIMS.match(dims) or any(int(d) == 0 for d in dims.split(",")):
-        raise UsageError(f"--input-shape '{spec}': expected NAME=D1,D2,... with positive "
-                         "integers, e.g. --input-shape x=1,3,224,224")
-    return name, tuple(int(d) for d in dims.split(","))
-
-
-def parse_const_spec(spec: str) -> tuple[str, np.ndarray]:
-    """``"sr=16000"``, ``"w=0.5,1,2"`` or ``"state=state.npy"`` -> (name, array)."""
-    name, eq, value = spec.partition("=")
-    if not eq or not name or not value:
-        raise UsageError(f"--input-const '{spec}': expected NAME=VALUE, NAME=V1,V2,... or "
-                         "NAME=file.npy, e.g. --input-const sr=16000")
-    if value.endswith(".npy"):
-        try:
-            return name, np.load(value, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--input-const {name}: cannot read {value} ({exc})") from None
-    try:
-        numbers = [float(v) if any(c in v for c in ".eE") or v in ("nan", "inf", "-inf")
-                   else int(v) for v in value.split(",")]
-    except ValueError:
-        raise UsageError(f"--input-const '{spec}': '{value}' is not a number or a list of "
-                         "numbers; give e.g. sr=16000 or a .npy file") from None
-    arr = np.array(numbers)
-    return name, (arr.reshape(()) if arr.size == 1 and "," not in value else arr)
 
 
 def _static(dim) -> bool:

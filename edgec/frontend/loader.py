@@ -18,9 +18,8 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from ..errors import ModelError, UnsupportedError, UsageError, first_line
+from ..specs import DEFAULT_MAX_MODEL_BYTES
 
-#: Largest model (protobuf plus external data) edgec accepts unless told otherwise.
-DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 #: Oldest default-domain opset TVM's importer handles.
 MIN_OPSET = 7
 
