@@ -7,8 +7,9 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-# Debian packages: the aarch64 cross toolchain (ARM builds) and qemu-user (ARM runs).
-APT_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user
+# Debian packages: the aarch64 cross toolchain (ARM builds), qemu-user (ARM runs) and
+# cmake (C bundles).
+APT_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user cmake
 DEMO_MODEL   ?= models/tiny_cnn.onnx
 # The TFLite yardstick's converter: onnx2tf 1.29 (the last for Python 3.11) pins
 # numpy 1.26, onnx 1.19, onnxruntime 1.23 and TensorFlow 2.19, so it gets its own venv.
@@ -16,9 +17,9 @@ TFLITE_VENV     ?= .venv-tflite
 ONNX2TF_VERSION := 1.29.24
 PYTEST_ARGS  ?=
 
-.PHONY: setup system-deps venv tflite-venv models demo test test-fast bench lint clean
+.PHONY: setup system-deps venv tflite-venv runtime-wheels models demo test test-fast bench lint clean
 
-setup: system-deps venv tflite-venv
+setup: system-deps venv tflite-venv runtime-wheels
 
 system-deps:
 	@missing=""; \
@@ -36,6 +37,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
+
+# The aarch64 TVM runtime (libtvm_runtime.so, libtvm_ffi.so) from PyPI's wheels, cached
+# under ~/.cache/edgec for bundles and emulated ARM runs; tests never download.
+runtime-wheels: venv
+	$(BIN)/python -m edgec.bundle.runtime_libs aarch64
 
 tflite-venv: $(TFLITE_VENV)/.installed
 
