@@ -194,9 +194,28 @@ class Artifact:
             self._session = Session(self.path)
         return self._session
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once; ``inputs`` maps input names to arrays of the manifest's shape/dtype."""
+    def run(self, inputs: dict[str, np.ndarray], *, emulate: bool = False
+            ) -> dict[str, np.ndarray]:
+        """Run once; ``inputs`` maps input names to arrays of the manifest's shape/dtype.
+
+        ``emulate=True`` runs an aarch64 artifact through its C bundle under
+        qemu-user (see edgec/bundle/emulate.py) instead of in this process.
+        """
+        if emulate:
+            from .bundle.emulate import run_emulated
+
+            return run_emulated(self, inputs)
         return self.session().run(inputs)
+
+    @property
+    def needs_emulation(self) -> bool:
+        """True when this machine cannot run the artifact but qemu-user can."""
+        from .bundle.emulate import can_emulate
+        from .targets import host_compatibility
+
+        t = self.target
+        ok, _ = host_compatibility(t["name"], t["tvm"]["kind"], t["arch"], t["cpu_flags"])
+        return not ok and t["tvm"]["kind"] == "llvm" and can_emulate(t["arch"])
 
     def __repr__(self) -> str:
         ins = ", ".join(s.describe() for s in self.inputs)

@@ -152,13 +152,21 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
               help="Write outputs to this .npz (default: ARTIFACT's name + .out.npz).")
 @click.option("--repeat", default=10, show_default=True,
               help="Timed runs after one warm-up (0: run once, no timing).")
+@click.option("--emulate", is_flag=True,
+              help="Run an aarch64 artifact through its C bundle under qemu-user.")
 def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None,
-            repeat: int) -> None:
-    """Run an artifact on this machine and write its outputs to .npz."""
+            repeat: int, emulate: bool) -> None:
+    """Run an artifact on this machine (or under qemu) and write its outputs to .npz."""
     art = load(artifact)
     feeds = _feeds(art, inputs, random, seed)
-    session = art.session()
-    results = session.run(feeds)
+    if emulate:
+        with _progress() as say:
+            say("running the aarch64 build under qemu (the runner is built once per setup)")
+            results = art.run(feeds, emulate=True)
+        repeat = 0  # emulated time says nothing about the board
+    else:
+        session = art.session()
+        results = session.run(feeds)
     target = output or artifact.with_name(artifact.stem + ".out.npz")
     with atomic_write(target) as f:  # never a half-written .npz
         np.savez(f, **results)
@@ -166,7 +174,9 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
         out.print(f"{name}: {v.dtype}{list(v.shape)} min {v.min():.6g} max {v.max():.6g} "
                   f"mean {v.astype(np.float64).mean():.6g}")
     out.print(f"outputs written to {target}")
-    if repeat > 0:
+    if emulate:
+        out.print("ran under qemu-user: no latency (emulated time says nothing about a board)")
+    elif repeat > 0:
         out.print("latency: " + session.time(feeds, repeat=repeat).line())
 
 
@@ -270,7 +280,9 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             defaults = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in DEFAULT_TOLERANCES.items())
             out.print(f"inputs: random, seed {report.seed}; rule |edgec-ref| <= atol + "
                       f"rtol*|ref| (default rtol/atol: {defaults}; integers exact)")
-        if repeat > 0 and report.ok:
+        if report.emulated:
+            out.print("edgec ran the aarch64 build under qemu-user (its C bundle); no latency")
+        elif repeat > 0 and report.ok:
             out.print("edgec latency: " + art.session().time(feeds, repeat=repeat).line())
         if json_out is not None:
             json_out.write_text(json.dumps(report.to_json(), indent=2))
@@ -333,6 +345,35 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
     if plot_out is not None:
         plot([report], plot_out)
         out.print(f"chart written to {plot_out}")
+
+
+@cli.command("bundle")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to create (must not exist or be empty).")
+@click.option("--build", "do_build", is_flag=True,
+              help="Also build it with CMake (cross-compiling for aarch64 targets).")
+@click.option("--runtime-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Take libtvm_runtime.so and libtvm_ffi.so for the target from here.")
+def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path | None) -> None:
+    """Write a C/C++ app bundle: the model, the TVM runtime for the target, a C API."""
+    from .bundle.builder import build_bundle
+    from .bundle.writer import write_bundle
+
+    with _progress() as say:
+        say("writing the bundle (downloads the target's TVM runtime wheels once)")
+        info = write_bundle(artifact, output, runtime_dir=runtime_dir)
+    out.print(f"bundle for {info.arch} written to {info.path} (see its README.md)")
+    out.print(f"runtime footprint: {info.total_bytes / 2**20:.2f} MiB shipped: "
+              + ", ".join(f"{Path(k).name} {v / 2**20:.2f} MiB" for k, v in
+                          sorted(info.footprint.items(), key=lambda kv: -kv[1])))
+    name, size = info.largest()
+    out.print(f"  largest: {Path(name).name} ({100 * size / info.total_bytes:.0f}%)")
+    if do_build:
+        with _progress() as say:
+            say("building with CMake")
+            program = build_bundle(info.path, info.arch)
+        out.print(f"built {program}")
 
 
 @cli.command("inspect")

@@ -97,6 +97,7 @@ class VerifyReport:
     model: str
     seed: int | None
     checks: list[OutputCheck]
+    emulated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -104,16 +105,19 @@ class VerifyReport:
 
     def to_json(self) -> dict:
         return {"artifact": self.artifact, "model": self.model, "seed": self.seed,
-                "ok": self.ok, "outputs": [c.to_json() for c in self.checks]}
+                "emulated": self.emulated, "ok": self.ok,
+                "outputs": [c.to_json() for c in self.checks]}
 
 
 def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = None,
-                    seed: int = 0, rtol: float | None = None,
-                    atol: float | None = None) -> tuple[VerifyReport, dict[str, np.ndarray]]:
+                    seed: int = 0, rtol: float | None = None, atol: float | None = None,
+                    emulate: bool | None = None) -> tuple[VerifyReport, dict[str, np.ndarray]]:
     """Run ``artifact`` and onnxruntime on ``model`` with the same inputs and compare.
 
     Returns the report and the inputs used. Inputs bound to constants at
-    compile time are fed to onnxruntime with the same values.
+    compile time are fed to onnxruntime with the same values. ``emulate``
+    (default: when this machine cannot run the artifact but qemu can) runs
+    an aarch64 artifact through its C bundle under qemu-user.
     """
     from pathlib import Path
 
@@ -136,7 +140,9 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
         used_seed: int | None = seed
     else:
         used_seed = None
-    got = artifact.run(feeds)
+    if emulate is None:
+        emulate = artifact.needs_emulation
+    got = artifact.run(feeds, emulate=emulate)
     consts = {k: np.asarray(v) for k, v in
               artifact.manifest["bindings"].get("input_consts", {}).items()}
     ref_feeds = dict(feeds)
@@ -144,6 +150,6 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
         ref_feeds[name] = value
     ref = run_reference(model, ref_feeds)
     report = VerifyReport(str(artifact.path), str(model), used_seed,
-                          compare_outputs(got, ref, rtol=rtol, atol=atol))
+                          compare_outputs(got, ref, rtol=rtol, atol=atol), emulated=emulate)
     return report, feeds
 
