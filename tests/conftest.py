@@ -7,6 +7,7 @@ catalog.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests never download: the aarch64 runtime wheels come from the cache `make setup` fills.
+os.environ.setdefault("EDGEC_NO_DOWNLOAD", "1")
 CATALOG = REPO / "models" / "catalog.toml"
 
 

@@ -1,6 +1,7 @@
-"""Every model in models/catalog.toml compiles for x86 and ARM and verifies
-against onnxruntime on x86. Committed models run in the compile tier; the real
-ones (fetched by 'make models') in the slow tier."""
+"""Every model in models/catalog.toml compiles for x86 and for both ARM targets
+and verifies against onnxruntime: natively on x86, and under qemu-aarch64
+through the C bundle for ARM. Committed models run in the compile tier; the
+real ones (fetched by 'make models') in the slow tier."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def with_logits_exposed(path: Path, tmp_path: Path) -> Path | None:
     return out
 
 
-def _check(entry: dict, tmp_path: Path) -> None:
+def _check_x86(entry: dict, tmp_path: Path) -> None:
     model = _model_path(entry)
     kwargs = compile_kwargs(entry)
     art = edgec.compile(model, target="x86", output=tmp_path / "x86.edgec", **kwargs)
@@ -62,16 +63,46 @@ def _check(entry: dict, tmp_path: Path) -> None:
         art2 = edgec.compile(exposed, target="x86", output=tmp_path / "logits.edgec", **kwargs)
         report = edgec.verify(exposed, art2, seed=1)
         assert report.ok and len(report.checks) == len(art.outputs) + 1, report.to_json()
-    arm = edgec.compile(model, target="arm", output=tmp_path / "arm.edgec", **kwargs)
+
+
+def _check_arm(entry: dict, target: str, tmp_path: Path) -> None:
+    """Compiles for ``target`` and verifies under qemu-aarch64 through the C bundle.
+
+    Models whose Softmax is uniform by construction are compiled with their
+    logits exposed too (one compile: the copy has every original output)."""
+    model = _model_path(entry)
+    checked = with_logits_exposed(model, tmp_path) or model
+    arm = edgec.compile(checked, target=target, output=tmp_path / "arm.edgec",
+                        **compile_kwargs(entry))
     assert elf_machine(arm.path) == ELF_AARCH64
-    assert arm.inputs == art.inputs and arm.outputs == art.outputs
+    report = edgec.verify(checked, arm, seed=2)
+    assert report.emulated and report.ok, report.to_json()
+    n_outputs = len(onnx.load(str(model), load_external_data=False).graph.output)
+    assert len(report.checks) == n_outputs + (checked != model)
+
+
+ARM_TARGETS = ["arm", "arm-dotprod"]
 
 
 @pytest.mark.parametrize("entry", _params("fast"))
 def test_committed_model(entry, tmp_path):
-    _check(entry, tmp_path)
+    _check_x86(entry, tmp_path)
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("target", ARM_TARGETS)
+@pytest.mark.parametrize("entry", _params("fast"))
+def test_committed_model_emulated_arm(entry, target, tmp_path):
+    _check_arm(entry, target, tmp_path)
 
 
 @pytest.mark.parametrize("entry", _params("slow"))
 def test_real_model(entry, tmp_path):
-    _check(entry, tmp_path)
+    _check_x86(entry, tmp_path)
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("target", ARM_TARGETS)
+@pytest.mark.parametrize("entry", _params("slow"))
+def test_real_model_emulated_arm(entry, target, tmp_path):
+    _check_arm(entry, target, tmp_path)
