@@ -135,11 +135,13 @@ def test_save_temps_and_reproducer(cli, conv_onnx, tmp_path):
     passes = [p["name"] for p in edgec.load(art).manifest["passes"]]
     for i, p in enumerate(passes):
         assert f"{i + 1:02d}-{p}.onnx" in names
-    for f in ("00-bound.onnx", "relax-before.py", "relax-after.py", "target.json",
-              "reproduce.sh", "compile-report.json"):
+    for f in ("00-bound.onnx", "relax-before.py", "relax-kernels.py", "relax-after.py",
+              "target.json", "reproduce.sh", "compile-report.json"):
         assert f in names
     assert "R.nn.conv2d" in (temps / "relax-before.py").read_text()
-    assert "def fused_conv2d_add_relu" in (temps / "relax-after.py").read_text()  # TIR kernels
+    # Conv+bias+Relu went to an edgec kernel, visible before TVM's lowering and after it
+    assert "R.call_tir(cls.edgec_conv2d_bias_relu" in (temps / "relax-kernels.py").read_text()
+    assert "def edgec_conv2d_bias_relu" in (temps / "relax-after.py").read_text()
     assert json.loads((temps / "target.json").read_text())["name"] == "x86/x86-64-v3"
     cmd = shlex.split((temps / "reproduce.sh").read_text().splitlines()[-1])
     assert cmd[:2] == ["edgec", "compile"] and "O1" in cmd

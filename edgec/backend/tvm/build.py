@@ -26,7 +26,9 @@ from tvm.target import codegen
 
 from ...errors import CompileError, ToolchainError, UsageError, first_line
 from ...targets import Target
+from .dispatch import dispatch_kernels
 from .importer import import_onnx
+from .kernels.vector_unit import vector_unit
 from .provenance import Tracker
 
 # LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
@@ -161,6 +163,19 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     seconds["import"] = time.perf_counter() - t0
     if save_temps is not None:
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
+    if t.kind.name == "llvm":
+        t0 = time.perf_counter()
+        unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(t)))
+        try:
+            mod, notes = dispatch_kernels(mod, unit)
+        except Exception as exc:
+            raise CompileError(f"{source}: edgec's kernels failed to build for "
+                               f"'{target.name}': {first_line(exc)}; rerun with --debug "
+                               "--save-temps DIR and report it") from exc
+        tracker.note_kernels(notes)
+        seconds["kernels"] = time.perf_counter() - t0
+        if save_temps is not None:
+            (save_temps / "relax-kernels.py").write_text(mod.script(show_meta=False))
     t0 = time.perf_counter()
     try:
         with t, tracker.pass_context():

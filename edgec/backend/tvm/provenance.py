@@ -152,6 +152,11 @@ def _node_of(var) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _node_of_name(name: str) -> int | None:
+    m = _TAG.match(name)
+    return int(m.group(1)) if m else None
+
+
 def _merge(table: dict[str, list[int]], kernel: str, nodes) -> None:
     have = table.setdefault(kernel, [])
     for n in nodes:
@@ -343,6 +348,12 @@ class Tracker:
                       if p.key == _RULE_KEY and n.name}
         self.fusion = FusionRecorder()
         self.error: str | None = None
+        self.dispatched: dict[str, list[int]] = {}  # edgec kernel -> nodes it replaced
+
+    def note_kernels(self, notes: dict[str, list[str]]) -> None:
+        """Nodes of the bindings edgec's own kernels replaced (dispatch.py)."""
+        for kernel, var_names in notes.items():
+            _merge(self.dispatched, kernel, [_node_of_name(n) for n in var_names])
 
     @contextlib.contextmanager
     def importing(self) -> Iterator[None]:
@@ -384,7 +395,9 @@ class Tracker:
                 raise RuntimeError(self.fusion.error)
             table = {}
             for name in sorted(_called_kernels(final)):
-                idx = self.fusion.kernels.get(name, [])
+                idx = list(self.fusion.kernels.get(name, []))
+                _merge({name: idx}, name, self.dispatched.get(name, []))
+                idx.sort()
                 nodes = [self.converted[i][0] or f"({self.converted[i][1]} #{i})" for i in idx]
                 entry = {"onnx_nodes": nodes, "ops": [self.converted[i][1] for i in idx]}
                 rewritten = {n: self.rules[n] for n in nodes if n in self.rules}

@@ -1,0 +1,358 @@
+"""Put edgec's kernels into the imported Relax module (before TVM's own lowering).
+
+Finds chains in ``main``'s dataflow blocks whose intermediate results have
+one user each: a ``conv2d`` with constant weights, then optionally + a
+constant per-channel bias, an activation, + a residual tensor and another
+activation. Each chain becomes one ``call_tir`` of a scheduled kernel from
+``kernels/`` with its weights packed now, as constants. Kernels are shared
+by chains of the same shape and epilogue. What does not match stays for
+TVM's default lowering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .kernels.conv2d import ConvShape, ConvTile, choose_tile, conv2d_func, pack_weights
+from .kernels.depthwise import (
+    DepthwiseTile,
+    choose_depthwise_tile,
+    depthwise_func,
+    is_depthwise,
+)
+from .kernels.epilogue import Epilogue
+from .kernels.matmul import MatmulShape, MatmulTile, choose_matmul_tile, matmul_func, pack_b
+from .kernels.vector_unit import VectorUnit
+
+
+def _shape(expr) -> list[int] | None:
+    ty = expr.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        return [int(v) for v in ty.shape.values]
+    except (TypeError, AttributeError):
+        return None
+
+
+def _dtype(expr) -> str | None:
+    ty = expr.ty
+    return str(ty.dtype) if isinstance(ty, relax.TensorType) else None
+
+
+def _const(expr) -> np.ndarray | None:
+    return expr.value.numpy() if isinstance(expr, tvm.ir.Constant) else None
+
+
+def _vars_in(expr, out: list) -> None:
+    if isinstance(expr, relax.Var):
+        out.append(expr)
+    elif isinstance(expr, relax.Call):
+        for a in expr.args:
+            _vars_in(a, out)
+    elif isinstance(expr, relax.Tuple):
+        for f in expr.fields:
+            _vars_in(f, out)
+    elif isinstance(expr, relax.TupleGetItem):
+        _vars_in(expr.tuple_value, out)
+    elif isinstance(expr, relax.SeqExpr):
+        for block in expr.blocks:
+            for b in block.bindings:
+                _vars_in(b.value, out)
+        _vars_in(expr.body, out)
+
+
+def _op(call) -> str | None:
+    if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op):
+        return call.op.name
+    return None
+
+
+@dataclass
+class Chain:
+    head: relax.VarBinding  # the conv2d
+    members: list  # bindings folded into the kernel, head first, tail last
+    epilogue: Epilogue
+    weight: np.ndarray
+    tile: ConvTile | DepthwiseTile | MatmulTile
+    residual: relax.Expr | None = None
+    extra_vars: list = field(default_factory=list)  # bindings made dead (bias reshapes)
+
+    @property
+    def tail(self):
+        return self.members[-1]
+
+
+class _Finder:
+    """Reads one function: constants behind vars, users per var, conv chains."""
+
+    def __init__(self, func: relax.Function) -> None:
+        self.value = {}  # var -> bound value
+        self.users: dict = {}
+        refs: list = []
+        for block in func.body.blocks:
+            for b in block.bindings:
+                self.value[b.var] = b.value
+                _vars_in(b.value, refs)
+        _vars_in(func.body.body, refs)
+        for v in refs:
+            self.users[v] = self.users.get(v, 0) + 1
+        self.by_input: dict = {}  # var -> the bindings that use it
+        for block in func.body.blocks:
+            for b in block.bindings:
+                used: list = []
+                _vars_in(b.value, used)
+                for v in used:
+                    self.by_input.setdefault(v, []).append(b)
+
+    def const(self, expr) -> np.ndarray | None:
+        """The value of a constant, or of a var bound to a reshape or broadcast of
+        one (how the importer makes Conv biases and ConstantOfShape weights)."""
+        if _const(expr) is not None:
+            return _const(expr)
+        if isinstance(expr, relax.Var) and expr in self.value:
+            v = self.value[expr]
+            op, shape = _op(v), _shape(expr)
+            if op in ("relax.reshape", "relax.broadcast_to", "relax.permute_dims") \
+                    and shape is not None:
+                inner = self.const(v.args[0])
+                if inner is None:
+                    return None
+                if op == "relax.permute_dims":
+                    axes = v.attrs.axes
+                    axes = None if axes is None else [int(i) for i in axes]
+                    return np.ascontiguousarray(np.transpose(inner, axes))
+                return inner.reshape(shape) if op == "relax.reshape" \
+                    else np.ascontiguousarray(np.broadcast_to(inner, shape))
+        return None
+
+    def sole_user(self, var):
+        if self.users.get(var, 0) != 1 or not isinstance(var, relax.DataflowVar):
+            return None
+        users = self.by_input.get(var, [])
+        return users[0] if len(users) == 1 else None
+
+
+def _activation(finder: _Finder, value) -> tuple | None:
+    op = _op(value)
+    if op == "relax.nn.relu":
+        return ("relu",)
+    if op == "relax.clip" and len(value.args) == 3:
+        try:
+            lo, hi = (float(a.value.value) for a in value.args[1:])
+        except AttributeError:
+            return None
+        return ("clip", lo, hi)
+    return None
+
+
+def _head(finder: _Finder, binding):
+    """(kind, weight, output channels, bias shapes accepted) of a chain's first op."""
+    call = binding.value
+    op = _op(call)
+    if op not in ("relax.nn.conv2d", "relax.matmul"):
+        return None
+    a = call.attrs
+    if a.out_dtype is not None and str(a.out_dtype) not in ("", "float32", "void"):
+        return None
+    x, w = call.args
+    weight = finder.const(w)
+    if weight is None or weight.dtype != np.float32:
+        return None
+    out = _shape(binding.var)
+    if _shape(x) is None or out is None or _dtype(x) != "float32":
+        return None
+    if op == "relax.nn.conv2d":
+        if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "OIHW", "NCHW"):
+            return None
+        oc = weight.shape[0]
+        return "conv2d", weight, oc, ((1, oc, 1, 1), (oc, 1, 1))
+    if weight.ndim != 2 or len(_shape(x)) < 2 or isinstance(x, tvm.ir.Constant):
+        return None  # batched or vector B: TVM's lowering
+    n = weight.shape[1]
+    return "matmul", weight, n, tuple((1,) * i + (n,) for i in range(len(out)))
+
+
+def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chain | None:
+    head = _head(finder, binding)
+    if head is None:
+        return None
+    kind, weight, oc, bias_shapes = head
+    call = binding.value
+    members, epi, residual, dead = [binding], Epilogue(ops=[kind]), None, []
+    current = binding.var
+    stage = "bias"
+    while True:
+        nxt = finder.sole_user(current)
+        if nxt is None or nxt.var in claimed:
+            break
+        op, v = _op(nxt.value), nxt.value
+        if op == "relax.add" and stage == "bias":
+            other = v.args[1] if v.args[0].same_as(current) else v.args[0]
+            b = finder.const(other)
+            if b is not None and b.size == oc and b.shape in bias_shapes:
+                epi.bias = b.reshape(oc).astype(np.float32)
+                epi.ops.append("bias")
+                if isinstance(other, relax.Var):
+                    dead.append(other)
+                stage = "act"
+            elif b is None and isinstance(other, relax.Var) and \
+                    _shape(other) == _shape(current) and _dtype(other) == "float32":
+                residual, epi.residual = other, True
+                epi.ops.append("add")
+                stage = "act2"
+            else:
+                break
+        elif op == "relax.add" and stage in ("act", "act1done"):
+            other = v.args[1] if v.args[0].same_as(current) else v.args[0]
+            if isinstance(other, relax.Var) and _shape(other) == _shape(current) \
+                    and _dtype(other) == "float32" and finder.const(other) is None:
+                residual, epi.residual = other, True
+                epi.ops.append("add")
+                stage = "act2"
+            else:
+                break
+        elif _activation(finder, v) is not None and stage in ("bias", "act"):
+            epi.act = _activation(finder, v)
+            epi.ops.append(epi.act[0])
+            stage = "act1done"
+        elif _activation(finder, v) is not None and stage == "act2":
+            epi.act2 = _activation(finder, v)
+            epi.ops.append(epi.act2[0])
+            stage = "done"
+        else:
+            break
+        members.append(nxt)
+        current = nxt.var
+        if stage == "done":
+            break
+    if kind == "matmul":
+        x_shape = _shape(call.args[0])
+        shape = MatmulShape(int(np.prod(x_shape[:-1])), x_shape[-1], oc)
+        tile = choose_matmul_tile(shape, unit)
+    else:
+        shape = conv_shape(call)
+        tile = choose_depthwise_tile(shape, unit) if is_depthwise(shape) \
+            else choose_tile(shape, unit)
+    if tile is None:
+        return None
+    return Chain(binding, members, epi, weight, tile, residual, dead)
+
+
+def conv_shape(call) -> ConvShape:
+    a = call.attrs
+    n, c, h, w = _shape(call.args[0])
+    o, _, kh, kw = _shape(call.args[1])
+    return ConvShape(n, c, h, w, o, kh, kw, tuple(int(v) for v in a.strides),
+                     tuple(int(v) for v in a.padding), tuple(int(v) for v in a.dilation),
+                     int(a.groups))
+
+
+@relax.expr_functor.mutator
+class _Rewriter(relax.PyExprMutator):
+    def __init__(self, mod, unit: VectorUnit, chains: list[Chain], notes: dict):
+        super().__init__(mod)
+        self.unit = unit
+        self.tail = {c.tail.var: c for c in chains}
+        self.skip = {m.var for c in chains for m in c.members[:-1]}
+        self.kernels: dict = {}  # (shape, tile, epilogue key) -> GlobalVar
+        self.notes = notes  # kernel name -> var names of the bindings it replaced
+
+    def visit_var_binding_(self, binding):
+        if binding.var in self.skip:
+            return
+        chain = self.tail.get(binding.var)
+        if chain is None:
+            return super().visit_var_binding_(binding)
+        call = self._kernel_call(chain)
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
+            else self.builder_.emit_output
+        new = emit(call, name_hint=binding.var.name)
+        self.set_var_remap(binding.var, new)
+
+    def _kernel_call(self, chain: Chain):
+        if isinstance(chain.tile, MatmulTile):
+            return self._matmul_call(chain)
+        conv = chain.head.value
+        shape = conv_shape(conv)
+        tile = chain.tile
+        epi = chain.epilogue
+        key = (shape, tile, epi.describe(), epi.act, epi.act2)
+        gv = self.kernels.get(key)
+        depthwise = isinstance(tile, DepthwiseTile)
+        if gv is None:
+            if depthwise:
+                func = depthwise_func(shape, tile, epi)
+                name = "edgec_dw" + epi.describe()
+            else:
+                func, name = conv2d_func(shape, tile, epi), "edgec_" + epi.describe()
+            gv = self.builder_.add_func(func, name)
+            self.kernels[key] = gv
+        self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
+        weight = chain.weight.reshape(shape.c, shape.kh, shape.kw) if depthwise \
+            else pack_weights(chain.weight, shape.groups, tile.ob)
+        args = [self.visit_expr(conv.args[0]), relax.const(weight)]
+        if epi.bias is not None:
+            args.append(relax.const(epi.bias))
+        if chain.residual is not None:
+            args.append(self.visit_expr(chain.residual))
+        return relax.call_tir(gv, args, relax.TensorType(chain.tail.var.ty.shape, "float32"))
+
+
+    def _matmul_call(self, chain: Chain):
+        call, tile, epi = chain.head.value, chain.tile, chain.epilogue
+        x_shape = _shape(call.args[0])
+        k, n = chain.weight.shape
+        shape = MatmulShape(int(np.prod(x_shape[:-1])), k, n)
+        key = (shape, tile, epi.describe(), epi.act, epi.act2)
+        gv = self.kernels.get(key)
+        if gv is None:
+            gv = self.builder_.add_func(matmul_func(shape, tile, epi), "edgec_" + epi.describe())
+            self.kernels[key] = gv
+        self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
+        flat = len(x_shape) != 2
+
+        def as_2d(expr, cols):
+            expr = self.visit_expr(expr)
+            return self.builder_.emit(relax.op.reshape(expr, [shape.m, cols])) if flat else expr
+
+        args = [as_2d(call.args[0], k), relax.const(pack_b(chain.weight, tile.nb))]
+        if epi.bias is not None:
+            args.append(relax.const(epi.bias))
+        if chain.residual is not None:
+            args.append(as_2d(chain.residual, n))
+        out = relax.call_tir(gv, args, relax.TensorType([shape.m, n], "float32"))
+        if flat:
+            out = relax.op.reshape(self.builder_.emit(out), [*x_shape[:-1], n])
+        return out
+
+
+def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit) -> tuple[tvm.IRModule, dict]:
+    """``mod`` with matched chains replaced by edgec kernels, and
+    {kernel name: [var names replaced]} for provenance."""
+    func = mod["main"]
+    finder = _Finder(func)
+    chains, claimed = [], set()
+    for block in func.body.blocks:
+        if not isinstance(block, relax.DataflowBlock):
+            continue
+        for b in block.bindings:
+            if b.var in claimed:
+                continue
+            chain = find_chain(finder, b, claimed, unit)
+            if chain is not None:
+                chains.append(chain)
+                claimed.update(m.var for m in chain.members)
+    if not chains:
+        return mod, {}
+    notes: dict = {}
+    rewriter = _Rewriter(mod, unit, chains, notes)
+    new_main = rewriter.visit_expr(func)
+    rewriter.builder_.update_func(mod.get_global_var("main"), new_main)
+    out = rewriter.builder_.get()
+    out = relax.transform.DeadCodeElimination(["main"])(out)
+    return out, notes

@@ -1,0 +1,180 @@
+"""Direct 2-D convolution with weights packed at compile time (regular and grouped).
+
+Activations stay NCHW in memory; the kernel computes a register tile of XT
+output pixels x OB output channels (OB a multiple of the vector width),
+broadcasting one input value against one packed weight vector per FMA, so
+the accumulators live in registers and the lane dimension is the packed
+weight's innermost one (OIHW -> [G, O/OB, C/G, KH, KW, OB], zero-padded).
+The tile is written back to NCHW through the fused epilogue. Output
+channels and width are padded to the tile inside the kernel only, so any
+shape works without predicates in the inner loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+from tvm.s_tir import Schedule
+
+from .epilogue import Epilogue, activate
+from .vector_unit import VectorUnit
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    pad: tuple[int, int, int, int]  # top, left, bottom, right
+    dilation: tuple[int, int]
+    groups: int
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        t, lf, b, r = self.pad
+        return ((self.h + t + b - (self.kh - 1) * dh - 1) // sh + 1,
+                (self.w + lf + r - (self.kw - 1) * dw - 1) // sw + 1)
+
+    @property
+    def flops(self) -> int:
+        oh, ow = self.out_hw
+        return 2 * self.n * self.o * oh * ow * (self.c // self.groups) * self.kh * self.kw
+
+
+@dataclass(frozen=True)
+class ConvTile:
+    ob: int  # output channels per tile (a multiple of the lanes)
+    xt: int  # output pixels per tile along the width
+    lanes: int
+
+
+def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
+    """The tile with the least padded work, favouring about
+    ``preferred_accumulators`` accumulators (more spills, fewer starve the FMA units).
+
+    A grouped conv needs a channel block that divides its group's channels
+    (blocks never straddle groups); None if there is none.
+    """
+    og = shape.o // shape.groups
+    _, ow = shape.out_hw
+    best, best_score = None, -1.0
+    for vectors in (1, 2, 3, 4):
+        ob = vectors * unit.lanes
+        if vectors > 1 and ob > cdiv(og, unit.lanes) * unit.lanes:
+            break
+        if shape.groups > 1 and og % ob:
+            continue
+        for xt in range(1, unit.accumulators // vectors + 1):
+            accs = vectors * xt
+            useful = (og / (cdiv(og, ob) * ob)) * (ow / (cdiv(ow, xt) * xt))
+            fill = min(accs, unit.preferred_accumulators) / unit.preferred_accumulators
+            # broadcasts per FMA fall as vectors grow; a mild tie-break
+            score = useful * fill * (1 + 0.02 * vectors)
+            if score > best_score + 1e-9:
+                best, best_score = ConvTile(ob, xt, unit.lanes), score
+    return best
+
+
+def pack_weights(weight: np.ndarray, groups: int, ob: int) -> np.ndarray:
+    """OIHW -> [G * ceil(Og/ob), C/G, KH, KW, ob], zero-padded output channels."""
+    o, cg, kh, kw = weight.shape
+    og = o // groups
+    obg = cdiv(og, ob)
+    w = np.zeros((groups, obg * ob, cg, kh, kw), np.float32)
+    w[:, :og] = weight.reshape(groups, og, cg, kh, kw)
+    return np.ascontiguousarray(
+        w.reshape(groups * obg, ob, cg, kh, kw).transpose(0, 2, 3, 4, 1))
+
+
+def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
+    """The scheduled PrimFunc: (x, packed weights[, bias][, residual]) -> y."""
+    s = shape
+    g = s.groups
+    cg, og = s.c // g, s.o // g
+    oh, ow = s.out_hw
+    (sh, sw), (dh, dw) = s.stride, s.dilation
+    top, left, _, _ = s.pad
+    ob, xt = tile.ob, tile.xt
+    obg, owp = cdiv(og, ob), cdiv(ow, xt) * xt
+    hp = (oh - 1) * sh + (s.kh - 1) * dh + 1
+    wp = (owp - 1) * sw + (s.kw - 1) * dw + 1
+    f32 = "float32"
+
+    x = te.placeholder((s.n, s.c, s.h, s.w), f32, name="x")
+    wpk = te.placeholder((g * obg, cg, s.kh, s.kw, ob), f32, name="w_packed")
+    inputs = [x, wpk]
+    needs_pad = top or left or hp > s.h or wp > s.w
+    if needs_pad:
+        xp = te.compute(
+            (s.n, s.c, hp, wp),
+            lambda n, c, y, xx: tirx.if_then_else(
+                tirx.all(y >= top, y < s.h + top, xx >= left, xx < s.w + left),
+                x[n, c, y - top, xx - left], tirx.const(0.0, f32)),
+            name="pad")
+    else:
+        xp = x
+    rc = te.reduce_axis((0, cg), "rc")
+    ry = te.reduce_axis((0, s.kh), "ry")
+    rx = te.reduce_axis((0, s.kw), "rx")
+    # channel block b covers output channels [b*ob, b*ob+ob) of group b // obg
+    acc = te.compute(
+        (s.n, g * obg, oh, owp, ob),
+        lambda n, b, y, xx, oi: te.sum(
+            xp[n, (b // obg) * cg + rc, y * sh + ry * dh, xx * sw + rx * dw]
+            * wpk[b, rc, ry, rx, oi],
+            axis=[rc, ry, rx]),
+        name="acc")
+    bias = res = None
+    if epi.bias is not None:
+        bias = te.placeholder((s.o,), f32, name="bias")
+        inputs.append(bias)
+    if epi.residual:
+        res = te.placeholder((s.n, s.o, oh, ow), f32, name="residual")
+        inputs.append(res)
+
+    def out_value(n, o, y, xx):
+        v = acc[n, o // ob, y, xx, o % ob]  # ob divides og when groups > 1
+        if bias is not None:
+            v = v + bias[o]
+        v = activate(v, epi.act)
+        if res is not None:
+            v = v + res[n, o, y, xx]
+        return activate(v, epi.act2)
+
+    out = te.compute((s.n, s.o, oh, ow), out_value, name="out")
+    func = te.create_prim_func([*inputs, out])
+    return _schedule(func, tile, needs_pad)
+
+
+def _schedule(func, tile: ConvTile, needs_pad: bool):
+    sch = Schedule(func)
+    acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
+    sch.set_scope(acc, 0, "local")  # the register tile; compacted to [xt, ob] when lowered
+    n, b, y, xx, oi, rc, ry, rx = sch.get_loops(acc)
+    xo, xi = sch.split(xx, [None, tile.xt])
+    sch.reorder(n, b, y, xo, rc, ry, rx, xi, oi)
+    sch.reverse_compute_at(out, xo)
+    sch.parallel(sch.fuse(n, b, y))
+    sch.unroll(xi)
+    vo, vi = sch.split(oi, [None, tile.lanes])
+    sch.unroll(vo)
+    sch.vectorize(vi)
+    sch.decompose_reduction(acc, rc)
+    if needs_pad:
+        pad = sch.get_sblock("pad")
+        loops = sch.get_loops(pad)
+        sch.parallel(sch.fuse(loops[0], loops[1]))
+    # Opaque: FuseOps leaves it alone. No global symbol: the module names it.
+    return sch.mod["main"].with_attr("op_pattern", 8).without_attr("global_symbol")

@@ -1,0 +1,108 @@
+"""Depthwise 2-D convolution (one filter per channel), vectorised along the width.
+
+Each output row of a channel is computed in tiles of ``vectors`` x lanes
+pixels held in registers; every filter tap is one broadcast weight times a
+(for stride 1 contiguous) vector of input pixels. Weights stay [C, KH, KW].
+Width is padded to the tile inside the kernel only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import te, tirx
+from tvm.s_tir import Schedule
+
+from .conv2d import ConvShape, cdiv
+from .epilogue import Epilogue, activate
+from .vector_unit import VectorUnit
+
+
+@dataclass(frozen=True)
+class DepthwiseTile:
+    vectors: int  # vectors of output pixels per tile
+    lanes: int
+
+    @property
+    def width(self) -> int:
+        return self.vectors * self.lanes
+
+
+def choose_depthwise_tile(shape: ConvShape, unit: VectorUnit) -> DepthwiseTile:
+    """Fewest padded pixels, then the widest tile (up to 4 vectors: a tap's
+    input vectors also need registers)."""
+    _, ow = shape.out_hw
+    best, best_key = None, None
+    for vectors in (1, 2, 3, 4):
+        width = vectors * unit.lanes
+        key = (cdiv(ow, width) * width - ow > max(unit.lanes // 2, 1) * vectors, -vectors)
+        if vectors > 1 and width > cdiv(ow, unit.lanes) * unit.lanes:
+            break
+        if best_key is None or key < best_key:
+            best, best_key = DepthwiseTile(vectors, unit.lanes), key
+    return best
+
+
+def is_depthwise(shape: ConvShape) -> bool:
+    return shape.groups > 1 and shape.groups == shape.c == shape.o
+
+
+def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
+    s = shape
+    oh, ow = s.out_hw
+    (sh, sw), (dh, dw) = s.stride, s.dilation
+    top, left, _, _ = s.pad
+    owp = cdiv(ow, tile.width) * tile.width
+    hp = (oh - 1) * sh + (s.kh - 1) * dh + 1
+    wp = (owp - 1) * sw + (s.kw - 1) * dw + 1
+    f32 = "float32"
+    x = te.placeholder((s.n, s.c, s.h, s.w), f32, name="x")
+    w = te.placeholder((s.c, s.kh, s.kw), f32, name="w")
+    inputs = [x, w]
+    needs_pad = top or left or hp > s.h or wp > s.w
+    xp = te.compute(
+        (s.n, s.c, hp, wp),
+        lambda n, c, y, xx: tirx.if_then_else(
+            tirx.all(y >= top, y < s.h + top, xx >= left, xx < s.w + left),
+            x[n, c, y - top, xx - left], tirx.const(0.0, f32)),
+        name="pad") if needs_pad else x
+    ry = te.reduce_axis((0, s.kh), "ry")
+    rx = te.reduce_axis((0, s.kw), "rx")
+    acc = te.compute(
+        (s.n, s.c, oh, owp),
+        lambda n, c, y, xx: te.sum(xp[n, c, y * sh + ry * dh, xx * sw + rx * dw] * w[c, ry, rx],
+                                   axis=[ry, rx]),
+        name="acc")
+    bias = res = None
+    if epi.bias is not None:
+        bias = te.placeholder((s.o,), f32, name="bias")
+        inputs.append(bias)
+    if epi.residual:
+        res = te.placeholder((s.n, s.o, oh, ow), f32, name="residual")
+        inputs.append(res)
+
+    def out_value(n, c, y, xx):
+        v = acc[n, c, y, xx]
+        if bias is not None:
+            v = v + bias[c]
+        v = activate(v, epi.act)
+        if res is not None:
+            v = v + res[n, c, y, xx]
+        return activate(v, epi.act2)
+
+    out = te.compute((s.n, s.c, oh, ow), out_value, name="out")
+    sch = Schedule(te.create_prim_func([*inputs, out]))
+    a, o = sch.get_sblock("acc"), sch.get_sblock("out")
+    sch.set_scope(a, 0, "local")
+    n, c, y, xx, ry_l, rx_l = sch.get_loops(a)
+    xo, xv, xl = sch.split(xx, [None, tile.vectors, tile.lanes])
+    sch.reorder(n, c, y, xo, ry_l, rx_l, xv, xl)
+    sch.reverse_compute_at(o, xo)
+    sch.parallel(sch.fuse(n, c, y))
+    sch.unroll(xv)
+    sch.vectorize(xl)
+    sch.decompose_reduction(a, ry_l)
+    if needs_pad:
+        loops = sch.get_loops(sch.get_sblock("pad"))
+        sch.parallel(sch.fuse(loops[0], loops[1]))
+    return sch.mod["main"].with_attr("op_pattern", 8).without_attr("global_symbol")

@@ -1,0 +1,39 @@
+"""Elementwise work done in a kernel's write-back instead of another pass over memory.
+
+Applied in this order: + bias[channel], first activation, + residual
+tensor, second activation. That covers Conv+BN(+ReLU), ResNet's
+Conv+BN+Add+ReLU and the MobileNet family's Clip (ReLU6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tvm import tirx
+
+#: activation name -> how many float parameters it takes
+ACTIVATIONS = {"relu": 0, "clip": 2}
+
+
+@dataclass
+class Epilogue:
+    bias: np.ndarray | None = None  # [channels] float32
+    act: tuple | None = None  # ("relu",) or ("clip", lo, hi)
+    residual: bool = False  # a tensor of the output's shape is added
+    act2: tuple | None = None  # after the residual add
+    ops: list[str] = field(default_factory=list)  # what was fused, for names and reports
+
+    def describe(self) -> str:
+        return "_".join(self.ops)
+
+
+def activate(value, act: tuple | None):
+    if act is None:
+        return value
+    f32 = "float32"  # the kernels are float32 only so far
+    if act[0] == "relu":
+        return tirx.max(value, tirx.const(0.0, f32))
+    if act[0] == "clip":
+        return tirx.min(tirx.max(value, tirx.const(act[1], f32)), tirx.const(act[2], f32))
+    raise ValueError(f"unknown activation {act[0]}")

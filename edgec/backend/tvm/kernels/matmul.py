@@ -1,0 +1,111 @@
+"""Matrix multiplication by a constant matrix (Gemm, MatMul with weights: the
+linear layers of transformers and classifier heads), B packed at compile time.
+
+The kernel is 2-D, [M, K] x [K, N]: dispatch reshapes batched operands (a
+free view in the Relax VM). Weights are packed [N/NB, K, NB], zero-padded,
+so the inner loop reads one contiguous weight vector per k, and an MR x NB
+register tile accumulates broadcast A values times weight vectors. Rows are
+padded to the tile in a copy of A only when MR does not divide M.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+from tvm.s_tir import Schedule
+
+from .conv2d import cdiv
+from .epilogue import Epilogue, activate
+from .vector_unit import VectorUnit
+
+
+@dataclass(frozen=True)
+class MatmulShape:
+    m: int
+    k: int
+    n: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class MatmulTile:
+    mr: int  # rows per tile
+    nb: int  # columns per tile (a multiple of the lanes)
+    lanes: int
+
+
+def choose_matmul_tile(shape: MatmulShape, unit: VectorUnit) -> MatmulTile:
+    """Least padded work, then about ``preferred_accumulators`` accumulators."""
+    best, best_score = None, -1.0
+    for vectors in (1, 2, 3, 4):
+        nb = vectors * unit.lanes
+        if vectors > 1 and nb > cdiv(shape.n, unit.lanes) * unit.lanes:
+            break
+        for mr in range(1, min(shape.m, unit.accumulators // vectors) + 1):
+            useful = (shape.n / (cdiv(shape.n, nb) * nb)) * (shape.m / (cdiv(shape.m, mr) * mr))
+            fill = min(mr * vectors, unit.preferred_accumulators) / unit.preferred_accumulators
+            score = useful * fill * (1 + 0.02 * vectors)
+            if score > best_score + 1e-9:
+                best, best_score = MatmulTile(mr, nb, unit.lanes), score
+    return best
+
+
+def pack_b(b: np.ndarray, nb: int) -> np.ndarray:
+    """[K, N] -> [ceil(N/nb), K, nb], zero-padded columns."""
+    k, n = b.shape
+    padded = np.zeros((k, cdiv(n, nb) * nb), np.float32)
+    padded[:, :n] = b
+    return np.ascontiguousarray(padded.reshape(k, -1, nb).transpose(1, 0, 2))
+
+
+def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
+    """(a [M, K], packed b[, bias [N]][, residual [M, N]]) -> out [M, N]."""
+    s, f32 = shape, "float32"
+    mp, nbs = cdiv(s.m, tile.mr) * tile.mr, cdiv(s.n, tile.nb)
+    a = te.placeholder((s.m, s.k), f32, name="a")
+    bp = te.placeholder((nbs, s.k, tile.nb), f32, name="b_packed")
+    inputs = [a, bp]
+    needs_pad = mp != s.m
+    ap = te.compute((mp, s.k), lambda r, kk: tirx.if_then_else(
+        r < s.m, a[r, kk], tirx.const(0.0, f32)), name="pad") if needs_pad else a
+    rk = te.reduce_axis((0, s.k), "rk")
+    acc = te.compute((mp, nbs, tile.nb),
+                     lambda r, j, ni: te.sum(ap[r, rk] * bp[j, rk, ni], axis=[rk]), name="acc")
+    bias = res = None
+    if epi.bias is not None:
+        bias = te.placeholder((s.n,), f32, name="bias")
+        inputs.append(bias)
+    if epi.residual:
+        res = te.placeholder((s.m, s.n), f32, name="residual")
+        inputs.append(res)
+
+    def out_value(m, n):
+        v = acc[m, n // tile.nb, n % tile.nb]
+        if bias is not None:
+            v = v + bias[n]
+        v = activate(v, epi.act)
+        if res is not None:
+            v = v + res[m, n]
+        return activate(v, epi.act2)
+
+    out = te.compute((s.m, s.n), out_value, name="out")
+    sch = Schedule(te.create_prim_func([*inputs, out]))
+    blk, ob = sch.get_sblock("acc"), sch.get_sblock("out")
+    sch.set_scope(blk, 0, "local")
+    r, j, ni, kk = sch.get_loops(blk)
+    ro, ri = sch.split(r, [None, tile.mr])
+    sch.reorder(j, ro, kk, ri, ni)
+    sch.reverse_compute_at(ob, ro)
+    if s.flops >= 1 << 17:  # below that, waking a thread costs more than the work
+        sch.parallel(sch.fuse(j, ro))
+    sch.unroll(ri)
+    vo, vi = sch.split(ni, [None, tile.lanes])
+    sch.unroll(vo)
+    sch.vectorize(vi)
+    sch.decompose_reduction(blk, kk)
+    return sch.mod["main"].with_attr("op_pattern", 8).without_attr("global_symbol")

@@ -1,0 +1,40 @@
+"""The SIMD shape of a CPU target, from LLVM's feature list for it.
+
+Tile sizes follow from it: lanes per vector register and how many registers
+can hold accumulators without spilling (measured: x86 tiles on NEON spill
+and lose most of the speed, so nothing here is fixed for one CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VectorUnit:
+    name: str
+    lanes: int  # float32 lanes per vector register
+    registers: int  # architectural vector registers
+
+    @property
+    def accumulators(self) -> int:
+        """Vector accumulators a register tile may use: the rest hold the
+        broadcast input, the weight vectors and addresses."""
+        return self.registers - 4 if self.registers >= 32 else self.registers - 3
+
+    @property
+    def preferred_accumulators(self) -> int:
+        """About where measured tiles peaked: 14-16 of 32 registers, 12 of 16."""
+        return min(self.accumulators, 16)
+
+
+def vector_unit(arch: str, features: set[str]) -> VectorUnit:
+    if arch == "x86_64":
+        if "avx512f" in features:
+            return VectorUnit("avx512", 16, 32)
+        if "avx2" in features or "avx" in features:
+            return VectorUnit("avx2", 8, 16)
+        return VectorUnit("sse", 4, 16)
+    if arch == "aarch64":
+        return VectorUnit("neon", 4, 32)
+    return VectorUnit("generic", 4, 16)

@@ -1,0 +1,237 @@
+"""edgec's own kernels (edgec/backend/tvm/kernels: conv, depthwise, matmul) against
+onnxruntime.
+
+Each case is a small ONNX graph compiled by edgec; the test checks that the
+chain was given to an edgec kernel (the manifest's kernel table) and that the
+outputs match onnxruntime, over the shapes templates get wrong: odd sizes,
+stride 2, asymmetric padding, dilation, groups, depthwise, channels that are
+not a multiple of the vector width, batch > 1, fused epilogues. ARM cases run
+under qemu-aarch64 through the C bundle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgec
+from edgec.backend.tvm.kernels.conv2d import ConvShape, choose_tile, pack_weights
+from edgec.backend.tvm.kernels.vector_unit import vector_unit
+
+pytestmark = pytest.mark.compile
+
+
+def conv_graph(*, n=1, c=8, h=9, w=11, o=20, k=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1),
+               dilation=(1, 1), group=1, bias=True, act=None, residual=False, seed=0
+               ) -> onnx.ModelProto:
+    """x -> Conv [+B] [-> act] [+ r -> Relu] -> y; pads in ONNX order (t, l, b, r)."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(
+        (rng.standard_normal((o, c // group, *k)) * 0.3).astype(np.float32), "W")]
+    conv_in = ["x", "W"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(o).astype(np.float32), "B"))
+        conv_in.append("B")
+    nodes = [helper.make_node("Conv", conv_in, ["c"], name="/conv/Conv", kernel_shape=list(k),
+                              strides=list(stride), pads=[pads[0], pads[1], pads[2], pads[3]],
+                              dilations=list(dilation), group=group)]
+    last = "c"
+    if act == "relu":
+        nodes.append(helper.make_node("Relu", [last], ["a"], name="/act/Relu"))
+        last = "a"
+    elif act == "clip":
+        inits += [numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+                  numpy_helper.from_array(np.array(6.0, np.float32), "hi")]
+        nodes.append(helper.make_node("Clip", [last, "lo", "hi"], ["a"], name="/act/Clip"))
+        last = "a"
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, h, w])]
+    oh = (h + pads[0] + pads[2] - dilation[0] * (k[0] - 1) - 1) // stride[0] + 1
+    ow = (w + pads[1] + pads[3] - dilation[1] * (k[1] - 1) - 1) // stride[1] + 1
+    if residual:
+        inputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [n, o, oh, ow]))
+        nodes += [helper.make_node("Add", [last, "r"], ["s"], name="/res/Add"),
+                  helper.make_node("Relu", ["s"], ["y"], name="/res/Relu")]
+    else:
+        nodes.append(helper.make_node("Identity", [last], ["y"], name="/out/Identity"))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, o, oh, ow])
+    graph = helper.make_graph(nodes, "conv", inputs, [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+CASES = {
+    "3x3-odd-channels": {},
+    "1x1-no-pad": dict(k=(1, 1), pads=(0, 0, 0, 0), c=19, o=33),
+    "stride2-odd": dict(h=15, w=13, stride=(2, 2), o=24),
+    "asymmetric-pad": dict(pads=(0, 1, 2, 0), o=17),
+    "7x7-stride2-rgb": dict(c=3, h=32, w=30, k=(7, 7), stride=(2, 2), pads=(3, 3, 3, 3), o=16),
+    "dilation2": dict(dilation=(2, 2), pads=(2, 2, 2, 2)),
+    "rect-kernel": dict(k=(1, 5), pads=(0, 2, 0, 2), o=12),
+    "batch3": dict(n=3, o=40),
+    "no-bias": dict(bias=False, o=5),
+    "grouped": dict(c=16, o=64, group=2, k=(1, 1), pads=(0, 0, 0, 0)),
+    "relu": dict(act="relu"),
+    "clip-relu6": dict(act="clip", o=48),
+    "residual-relu": dict(residual=True, o=32),
+    "bias-relu-residual": dict(act="relu", residual=True, o=16, stride=(2, 2), h=12, w=12),
+    "wide-output": dict(h=3, w=67, c=4, o=8),
+    "single-pixel": dict(h=1, w=1, k=(1, 1), pads=(0, 0, 0, 0), c=32, o=10),
+    # depthwise (groups == channels): its own template
+    "dw-3x3": dict(c=24, o=24, group=24, h=14, w=14, act="relu"),
+    "dw-stride2-odd": dict(c=16, o=16, group=16, h=15, w=13, stride=(2, 2)),
+    "dw-5x5-clip": dict(c=8, o=8, group=8, k=(5, 5), pads=(2, 2, 2, 2), act="clip", w=37),
+    "dw-dilated-residual": dict(c=12, o=12, group=12, dilation=(2, 2), pads=(2, 2, 2, 2),
+                                residual=True, bias=False),
+}
+
+
+def _kernels(art) -> dict:
+    return {k: v for k, v in art.manifest["kernels"].items()
+            if k.startswith(("edgec_conv2d", "edgec_dwconv2d"))}
+
+
+def _check(tmp_path: Path, params: dict, target: str, seed: int = 0) -> None:
+    model = tmp_path / "m.onnx"
+    onnx.save(conv_graph(seed=seed, **params), str(model))
+    art = edgec.compile(model, target=target, output=tmp_path / "m.edgec")
+    ours = _kernels(art)
+    assert len(ours) == 1, art.manifest["kernels"]  # the whole chain is one edgec kernel
+    (entry,) = ours.values()
+    assert entry["onnx_nodes"][0] == "/conv/Conv"
+    if params.get("residual"):
+        assert "/res/Add" in entry["onnx_nodes"] and "/res/Relu" in entry["onnx_nodes"]
+    report = edgec.verify(model, art, seed=seed)
+    assert report.ok, report.to_json()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conv_matches_onnxruntime_x86(name, tmp_path):
+    _check(tmp_path, CASES[name], "x86")
+
+
+@pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "residual-relu",
+                                  "dw-stride2-odd"])
+def test_conv_matches_onnxruntime_avx512_if_here(name, tmp_path):
+    """The 16-lane tiles; runs only where the CPU has AVX-512."""
+    if edgec.resolve_target("host").name != "x86/zen4-avx512":
+        pytest.skip("this machine has no AVX-512")
+    _check(tmp_path, CASES[name], "x86-avx512")
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("target", ["arm", "arm-dotprod"])
+@pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "grouped", "clip-relu6",
+                                  "bias-relu-residual", "batch3", "dw-3x3", "dw-stride2-odd"])
+def test_conv_matches_onnxruntime_emulated_arm(name, target, tmp_path):
+    _check(tmp_path, CASES[name], target)
+
+
+def test_random_conv_shapes(tmp_path):
+    """Seeded random shapes, a property test in miniature: any legal conv matches."""
+    rng = np.random.default_rng(2026)
+    for i in range(6):
+        k = int(rng.choice([1, 3, 5]))
+        s = int(rng.integers(1, 3))
+        params = dict(n=int(rng.integers(1, 3)), c=int(rng.integers(1, 24)),
+                      h=int(rng.integers(k, 20)), w=int(rng.integers(k, 20)),
+                      o=int(rng.integers(1, 40)), k=(k, k), stride=(s, s),
+                      pads=tuple(int(p) for p in rng.integers(0, k // 2 + 1, 4)),
+                      act=[None, "relu", "clip"][i % 3])
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        _check(folder, params, "x86", seed=i)
+
+
+@pytest.mark.parametrize("arch,features,lanes", [
+    ("x86_64", {"avx512f", "avx2"}, 16), ("x86_64", {"avx2", "fma"}, 8),
+    ("aarch64", {"neon"}, 4)])
+def test_tiles_follow_the_target(arch, features, lanes):
+    unit = vector_unit(arch, features)
+    assert unit.lanes == lanes
+    for shape in (ConvShape(1, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+                  ConvShape(1, 3, 224, 224, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),
+                  ConvShape(1, 96, 13, 13, 10, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)):
+        tile = choose_tile(shape, unit)
+        assert tile.ob % lanes == 0
+        assert (tile.ob // lanes) * tile.xt <= unit.accumulators  # no spills by design
+
+
+def test_grouped_conv_without_a_dividing_block_is_not_tiled():
+    shape = ConvShape(1, 6, 8, 8, 6, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 3)  # 2 ch per group
+    assert choose_tile(shape, vector_unit("x86_64", {"avx2"})) is None
+
+
+def test_pack_weights_layout():
+    w = np.arange(5 * 2 * 3 * 3, dtype=np.float32).reshape(5, 2, 3, 3)
+    p = pack_weights(w, groups=1, ob=4)
+    assert p.shape == (2, 2, 3, 3, 4)
+    assert p[1, 1, 2, 0, 0] == w[4, 1, 2, 0] and (p[1, :, :, :, 1:] == 0).all()
+
+
+def matmul_graph(*, lead=(1, 7), k=19, n=33, gemm=False, bias=True, act=None,
+                 residual=False, seed=0) -> onnx.ModelProto:
+    """x[*lead, k] @ W[k, n] (or Gemm with transB) [+B] [-> act] [+ r] -> y."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((k, n)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [*lead, k])]
+    if gemm:  # ONNX Gemm: 2-D, weights stored [n, k] with transB=1
+        inits = [numpy_helper.from_array(np.ascontiguousarray(w.T), "W"),
+                 numpy_helper.from_array(b, "B")]
+        nodes = [helper.make_node("Gemm", ["x", "W", "B"] if bias else ["x", "W"], ["c"],
+                                  name="/fc/Gemm", transB=1)]
+    else:
+        inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")]
+        nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="/fc/MatMul")]
+        if bias:
+            nodes.append(helper.make_node("Add", ["m", "B"], ["c"], name="/fc/Add"))
+        else:
+            nodes.append(helper.make_node("Identity", ["m"], ["c"], name="/fc/Identity"))
+    last = "c"
+    if act == "relu":
+        nodes.append(helper.make_node("Relu", [last], ["a"], name="/act/Relu"))
+        last = "a"
+    if residual:
+        inputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [*lead, n]))
+        nodes.append(helper.make_node("Add", [last, "r"], ["s"], name="/res/Add"))
+        last = "s"
+    nodes.append(helper.make_node("Identity", [last], ["y"], name="/out/Identity"))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [*lead, n])
+    graph = helper.make_graph(nodes, "mm", inputs, [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+MATMUL_CASES = {
+    "3d-bias": {},
+    "4d-bias-relu-residual": dict(lead=(2, 3, 5), act="relu", residual=True),
+    "gemm-transB-row": dict(lead=(1,), gemm=True, k=64, n=10),
+    "gemm-rows": dict(lead=(13,), gemm=True, k=40, n=48),
+    "no-bias-wide": dict(lead=(4,), bias=False, n=130, k=7),
+    "single-column": dict(lead=(1, 9), n=1, k=16),
+}
+
+
+def _check_matmul(tmp_path: Path, params: dict, target: str, seed: int = 0) -> None:
+    model = tmp_path / "mm.onnx"
+    onnx.save(matmul_graph(seed=seed, **params), str(model))
+    art = edgec.compile(model, target=target, output=tmp_path / "mm.edgec")
+    ours = {k: v for k, v in art.manifest["kernels"].items() if k.startswith("edgec_matmul")}
+    assert len(ours) == 1, art.manifest["kernels"]
+    (entry,) = ours.values()
+    assert entry["onnx_nodes"][0] in ("/fc/MatMul", "/fc/Gemm")
+    report = edgec.verify(model, art, seed=seed)
+    assert report.ok, report.to_json()
+
+
+@pytest.mark.parametrize("name", list(MATMUL_CASES))
+def test_matmul_matches_onnxruntime_x86(name, tmp_path):
+    _check_matmul(tmp_path, MATMUL_CASES[name], "x86")
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("name", ["4d-bias-relu-residual", "gemm-rows"])
+def test_matmul_matches_onnxruntime_emulated_arm(name, tmp_path):
+    _check_matmul(tmp_path, MATMUL_CASES[name], "arm")
