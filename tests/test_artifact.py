@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -232,3 +235,18 @@ def test_load_and_run_need_only_the_runtime(conv_artifact):
     # The time is printed for humans (about 0.3 s here against 1.4 s for `import tvm`
     # alone); only what got imported is asserted.
     assert res.stdout.startswith("[] (1, 8, 16, 16)"), res.stdout
+
+
+def test_runtime_uses_every_cpu_unless_told(conv_artifact, tmp_path):
+    """TVM alone starts half as many workers as CPUs (one on a 2-CPU machine);
+    edgec's runtime asks for every CPU it may use, and TVM_NUM_THREADS wins."""
+    _, path = conv_artifact
+    code = ("import sys, edgec, numpy as np; s = edgec.load(sys.argv[1]).session(); "
+            "s.run({'x': np.zeros((1, 3, 16, 16), np.float32)}); print(s.threads)")
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, env=env, check=True).stdout
+    assert int(out) == len(os.sched_getaffinity(0))
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, env={**env, "TVM_NUM_THREADS": "1"}, check=True).stdout
+    assert int(out) == 1

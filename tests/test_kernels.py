@@ -235,3 +235,31 @@ def test_matmul_matches_onnxruntime_x86(name, tmp_path):
 @pytest.mark.parametrize("name", ["4d-bias-relu-residual", "gemm-rows"])
 def test_matmul_matches_onnxruntime_emulated_arm(name, tmp_path):
     _check_matmul(tmp_path, MATMUL_CASES[name], "arm")
+
+
+def conv_transpose_graph(*, c=6, o=5, h=7, w=9, k=2, bias=True, seed=0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((c, o, k, k)) * 0.3)
+                                     .astype(np.float32), "W")]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(o).astype(np.float32), "B"))
+    node = helper.make_node("ConvTranspose", ["x", "W", "B"] if bias else ["x", "W"], ["c"],
+                            name="/up/ConvTranspose", kernel_shape=[k, k], strides=[k, k])
+    act = helper.make_node("Sigmoid", ["c"], ["y"], name="/up/Sigmoid")
+    graph = helper.make_graph(
+        [node, act], "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, o, h * k, w * k])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("params", [{}, dict(k=3, o=1, bias=False, c=24)], ids=["2x2", "3x3"])
+def test_conv_transpose_kernel_equal_stride(params, tmp_path):
+    """ConvTranspose with kernel == stride (upsampling heads) runs as a 1x1 conv
+    kernel plus a pixel shuffle."""
+    model = tmp_path / "up.onnx"
+    onnx.save(conv_transpose_graph(**params), str(model))
+    art = edgec.compile(model, target="x86", output=tmp_path / "up.edgec")
+    entry = art.manifest["kernels"]["edgec_conv2d_transpose"]
+    assert entry["onnx_nodes"] == ["/up/ConvTranspose"]
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()

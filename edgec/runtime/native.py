@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+import os
 from pathlib import Path
 
 from ..errors import UnsupportedError
@@ -34,8 +35,16 @@ def runtime_library() -> Path:
 
 @functools.cache
 def ffi():
-    """tvm_ffi, with the TVM runtime library loaded into the process."""
+    """tvm_ffi, with the TVM runtime library loaded into the process.
+
+    TVM's thread pool assumes two hardware threads per core and starts half
+    as many workers as there are CPUs (one on a 2-CPU machine, measured), so
+    unless TVM_NUM_THREADS says otherwise edgec asks for every CPU this
+    process may run on, as onnxruntime does.
+    """
     import tvm_ffi
+
+    os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
     ctypes.CDLL(str(runtime_library()), mode=ctypes.RTLD_GLOBAL)
     return tvm_ffi

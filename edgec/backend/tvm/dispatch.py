@@ -191,6 +191,10 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
         if nxt is None or nxt.var in claimed:
             break
         op, v = _op(nxt.value), nxt.value
+        if op == "relax.broadcast_to" and _shape(nxt.var) == _shape(current):
+            members.append(nxt)  # a no-op broadcast (how the importer starts an ONNX Sum)
+            current = nxt.var
+            continue
         if op == "relax.add" and stage == "bias":
             other = v.args[1] if v.args[0].same_as(current) else v.args[0]
             b = finder.const(other)
@@ -254,9 +258,11 @@ def conv_shape(call) -> ConvShape:
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
-    def __init__(self, mod, unit: VectorUnit, chains: list[Chain], notes: dict):
+    def __init__(self, mod, unit: VectorUnit, chains: list[Chain], notes: dict,
+                 finder: _Finder):
         super().__init__(mod)
         self.unit = unit
+        self.finder = finder
         self.tail = {c.tail.var: c for c in chains}
         self.skip = {m.var for c in chains for m in c.members[:-1]}
         self.kernels: dict = {}  # (shape, tile, epilogue key) -> GlobalVar
@@ -267,12 +273,56 @@ class _Rewriter(relax.PyExprMutator):
             return
         chain = self.tail.get(binding.var)
         if chain is None:
+            if _op(binding.value) == "relax.nn.conv2d_transpose":
+                new = self._transpose_as_conv(binding)
+                if new is not None:
+                    self.set_var_remap(binding.var, new)
+                    return
             return super().visit_var_binding_(binding)
         call = self._kernel_call(chain)
         emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
             else self.builder_.emit_output
         new = emit(call, name_hint=binding.var.name)
         self.set_var_remap(binding.var, new)
+
+    def _transpose_as_conv(self, binding):
+        """A ConvTranspose whose kernel equals its stride (the upsampling heads of
+        detection models) is a 1x1 conv to O*kh*kw channels and a pixel shuffle:
+        the conv goes to the conv2d kernel, the shuffle (a transpose that
+        FuseOps merges with what follows) to TVM."""
+        call = binding.value
+        a = call.attrs
+        weight = self.finder.const(call.args[1])
+        x_shape, out = _shape(call.args[0]), _shape(binding.var)
+        if weight is None or weight.dtype != np.float32 or x_shape is None or out is None \
+                or weight.ndim != 4 or _dtype(call.args[0]) != "float32":
+            return None
+        c, o, kh, kw = weight.shape
+        if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "IOHW", "NCHW") or \
+                int(a.groups) != 1 or [int(v) for v in a.strides] != [kh, kw] or \
+                any(int(v) for v in a.padding) or any(int(v) for v in a.output_padding) or \
+                any(int(v) != 1 for v in a.dilation):
+            return None
+        n, _, h, w = x_shape
+        shape = ConvShape(n, c, h, w, o * kh * kw, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        tile = choose_tile(shape, self.unit)
+        epi = Epilogue(ops=["conv2d_transpose"])
+        key = (shape, tile, epi.describe(), None, None)
+        gv = self.kernels.get(key)
+        if gv is None:
+            gv = self.builder_.add_func(conv2d_func(shape, tile, epi), "edgec_conv2d_transpose")
+            self.kernels[key] = gv
+        self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
+        # W[c, o, i, j] -> W'[(o, i, j), c]: output channel (o, i, j) of the 1x1 conv
+        w1 = np.ascontiguousarray(weight.transpose(1, 2, 3, 0)).reshape(o * kh * kw, c, 1, 1)
+        y = self.builder_.emit(relax.call_tir(
+            gv, [self.visit_expr(call.args[0]), relax.const(pack_weights(w1, 1, tile.ob))],
+            relax.TensorType([n, o * kh * kw, h, w], "float32")))
+        y = self.builder_.emit(relax.op.reshape(y, [n, o, kh, kw, h, w]))
+        y = self.builder_.emit(relax.op.permute_dims(y, [0, 1, 4, 2, 5, 3]))
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
+            else self.builder_.emit_output
+        return emit(relax.op.reshape(y, out), name_hint=binding.var.name)
 
     def _kernel_call(self, chain: Chain):
         if isinstance(chain.tile, MatmulTile):
@@ -347,10 +397,8 @@ def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit) -> tuple[tvm.IRModule,
             if chain is not None:
                 chains.append(chain)
                 claimed.update(m.var for m in chain.members)
-    if not chains:
-        return mod, {}
     notes: dict = {}
-    rewriter = _Rewriter(mod, unit, chains, notes)
+    rewriter = _Rewriter(mod, unit, chains, notes, finder)
     new_main = rewriter.visit_expr(func)
     rewriter.builder_.update_func(mod.get_global_var("main"), new_main)
     out = rewriter.builder_.get()

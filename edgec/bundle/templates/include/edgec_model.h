@@ -4,8 +4,8 @@
  * A plain C API over the TVM runtime: no C++ types cross it, every call
  * returns a status (or a value that says "none"), and every failure leaves a
  * one-line message behind. A model handle is not thread-safe: use one per
- * thread, or guard it. The number of CPU threads one run uses is set by the
- * TVM_NUM_THREADS environment variable, read when the first model is created.
+ * thread, or guard it. One run uses every online CPU, unless the environment
+ * variable TVM_NUM_THREADS (read when the first model runs) says otherwise.
  *
  *   edgec_model *m = NULL;
  *   if (edgec_model_create("model/model.so", NULL, &m) != EDGEC_OK) {

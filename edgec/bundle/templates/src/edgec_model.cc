@@ -13,6 +13,8 @@
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -241,6 +243,13 @@ edgec_status edgec_model_create(const char *library_path, const char *io_path,
   if (out == nullptr) return Fail(nullptr, EDGEC_ERR_ARGUMENT, "out must not be NULL");
   *out = nullptr;
   if (library_path == nullptr) return Fail(nullptr, EDGEC_ERR_ARGUMENT, "library_path is NULL");
+  // TVM's pool starts half as many workers as CPUs (it assumes two hardware
+  // threads per core): one on a 2-CPU board. Use every online CPU unless the
+  // app set TVM_NUM_THREADS; the pool reads it when it first starts.
+  if (std::getenv("TVM_NUM_THREADS") == nullptr) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0) setenv("TVM_NUM_THREADS", std::to_string(cpus).c_str(), 0);
+  }
   edgec_model *model = new (std::nothrow) edgec_model();
   if (model == nullptr) return Fail(nullptr, EDGEC_ERR_MEMORY, "out of memory");
   edgec_status st = Guard(nullptr, [&]() -> edgec_status {
