@@ -73,6 +73,8 @@ CASES = {
     "batch3": dict(n=3, o=40),
     "no-bias": dict(bias=False, o=5),
     "grouped": dict(c=16, o=64, group=2, k=(1, 1), pads=(0, 0, 0, 0)),
+    "grouped-odd": dict(c=12, o=18, group=3, act="relu", residual=True),  # 6 ch per group
+    "grouped-shufflenet": dict(c=240, o=60, group=3, k=(1, 1), pads=(0, 0, 0, 0), h=7, w=7),
     "relu": dict(act="relu"),
     "clip-relu6": dict(act="clip", o=48),
     "residual-relu": dict(residual=True, o=32),
@@ -123,7 +125,7 @@ def test_conv_matches_onnxruntime_avx512_if_here(name, tmp_path):
 
 @pytest.mark.cross
 @pytest.mark.parametrize("target", ["arm", "arm-dotprod"])
-@pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "grouped", "clip-relu6",
+@pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "grouped-odd", "clip-relu6",
                                   "bias-relu-residual", "batch3", "dw-3x3", "dw-stride2-odd"])
 def test_conv_matches_onnxruntime_emulated_arm(name, target, tmp_path):
     _check(tmp_path, CASES[name], target)
@@ -159,16 +161,13 @@ def test_tiles_follow_the_target(arch, features, lanes):
         assert (tile.ob // lanes) * tile.xt <= unit.accumulators  # no spills by design
 
 
-def test_grouped_conv_without_a_dividing_block_is_not_tiled():
-    shape = ConvShape(1, 6, 8, 8, 6, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 3)  # 2 ch per group
-    assert choose_tile(shape, vector_unit("x86_64", {"avx2"})) is None
-
-
 def test_pack_weights_layout():
     w = np.arange(5 * 2 * 3 * 3, dtype=np.float32).reshape(5, 2, 3, 3)
     p = pack_weights(w, groups=1, ob=4)
-    assert p.shape == (2, 2, 3, 3, 4)
-    assert p[1, 1, 2, 0, 0] == w[4, 1, 2, 0] and (p[1, :, :, :, 1:] == 0).all()
+    assert p.shape == (1, 2, 2, 3, 3, 4)
+    assert p[0, 1, 1, 2, 0, 0] == w[4, 1, 2, 0] and (p[0, 1, :, :, :, 1:] == 0).all()
+    g = pack_weights(np.ones((6, 1, 1, 1), np.float32), groups=3, ob=4)  # 2 ch per group
+    assert g.shape == (3, 1, 1, 1, 1, 4) and g[:, 0, 0, 0, 0].tolist() == [[1, 1, 0, 0]] * 3
 
 
 def matmul_graph(*, lead=(1, 7), k=19, n=33, gemm=False, bias=True, act=None,

@@ -28,6 +28,7 @@ from ...errors import CompileError, ToolchainError, UsageError, first_line
 from ...targets import Target
 from .dispatch import dispatch_kernels
 from .importer import import_onnx
+from .kernels.generic import ParallelizeDefaultKernels
 from .kernels.vector_unit import vector_unit
 from .provenance import Tracker
 
@@ -142,6 +143,19 @@ def _native_log(keep: Path | None):
                 (keep / "tvm.log").write_bytes(log.read())
 
 
+def _pipeline(t: tvm.target.Target, lanes: int = 1):
+    """TVM's default Relax pipeline for the target; for CPUs with threads added
+    to the kernels TVM lowers itself (edgec's own are scheduled already)."""
+    if t.kind.name != "llvm":
+        return relax.get_default_pipeline(t)
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    return tvm.transform.Sequential(
+        cpu.library_dispatch_passes(t) + cpu.legalize_passes(t)
+        + [ParallelizeDefaultKernels(lanes)]
+        + cpu.dataflow_lower_passes(t) + cpu.finalize_passes(t))
+
+
 def build_model(model: onnx.ModelProto, target: Target, lib_path: Path, *, source: str,
                 save_temps: Path | None = None) -> BuildResult:
     """Import, lower and link ``model``; write the library to ``lib_path``."""
@@ -163,9 +177,9 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     seconds["import"] = time.perf_counter() - t0
     if save_temps is not None:
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
+    unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t))))
     if t.kind.name == "llvm":
         t0 = time.perf_counter()
-        unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(t)))
         try:
             mod, notes = dispatch_kernels(mod, unit)
         except Exception as exc:
@@ -179,7 +193,7 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     t0 = time.perf_counter()
     try:
         with t, tracker.pass_context():
-            mod = relax.get_default_pipeline(t)(mod)
+            mod = _pipeline(t, unit.lanes)(mod)
         kernels = tracker.kernels(mod)
         if save_temps is not None:
             (save_temps / "relax-after.py").write_text(mod.script(show_meta=False))

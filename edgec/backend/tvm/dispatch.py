@@ -17,7 +17,14 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .kernels.conv2d import ConvShape, ConvTile, choose_tile, conv2d_func, pack_weights
+from .kernels.conv2d import (
+    ConvShape,
+    ConvTile,
+    choose_tile,
+    conv2d_func,
+    output_shape,
+    pack_weights,
+)
 from .kernels.depthwise import (
     DepthwiseTile,
     choose_depthwise_tile,
@@ -346,12 +353,17 @@ class _Rewriter(relax.PyExprMutator):
         weight = chain.weight.reshape(shape.c, shape.kh, shape.kw) if depthwise \
             else pack_weights(chain.weight, shape.groups, tile.ob)
         args = [self.visit_expr(conv.args[0]), relax.const(weight)]
+        grouped = not depthwise and shape.groups > 1
+        kernel_out = output_shape(shape) if grouped else _shape(chain.tail.var)
         if epi.bias is not None:
             args.append(relax.const(epi.bias))
         if chain.residual is not None:
-            args.append(self.visit_expr(chain.residual))
-        return relax.call_tir(gv, args, relax.TensorType(chain.tail.var.ty.shape, "float32"))
-
+            res = self.visit_expr(chain.residual)
+            args.append(self.builder_.emit(relax.op.reshape(res, kernel_out)) if grouped else res)
+        out = relax.call_tir(gv, args, relax.TensorType(list(kernel_out), "float32"))
+        if grouped:  # [N, G, O/G, H, W] -> NCHW: the same bytes
+            out = relax.op.reshape(self.builder_.emit(out), _shape(chain.tail.var))
+        return out
 
     def _matmul_call(self, chain: Chain):
         call, tile, epi = chain.head.value, chain.tile, chain.epilogue

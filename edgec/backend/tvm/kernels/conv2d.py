@@ -12,18 +12,33 @@ shape works without predicates in the inner loop.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 from tvm import te, tirx
-from tvm.s_tir import Schedule
+from tvm.s_tir import Schedule, ScheduleError
 
 from .epilogue import Epilogue, activate
+from .generic import finish
 from .vector_unit import VectorUnit
 
 
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def decompose_pad(sch: Schedule, name: str, outer: int) -> None:
+    """Parallelise a padding copy over its ``outer`` first loops and split it,
+    row by row, into a zero fill and a predicate-free copy (both plain
+    loops LLVM vectorises), instead of a select per element."""
+    block = sch.get_sblock(name)
+    loops = sch.get_loops(block)
+    fused = sch.fuse(*loops[:outer])
+    sch.parallel(fused)
+    # not a padding pattern when there is nothing to pad: keep the single copy
+    with contextlib.suppress(ScheduleError):
+        sch.decompose_padding(block, sch.get_loops(block)[-1])
 
 
 @dataclass(frozen=True)
@@ -64,8 +79,7 @@ def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
     """The tile with the least padded work, favouring about
     ``preferred_accumulators`` accumulators (more spills, fewer starve the FMA units).
 
-    A grouped conv needs a channel block that divides its group's channels
-    (blocks never straddle groups); None if there is none.
+    Blocks never straddle groups: a grouped conv pads each group's channels.
     """
     og = shape.o // shape.groups
     _, ow = shape.out_hw
@@ -74,8 +88,6 @@ def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
         ob = vectors * unit.lanes
         if vectors > 1 and ob > cdiv(og, unit.lanes) * unit.lanes:
             break
-        if shape.groups > 1 and og % ob:
-            continue
         for xt in range(1, unit.accumulators // vectors + 1):
             accs = vectors * xt
             useful = (og / (cdiv(og, ob) * ob)) * (ow / (cdiv(ow, xt) * xt))
@@ -88,14 +100,23 @@ def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
 
 
 def pack_weights(weight: np.ndarray, groups: int, ob: int) -> np.ndarray:
-    """OIHW -> [G * ceil(Og/ob), C/G, KH, KW, ob], zero-padded output channels."""
+    """OIHW -> [G, ceil(Og/ob), C/G, KH, KW, ob], each group's channels zero-padded."""
     o, cg, kh, kw = weight.shape
     og = o // groups
     obg = cdiv(og, ob)
     w = np.zeros((groups, obg * ob, cg, kh, kw), np.float32)
     w[:, :og] = weight.reshape(groups, og, cg, kh, kw)
     return np.ascontiguousarray(
-        w.reshape(groups * obg, ob, cg, kh, kw).transpose(0, 2, 3, 4, 1))
+        w.reshape(groups, obg, ob, cg, kh, kw).transpose(0, 1, 3, 4, 5, 2))
+
+
+def output_shape(shape: ConvShape) -> tuple[int, ...]:
+    """The kernel's output: NCHW, or [N, G, O/G, H, W] for a grouped conv (the
+    same bytes; dispatch reshapes), so each group's channels index simply."""
+    oh, ow = shape.out_hw
+    if shape.groups == 1:
+        return (shape.n, shape.o, oh, ow)
+    return (shape.n, shape.groups, shape.o // shape.groups, oh, ow)
 
 
 def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
@@ -113,7 +134,7 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
     f32 = "float32"
 
     x = te.placeholder((s.n, s.c, s.h, s.w), f32, name="x")
-    wpk = te.placeholder((g * obg, cg, s.kh, s.kw, ob), f32, name="w_packed")
+    wpk = te.placeholder((g, obg, cg, s.kh, s.kw, ob), f32, name="w_packed")
     inputs = [x, wpk]
     # Rows of all channels side by side ([N, H, C, W]): the rows one output row
     # reads are contiguous, instead of C planes whose power-of-two-ish strides
@@ -127,32 +148,38 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
     rc = te.reduce_axis((0, cg), "rc")
     ry = te.reduce_axis((0, s.kh), "ry")
     rx = te.reduce_axis((0, s.kw), "rx")
-    # channel block b covers output channels [b*ob, b*ob+ob) of group b // obg
+    # block b of group gi covers that group's output channels [b*ob, b*ob+ob)
     acc = te.compute(
-        (s.n, g * obg, oh, owp, ob),
-        lambda n, b, y, xx, oi: te.sum(
-            xp[n, y * sh + ry * dh, (b // obg) * cg + rc, xx * sw + rx * dw]
-            * wpk[b, rc, ry, rx, oi],
+        (s.n, g, obg, oh, owp, ob),
+        lambda n, gi, b, y, xx, oi: te.sum(
+            xp[n, y * sh + ry * dh, gi * cg + rc, xx * sw + rx * dw]
+            * wpk[gi, b, rc, ry, rx, oi],
             axis=[rc, ry, rx]),
         name="acc")
     bias = res = None
     if epi.bias is not None:
         bias = te.placeholder((s.o,), f32, name="bias")
         inputs.append(bias)
+    out_shape = output_shape(s)
     if epi.residual:
-        res = te.placeholder((s.n, s.o, oh, ow), f32, name="residual")
+        res = te.placeholder(out_shape, f32, name="residual")
         inputs.append(res)
 
-    def out_value(n, o, y, xx):
-        v = acc[n, o // ob, y, xx, o % ob]  # ob divides og when groups > 1
+    def out_value(*idx):
+        if g == 1:
+            n, o, y, xx = idx
+            gi, j = 0, o
+        else:
+            n, gi, j, y, xx = idx
+        v = acc[n, gi, j // ob, y, xx, j % ob]
         if bias is not None:
-            v = v + bias[o]
+            v = v + bias[gi * og + j]
         v = activate(v, epi.act)
         if res is not None:
-            v = v + res[n, o, y, xx]
+            v = v + res[idx]
         return activate(v, epi.act2)
 
-    out = te.compute((s.n, s.o, oh, ow), out_value, name="out")
+    out = te.compute(out_shape, out_value, name="out")
     func = te.create_prim_func([*inputs, out])
     return _schedule(func, tile)
 
@@ -161,15 +188,15 @@ def _schedule(func, tile: ConvTile):
     sch = Schedule(func)
     acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(acc, 0, "local")  # the register tile; compacted to [xt, ob] when lowered
-    n, b, y, xx, oi, rc, ry, rx = sch.get_loops(acc)
+    n, gi, b, y, xx, oi, rc, ry, rx = sch.get_loops(acc)
     xo, xi = sch.split(xx, [None, tile.xt])
-    sch.reorder(n, b, y, xo, rc, ry, rx, xi, oi)
+    sch.reorder(n, gi, b, y, xo, rc, ry, rx, xi, oi)
     # The epilogue writes each register tile into a row buffer; the row goes out
     # to the NCHW planes whole (a tile touches ob planes: written a few floats
     # at a time they thrash the cache when planes are large).
     row = sch.cache_write(out, 0, "local")
     sch.reverse_compute_at(out, xo)
-    rows = sch.fuse(n, b, y)
+    rows = sch.fuse(n, gi, b, y)
     sch.reverse_compute_at(row, rows)
     sch.parallel(rows)
     sch.unroll(xi)
@@ -177,7 +204,5 @@ def _schedule(func, tile: ConvTile):
     sch.unroll(vo)
     sch.vectorize(vi)
     sch.decompose_reduction(acc, rc)
-    loops = sch.get_loops(sch.get_sblock("pad"))
-    sch.parallel(sch.fuse(loops[0], loops[1]))
-    # Opaque: FuseOps leaves it alone. No global symbol: the module names it.
-    return sch.mod["main"].with_attr("op_pattern", 8).without_attr("global_symbol")
+    decompose_pad(sch, "pad", outer=2)
+    return finish(sch)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from tvm import te, tirx
 from tvm.s_tir import Schedule
 
-from .conv2d import ConvShape, cdiv
+from .conv2d import ConvShape, cdiv, decompose_pad
 from .epilogue import Epilogue, activate
+from .generic import finish
 from .vector_unit import VectorUnit
 
 
@@ -103,6 +104,5 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
     sch.vectorize(xl)
     sch.decompose_reduction(a, ry_l)
     if needs_pad:
-        loops = sch.get_loops(sch.get_sblock("pad"))
-        sch.parallel(sch.fuse(loops[0], loops[1]))
-    return sch.mod["main"].with_attr("op_pattern", 8).without_attr("global_symbol")
+        decompose_pad(sch, "pad", outer=2)
+    return finish(sch)

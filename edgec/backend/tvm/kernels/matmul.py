@@ -18,6 +18,7 @@ from tvm.s_tir import Schedule
 
 from .conv2d import cdiv
 from .epilogue import Epilogue, activate
+from .generic import finish
 from .vector_unit import VectorUnit
 
 
@@ -108,4 +109,4 @@ def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
     sch.unroll(vo)
     sch.vectorize(vi)
     sch.decompose_reduction(blk, kk)
-    return sch.mod["main"].with_attr("op_pattern", 8).without_attr("global_symbol")
+    return finish(sch)

@@ -1,0 +1,88 @@
+"""Threads for the kernels TVM lowers itself (elementwise chains, pooling,
+reductions, layout copies): its default lowering runs each as one serial
+loop nest. Each root-level loop nest gets its outer spatial loops fused and
+parallelised when there is enough work to pay for waking the pool; kernels
+that are already scheduled (edgec's own) are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import tvm
+from tvm.s_tir import Schedule, ScheduleError
+
+#: below this many iterations a parallel region costs more than it saves
+MIN_PARALLEL_WORK = 1 << 14
+#: fuse outer loops until the parallel loop has at least this many iterations
+MIN_PARALLEL_TRIPS = 32
+SCHEDULED = "edgec.scheduled"  # attr on edgec's kernels
+
+
+def _extent(sch: Schedule, loop) -> int | None:
+    ext = sch.get(loop).extent
+    return int(ext) if isinstance(ext, tvm.tirx.IntImm) else None
+
+
+def parallelize(func, lanes: int = 1):
+    sch = Schedule(func)
+    changed = False
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        loops = sch.get_loops(block)
+        extents = [_extent(sch, lp) for lp in loops]
+        if not loops or None in extents:
+            continue
+        work = 1
+        for e in extents:
+            work *= e
+        if work < MIN_PARALLEL_WORK:
+            continue
+        take, trips = 0, 1
+        while take < len(loops) - 1 and trips < MIN_PARALLEL_TRIPS:
+            trips *= extents[take]
+            take += 1
+        if take == 0:
+            take, trips = 1, extents[0]
+        if trips < 2:
+            continue
+        with contextlib.suppress(ScheduleError):
+            outer = sch.fuse(*loops[:take]) if take > 1 else loops[0]
+            sch.parallel(outer)
+            changed = True
+        # The innermost loop in vectors when it is a whole number of them (a
+        # reduction loop or an irregular access makes this fail: left scalar).
+        inner = sch.get_loops(block)[-1]
+        ext = _extent(sch, inner)
+        if lanes > 1 and len(sch.get_loops(block)) > 1 and ext and ext % lanes == 0:
+            with contextlib.suppress(ScheduleError):
+                _, vec = sch.split(inner, [None, lanes])
+                sch.vectorize(vec)
+    return sch.mod["main"] if changed else func
+
+
+def finish(sch: Schedule):
+    """An edgec kernel as it enters the module: opaque (FuseOps leaves it
+    alone), marked scheduled, and without a global symbol (the module names it)."""
+    return sch.mod["main"].with_attr("op_pattern", 8).with_attr(SCHEDULED, True) \
+        .without_attr("global_symbol")
+
+
+@tvm.transform.module_pass(opt_level=0, name="EdgecParallelizeDefaultKernels")
+class ParallelizeDefaultKernels:
+    """After TVM's legalisation and fusion: threads for its serial kernels."""
+
+    def __init__(self, lanes: int = 1) -> None:
+        self.lanes = lanes
+
+    def transform_module(self, mod, _ctx):
+        for gv, func in list(mod.functions_items()):
+            if not isinstance(func, tvm.tirx.PrimFunc) or \
+                    (func.attrs is not None and SCHEDULED in func.attrs):
+                continue
+            try:
+                new = parallelize(func, self.lanes)
+            except Exception:  # a kernel this cannot handle keeps TVM's lowering
+                continue
+            if new is not func:
+                mod[gv] = new
+        return mod
