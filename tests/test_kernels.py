@@ -26,9 +26,10 @@ pytestmark = pytest.mark.compile
 
 
 def conv_graph(*, n=1, c=8, h=9, w=11, o=20, k=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1),
-               dilation=(1, 1), group=1, bias=True, act=None, residual=False, seed=0
-               ) -> onnx.ModelProto:
-    """x -> Conv [+B] [-> act] [+ r -> Relu] -> y; pads in ONNX order (t, l, b, r)."""
+               dilation=(1, 1), group=1, bias=True, act=None, residual=False, affine=False,
+               seed=0) -> onnx.ModelProto:
+    """x -> Conv [+B] [* S + T, / 2] [-> act] [+ r -> Relu] -> y; pads in ONNX order
+    (t, l, b, r). ``affine`` is BatchNorm as Paddle exports it: Mul and Add."""
     rng = np.random.default_rng(seed)
     inits = [numpy_helper.from_array(
         (rng.standard_normal((o, c // group, *k)) * 0.3).astype(np.float32), "W")]
@@ -40,6 +41,16 @@ def conv_graph(*, n=1, c=8, h=9, w=11, o=20, k=(3, 3), stride=(1, 1), pads=(1, 1
                               strides=list(stride), pads=[pads[0], pads[1], pads[2], pads[3]],
                               dilations=list(dilation), group=group)]
     last = "c"
+    if affine:
+        inits += [numpy_helper.from_array(rng.uniform(0.5, 2, (1, o, 1, 1)).astype(np.float32),
+                                          "S"),
+                  numpy_helper.from_array(rng.standard_normal((1, o, 1, 1)).astype(np.float32),
+                                          "T"),
+                  numpy_helper.from_array(np.array(2.0, np.float32), "two")]
+        nodes += [helper.make_node("Mul", ["S", last], ["bn_s"], name="/bn/Mul"),
+                  helper.make_node("Add", ["bn_s", "T"], ["bn_t"], name="/bn/Add"),
+                  helper.make_node("Div", ["bn_t", "two"], ["bn"], name="/bn/Div")]
+        last = "bn"
     if act == "relu":
         nodes.append(helper.make_node("Relu", [last], ["a"], name="/act/Relu"))
         last = "a"
@@ -73,6 +84,8 @@ CASES = {
     "batch3": dict(n=3, o=40),
     "no-bias": dict(bias=False, o=5),
     "grouped": dict(c=16, o=64, group=2, k=(1, 1), pads=(0, 0, 0, 0)),
+    "affine-relu": dict(affine=True, act="relu", o=24),
+    "dw-affine-residual": dict(c=16, o=16, group=16, affine=True, residual=True),
     "grouped-odd": dict(c=12, o=18, group=3, act="relu", residual=True),  # 6 ch per group
     "grouped-shufflenet": dict(c=240, o=60, group=3, k=(1, 1), pads=(0, 0, 0, 0), h=7, w=7),
     "relu": dict(act="relu"),
@@ -105,6 +118,8 @@ def _check(tmp_path: Path, params: dict, target: str, seed: int = 0) -> None:
     assert entry["onnx_nodes"][0] == "/conv/Conv"
     if params.get("residual"):
         assert "/res/Add" in entry["onnx_nodes"] and "/res/Relu" in entry["onnx_nodes"]
+    if params.get("affine"):
+        assert {"/bn/Mul", "/bn/Add", "/bn/Div"} <= set(entry["onnx_nodes"])
     report = edgec.verify(model, art, seed=seed)
     assert report.ok, report.to_json()
 
@@ -262,3 +277,26 @@ def test_conv_transpose_kernel_equal_stride(params, tmp_path):
     assert entry["onnx_nodes"] == ["/up/ConvTranspose"]
     report = edgec.verify(model, art)
     assert report.ok, report.to_json()
+
+
+def test_batchnorm_left_by_the_onnx_passes_is_folded_into_the_kernel(tmp_path):
+    """At -O1 (no fuse-batchnorm) TVM imports BatchNormalization as batch_norm;
+    dispatch folds its scale into the packed weights and its shift into the bias."""
+    rng = np.random.default_rng(3)
+    graph = conv_graph(o=12, bias=False)
+    bn = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in (
+        ("g", rng.uniform(0.5, 2, 12)), ("b", rng.standard_normal(12)),
+        ("mu", rng.standard_normal(12)), ("var", rng.uniform(0.5, 2, 12)))]
+    graph.graph.initializer.extend(bn)
+    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
+    graph.graph.node.remove(ident)
+    graph.graph.node.extend([
+        helper.make_node("BatchNormalization", ["c", "g", "b", "mu", "var"], ["n"],
+                         name="/bn/BatchNormalization", epsilon=1e-3),
+        helper.make_node("Relu", ["n"], ["y"], name="/bn/Relu")])
+    model = tmp_path / "bn.onnx"
+    onnx.save(graph, str(model))
+    art = edgec.compile(model, target="x86", output=tmp_path / "bn.edgec", opt_level=1)
+    (entry,) = _kernels(art).values()
+    assert entry["ops"] == ["Conv", "BatchNormalization", "Relu"]
+    assert edgec.verify(model, art).ok

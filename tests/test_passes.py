@@ -140,6 +140,26 @@ def test_o2_fuses_batchnorm_and_drops_identity():
                                ort_run(bn_model(), {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
+def test_sum_of_two_or_three_becomes_add():
+    """TVM imports Sum as broadcast+stack+reduce; as Add it fuses into a conv's residual."""
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 1, 3]) for n in "abc"]
+    nodes = [helper.make_node("Sum", ["a", "b"], ["s"], name="/res/Sum"),
+             helper.make_node("Sum", ["s", "b", "c"], ["t"], name="/three/Sum"),
+             helper.make_node("Sum", ["t", "a", "b", "c"], ["y"], name="/four/Sum")]
+    model = helper.make_model(
+        helper.make_graph(nodes, "sums", info,
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 3])]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    m = prepared(model)
+    run_pipeline(m, PIPELINES["O2"])
+    assert ops(m) == ["Add", "Add", "Add", "Sum"]  # four inputs stay a Sum
+    assert {"/res/Sum", "/three/Sum"} <= {n.name for n in m.graph}  # names survive
+    feeds = {k: np.random.default_rng(i).standard_normal((2, 1, 3)).astype(np.float32)
+             for i, k in enumerate("abc")}
+    np.testing.assert_allclose(ort_run(ir.serde.serialize_model(m), feeds)[0],
+                               ort_run(model, feeds)[0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("level", ["O0", "O1", "O2", "O3"])
 def test_every_level_keeps_the_numbers(level):
     model = flatten_model()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 from onnxscript import rewriter
+from onnxscript.rewriter import pattern
 from onnxscript.rewriter.rules import common as rules
 
 from .registry import register
@@ -52,11 +53,38 @@ def _keep_names(graph: ir.Graph, before: dict[str, tuple[str, str, list[str]]]) 
             if producer is None or producer[0] in seen or producer[0] in alive:
                 continue
             seen.add(producer[0])
-            if producer[1] == node.op_type and producer[0] not in taken:
+            if (producer[1] == node.op_type or producer[1] in _SAME_ROLE.get(node.op_type, ())) \
+                    and producer[0] not in taken:
                 node.name = producer[0]
                 taken.add(producer[0])
                 break
             todo.extend(producer[2])
+
+
+#: a rewrite may replace a node by one of another type doing the same job
+_SAME_ROLE = {"Add": ("Sum",)}
+
+
+def _sum2(op, a, b):
+    return op.Sum(a, b)
+
+
+def _sum3(op, a, b, c):
+    return op.Sum(a, b, c)
+
+
+def _add2(op, a, b):
+    return op.Add(a, b)
+
+
+def _add3(op, a, b, c):
+    return op.Add(op.Add(a, b), c)
+
+
+# Sum of two or three inputs is Add (same broadcasting): TVM imports Sum as
+# broadcast + stack + reduce, which neither fuses into a conv's residual add
+# nor runs fast.
+sum_as_add_rules = (pattern.RewriteRule(_sum2, _add2), pattern.RewriteRule(_sum3, _add3))
 
 
 @register("fuse-batchnorm", "Fold BatchNormalization into the preceding Conv, ConvTranspose "
@@ -72,7 +100,8 @@ class FusePad(_RuleSetPass):
 
 
 @register("simplify", "Algebraic clean-ups: no-op Cast/Expand/Transpose, x*1, x+0, "
-                      "Transpose-Transpose, Reshape-Reshape, Relu/Clip chains")
+                      "Transpose-Transpose, Reshape-Reshape, Relu/Clip chains, Sum of 2-3 "
+                      "inputs as Add")
 class Simplify(_RuleSetPass):
     rules = (rules.no_op_cast_rule, rules.no_op_expand_rule, rules.no_op_transpose_rule,
              rules.add_0_rule, rules.sub_0_rule, rules.mul_by_1_rule, rules.div_by_1_rule,
@@ -80,4 +109,5 @@ class Simplify(_RuleSetPass):
              rules.transpose_transpose_rule, rules.reshape_reshape_rule,
              rules.unsqueeze_unsqueeze_rule, rules.cast_cast_rule,
              rules.successive_relu_rule, rules.successive_clip_rule,
-             rules.successive_clip_relu_rule, rules.successive_relu_clip_rule)
+             rules.successive_clip_relu_rule, rules.successive_relu_clip_rule,
+             *sum_as_add_rules)

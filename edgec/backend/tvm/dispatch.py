@@ -184,6 +184,26 @@ def _head(finder: _Finder, binding):
     return "matmul", weight, n, tuple((1,) * i + (n,) for i in range(len(out)))
 
 
+def _inference_batch_norm(finder: _Finder, binding, channels: int, axis: int):
+    """((scale, shift), the binding taking result [0]) of an inference-mode
+    batch_norm with constant parameters on ``axis``, else None."""
+    v = binding.value
+    a = v.attrs
+    if bool(a.training) or int(a.axis) != axis:
+        return None
+    params = [finder.const(x) for x in v.args[1:5]]
+    if any(p is None or p.size != channels for p in params):
+        return None
+    gamma, beta, mean, var = (p.reshape(channels).astype(np.float64) for p in params)
+    gamma = gamma if bool(a.scale) else np.ones(channels)
+    beta = beta if bool(a.center) else np.zeros(channels)
+    s = gamma / np.sqrt(var + float(a.epsilon))
+    item = finder.sole_user(binding.var)
+    if item is None or not isinstance(item.value, relax.TupleGetItem) or item.value.index != 0:
+        return None
+    return (s.astype(np.float32), (beta - mean * s).astype(np.float32)), item
+
+
 def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chain | None:
     head = _head(finder, binding)
     if head is None:
@@ -193,6 +213,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
     members, epi, residual, dead = [binding], Epilogue(ops=[kind]), None, []
     current = binding.var
     stage = "bias"
+    scale = shift = None  # per output channel, applied before the first activation
     while True:
         nxt = finder.sole_user(current)
         if nxt is None or nxt.var in claimed:
@@ -202,15 +223,46 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             members.append(nxt)  # a no-op broadcast (how the importer starts an ONNX Sum)
             current = nxt.var
             continue
-        if op == "relax.add" and stage == "bias":
-            other = v.args[1] if v.args[0].same_as(current) else v.args[0]
-            b = finder.const(other)
-            if b is not None and b.size == oc and b.shape in bias_shapes:
-                epi.bias = b.reshape(oc).astype(np.float32)
+        if op == "relax.nn.batch_norm" and stage in ("bias", "act"):
+            folded = _inference_batch_norm(finder, nxt, oc, 1 if kind == "conv2d"
+                                           else len(_shape(current)) - 1)
+            if folded is None:
+                break
+            (s_bn, t_bn), item = folded
+            scale = s_bn if scale is None else scale * s_bn
+            shift = t_bn if shift is None else shift * s_bn + t_bn
+            epi.ops.append("bn")
+            members += [nxt, item]
+            current = item.var
+            stage = "act"
+            continue
+        other = (v.args[1] if v.args[0].same_as(current) else v.args[0]) \
+            if op in ("relax.add", "relax.multiply", "relax.divide") else None
+        per_channel = None if other is None else finder.const(other)
+        if per_channel is not None and not (
+                per_channel.size == 1 or (per_channel.size == oc and per_channel.shape in
+                                          bias_shapes)):
+            per_channel = None
+        if per_channel is not None and stage in ("bias", "act") and \
+                (op != "relax.divide" or v.args[1].same_as(other)):
+            # y*s + t before the activation (BatchNorm exported as Mul and Add):
+            # the scale goes into the weights, the shift into the bias
+            c = np.broadcast_to(per_channel.reshape(-1).astype(np.float32), (oc,))
+            if op == "relax.add":
+                shift = c if shift is None else shift + c
                 epi.ops.append("bias")
-                if isinstance(other, relax.Var):
-                    dead.append(other)
-                stage = "act"
+            else:
+                c = 1.0 / c if op == "relax.divide" else c
+                scale = c if scale is None else scale * c
+                shift = None if shift is None else shift * c
+                epi.ops.append("scale")
+            if isinstance(other, relax.Var):
+                dead.append(other)
+            stage = "act"
+        elif op == "relax.add" and stage == "bias":
+            b = finder.const(other)
+            if b is not None:
+                break
             elif b is None and isinstance(other, relax.Var) and \
                     _shape(other) == _shape(current) and _dtype(other) == "float32":
                 residual, epi.residual = other, True
@@ -241,6 +293,11 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
         current = nxt.var
         if stage == "done":
             break
+    if shift is not None:
+        epi.bias = shift.astype(np.float32)
+    if scale is not None:  # output channel o of the weights: dim 0 (OIHW) or 1 ([K, N])
+        weight = weight * (scale[:, None, None, None] if kind == "conv2d" else scale[None, :])
+        weight = weight.astype(np.float32)
     if kind == "matmul":
         x_shape = _shape(call.args[0])
         shape = MatmulShape(int(np.prod(x_shape[:-1])), x_shape[-1], oc)
@@ -396,6 +453,7 @@ class _Rewriter(relax.PyExprMutator):
 def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit) -> tuple[tvm.IRModule, dict]:
     """``mod`` with matched chains replaced by edgec kernels, and
     {kernel name: [var names replaced]} for provenance."""
+    mod = relax.transform.DeadCodeElimination(["main"])(mod)  # unused results count as users
     func = mod["main"]
     finder = _Finder(func)
     chains, claimed = [], set()

@@ -8,12 +8,13 @@ Width is padded to the tile inside the kernel only.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from tvm import te, tirx
-from tvm.s_tir import Schedule
+from tvm.s_tir import Schedule, ScheduleError
 
-from .conv2d import ConvShape, cdiv, decompose_pad
+from .conv2d import ConvShape, cdiv
 from .epilogue import Epilogue, activate
 from .generic import finish
 from .vector_unit import VectorUnit
@@ -99,10 +100,17 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
     xo, xv, xl = sch.split(xx, [None, tile.vectors, tile.lanes])
     sch.reorder(n, c, y, xo, ry_l, rx_l, xv, xl)
     sch.reverse_compute_at(o, xo)
-    sch.parallel(sch.fuse(n, c, y))
+    planes = sch.fuse(n, c)
+    sch.parallel(planes)
     sch.unroll(xv)
     sch.vectorize(xl)
     sch.decompose_reduction(a, ry_l)
     if needs_pad:
-        decompose_pad(sch, "pad", outer=2)
+        # Each channel's padded plane is made right before its rows are computed
+        # and stays in cache: depthwise convs are memory-bound, and a padded
+        # copy of the whole input cost two extra passes over memory.
+        pad = sch.get_sblock("pad")
+        sch.compute_at(pad, planes)
+        with contextlib.suppress(ScheduleError):
+            sch.decompose_padding(pad, sch.get_loops(pad)[-1])
     return finish(sch)
