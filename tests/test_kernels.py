@@ -300,3 +300,27 @@ def test_batchnorm_left_by_the_onnx_passes_is_folded_into_the_kernel(tmp_path):
     (entry,) = _kernels(art).values()
     assert entry["ops"] == ["Conv", "BatchNormalization", "Relu"]
     assert edgec.verify(model, art).ok
+
+
+def test_decomposed_hardswish_fuses_into_the_conv(tmp_path):
+    """Conv -> Add 3 -> Clip(0, 6) -> Mul -> Div 6 (Paddle's HardSwish, opset 11)
+    becomes one conv kernel with a hardswish write-back."""
+    graph = conv_graph(o=20)
+    graph.opset_import[0].version = 11
+    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
+    graph.graph.node.remove(ident)
+    graph.graph.initializer.extend([numpy_helper.from_array(np.array(v, np.float32), n)
+                                    for n, v in (("three", 3), ("zero", 0), ("six", 6))])
+    graph.graph.node.extend([
+        helper.make_node("Add", ["c", "three"], ["a"], name="/hs/Add"),
+        helper.make_node("Clip", ["a", "zero", "six"], ["cl"], name="/hs/Clip"),
+        helper.make_node("Mul", ["c", "cl"], ["m"], name="/hs/Mul"),
+        helper.make_node("Div", ["m", "six"], ["y"], name="/hs/Div")])
+    model = tmp_path / "hs.onnx"
+    onnx.save(graph, str(model))
+    art = edgec.compile(model, target="x86", output=tmp_path / "hs.edgec")
+    (name,) = _kernels(art)
+    assert name.startswith("edgec_conv2d_bias_hardswish")
+    assert len(art.manifest["kernels"]) == 1  # nothing left for TVM
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()

@@ -87,6 +87,36 @@ def _add3(op, a, b, c):
 sum_as_add_rules = (pattern.RewriteRule(_sum2, _add2), pattern.RewriteRule(_sum3, _add3))
 
 
+def _hardswish_mul_first(op, x, bias, lo, hi, divisor):
+    return op.Div(op.Mul(x, op.Clip(op.Add(x, bias), lo, hi)), divisor)
+
+
+def _hardswish_div_first(op, x, bias, lo, hi, divisor):
+    return op.Mul(x, op.Div(op.Clip(op.Add(x, bias), lo, hi), divisor))
+
+
+def _is_hardswish(context, x, bias, lo, hi, divisor, **_) -> bool:
+    def near(v, want):
+        c = v.const_value if v is not None else None
+        return c is not None and c.numpy().size == 1 and \
+            abs(float(c.numpy().reshape(())) - want) < 1e-4
+
+    return near(bias, 3.0) and near(lo, 0.0) and near(hi, 6.0) and near(divisor, 6.0)
+
+
+def _as_hardsigmoid(op, x, **_):
+    return op.Mul(x, op.HardSigmoid(x, alpha=1.0 / 6.0, beta=0.5))
+
+
+# x * clip(x + 3, 0, 6) / 6 (HardSwish as exported by Paddle and opset < 14
+# exporters) becomes x * HardSigmoid(x), valid from opset 6: TVM imports that
+# as one clip that edgec's kernels fuse, where its Clip with tensor bounds
+# became maximum/minimum of runtime scalars that nothing fused.
+hardswish_rules = tuple(
+    rule for p in (_hardswish_mul_first, _hardswish_div_first)
+    for rule in pattern.RewriteRule(p, _as_hardsigmoid, _is_hardswish).commute())
+
+
 @register("fuse-batchnorm", "Fold BatchNormalization into the preceding Conv, ConvTranspose "
                             "or Gemm weights")
 class FuseBatchNorm(_RuleSetPass):
@@ -101,7 +131,7 @@ class FusePad(_RuleSetPass):
 
 @register("simplify", "Algebraic clean-ups: no-op Cast/Expand/Transpose, x*1, x+0, "
                       "Transpose-Transpose, Reshape-Reshape, Relu/Clip chains, Sum of 2-3 "
-                      "inputs as Add")
+                      "inputs as Add, decomposed HardSwish as x*HardSigmoid(x)")
 class Simplify(_RuleSetPass):
     rules = (rules.no_op_cast_rule, rules.no_op_expand_rule, rules.no_op_transpose_rule,
              rules.add_0_rule, rules.sub_0_rule, rules.mul_by_1_rule, rules.div_by_1_rule,
@@ -110,4 +140,4 @@ class Simplify(_RuleSetPass):
              rules.unsqueeze_unsqueeze_rule, rules.cast_cast_rule,
              rules.successive_relu_rule, rules.successive_clip_rule,
              rules.successive_clip_relu_rule, rules.successive_relu_clip_rule,
-             *sum_as_add_rules)
+             *sum_as_add_rules, *hardswish_rules)

@@ -149,11 +149,14 @@ def _activation(finder: _Finder, value) -> tuple | None:
     if op == "relax.nn.relu":
         return ("relu",)
     if op == "relax.clip" and len(value.args) == 3:
-        try:
-            lo, hi = (float(a.value.value) for a in value.args[1:])
-        except AttributeError:
-            return None
-        return ("clip", lo, hi)
+        bounds = []
+        for a in value.args[1:]:  # IntImm/FloatImm, or a PrimValue wrapping one
+            v = getattr(a, "value", None)
+            v = getattr(v, "value", v)
+            if not isinstance(v, int | float):
+                return None
+            bounds.append(float(v))
+        return ("clip", *bounds)
     return None
 
 
@@ -182,6 +185,39 @@ def _head(finder: _Finder, binding):
         return None  # batched or vector B: TVM's lowering
     n = weight.shape[1]
     return "matmul", weight, n, tuple((1,) * i + (n,) for i in range(len(out)))
+
+
+def _scalar(finder: _Finder, expr) -> float | None:
+    c = finder.const(expr)
+    return float(c.reshape(())) if c is not None and c.size == 1 else None
+
+
+def _hardswish(finder: _Finder, var, claimed: set) -> list | None:
+    """The bindings of x * clip(x * 1/6 + 1/2, 0, 1) (HardSwish as TVM imports
+    x * HardSigmoid(x)) computed from ``var``, last one last; else None."""
+    if finder.users.get(var, 0) != 2 or not isinstance(var, relax.DataflowVar):
+        return None
+    users = finder.by_input.get(var, [])
+    scale = [b for b in users if _op(b.value) == "relax.multiply" and
+             any(_scalar(finder, a) is not None and abs(_scalar(finder, a) - 1 / 6) < 1e-5
+                 for a in b.value.args)]
+    if len(users) != 2 or len(scale) != 1:
+        return None
+    m1 = scale[0]
+    add = finder.sole_user(m1.var)
+    if add is None or _op(add.value) != "relax.add" or not any(
+            _scalar(finder, a) is not None and abs(_scalar(finder, a) - 0.5) < 1e-6
+            for a in add.value.args):
+        return None
+    clip = finder.sole_user(add.var)
+    if clip is None or _activation(finder, clip.value) != ("clip", 0.0, 1.0):
+        return None
+    out = finder.sole_user(clip.var)
+    other = next(b for b in users if not b.var.same_as(m1.var))
+    if out is None or not out.var.same_as(other.var) or _op(out.value) != "relax.multiply":
+        return None
+    chain = [m1, add, clip, out]
+    return None if any(b.var in claimed for b in chain) else chain
 
 
 def _inference_batch_norm(finder: _Finder, binding, channels: int, axis: int):
@@ -215,6 +251,15 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
     stage = "bias"
     scale = shift = None  # per output channel, applied before the first activation
     while True:
+        if stage in ("bias", "act"):
+            swish = _hardswish(finder, current, claimed)
+            if swish is not None:
+                epi.act = ("hardswish",)
+                epi.ops.append("hardswish")
+                members += swish
+                current = swish[-1].var
+                stage = "act1done"
+                continue
         nxt = finder.sole_user(current)
         if nxt is None or nxt.var in claimed:
             break

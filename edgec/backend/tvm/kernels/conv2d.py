@@ -20,7 +20,7 @@ from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
 from .epilogue import Epilogue, activate
-from .generic import finish
+from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
 
@@ -28,14 +28,15 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def decompose_pad(sch: Schedule, name: str, outer: int) -> None:
+def decompose_pad(sch: Schedule, name: str, outer: int, parallel: bool = True) -> None:
     """Parallelise a padding copy over its ``outer`` first loops and split it,
     row by row, into a zero fill and a predicate-free copy (both plain
     loops LLVM vectorises), instead of a select per element."""
     block = sch.get_sblock(name)
     loops = sch.get_loops(block)
     fused = sch.fuse(*loops[:outer])
-    sch.parallel(fused)
+    if parallel:
+        sch.parallel(fused)
     # not a padding pattern when there is nothing to pad: keep the single copy
     with contextlib.suppress(ScheduleError):
         sch.decompose_padding(block, sch.get_loops(block)[-1])
@@ -181,10 +182,10 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
 
     out = te.compute(out_shape, out_value, name="out")
     func = te.create_prim_func([*inputs, out])
-    return _schedule(func, tile)
+    return _schedule(func, tile, parallel=s.flops >= MIN_PARALLEL_FLOPS)
 
 
-def _schedule(func, tile: ConvTile):
+def _schedule(func, tile: ConvTile, parallel: bool):
     sch = Schedule(func)
     acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(acc, 0, "local")  # the register tile; compacted to [xt, ob] when lowered
@@ -198,11 +199,12 @@ def _schedule(func, tile: ConvTile):
     sch.reverse_compute_at(out, xo)
     rows = sch.fuse(n, gi, b, y)
     sch.reverse_compute_at(row, rows)
-    sch.parallel(rows)
+    if parallel:
+        sch.parallel(rows)
     sch.unroll(xi)
     vo, vi = sch.split(oi, [None, tile.lanes])
     sch.unroll(vo)
     sch.vectorize(vi)
     sch.decompose_reduction(acc, rc)
-    decompose_pad(sch, "pad", outer=2)
+    decompose_pad(sch, "pad", outer=2, parallel=parallel)
     return finish(sch)

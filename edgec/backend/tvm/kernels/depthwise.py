@@ -16,7 +16,7 @@ from tvm.s_tir import Schedule, ScheduleError
 
 from .conv2d import ConvShape, cdiv
 from .epilogue import Epilogue, activate
-from .generic import finish
+from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
 
@@ -101,7 +101,8 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
     sch.reorder(n, c, y, xo, ry_l, rx_l, xv, xl)
     sch.reverse_compute_at(o, xo)
     planes = sch.fuse(n, c)
-    sch.parallel(planes)
+    if s.flops >= MIN_PARALLEL_FLOPS:
+        sch.parallel(planes)
     sch.unroll(xv)
     sch.vectorize(xl)
     sch.decompose_reduction(a, ry_l)

@@ -2,7 +2,7 @@
 
 Applied in this order: + bias[channel], first activation, + residual
 tensor, second activation. That covers Conv+BN(+ReLU), ResNet's
-Conv+BN+Add+ReLU and the MobileNet family's Clip (ReLU6).
+Conv+BN+Add+ReLU, the MobileNet family's Clip (ReLU6) and HardSwish.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import numpy as np
 from tvm import tirx
 
 #: activation name -> how many float parameters it takes
-ACTIVATIONS = {"relu": 0, "clip": 2}
+ACTIVATIONS = {"relu": 0, "clip": 2, "hardswish": 0}
 
 
 @dataclass
 class Epilogue:
     bias: np.ndarray | None = None  # [channels] float32
-    act: tuple | None = None  # ("relu",) or ("clip", lo, hi)
+    act: tuple | None = None  # ("relu",), ("clip", lo, hi) or ("hardswish",)
     residual: bool = False  # a tensor of the output's shape is added
     act2: tuple | None = None  # after the residual add
     ops: list[str] = field(default_factory=list)  # what was fused, for names and reports
@@ -36,4 +36,8 @@ def activate(value, act: tuple | None):
         return tirx.max(value, tirx.const(0.0, f32))
     if act[0] == "clip":
         return tirx.min(tirx.max(value, tirx.const(act[1], f32)), tirx.const(act[2], f32))
+    if act[0] == "hardswish":  # x * clip(x / 6 + 1/2, 0, 1)
+        gate = tirx.min(tirx.max(value * tirx.const(1.0 / 6.0, f32) + tirx.const(0.5, f32),
+                                 tirx.const(0.0, f32)), tirx.const(1.0, f32))
+        return value * gate
     raise ValueError(f"unknown activation {act[0]}")

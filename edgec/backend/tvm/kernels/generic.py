@@ -14,6 +14,9 @@ from tvm.s_tir import Schedule, ScheduleError
 
 #: below this many iterations a parallel region costs more than it saves
 MIN_PARALLEL_WORK = 1 << 14
+#: the same for edgec's kernels, in FLOPs: about 5-10 us of one core, what
+#: waking the pool's other workers costs
+MIN_PARALLEL_FLOPS = 1 << 21
 #: fuse outer loops until the parallel loop has at least this many iterations
 MIN_PARALLEL_TRIPS = 32
 SCHEDULED = "edgec.scheduled"  # attr on edgec's kernels

@@ -18,7 +18,7 @@ from tvm.s_tir import Schedule
 
 from .conv2d import cdiv
 from .epilogue import Epilogue, activate
-from .generic import finish
+from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
 
@@ -102,7 +102,7 @@ def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
     ro, ri = sch.split(r, [None, tile.mr])
     sch.reorder(j, ro, kk, ri, ni)
     sch.reverse_compute_at(ob, ro)
-    if s.flops >= 1 << 17:  # below that, waking a thread costs more than the work
+    if s.flops >= MIN_PARALLEL_FLOPS:
         sch.parallel(sch.fuse(j, ro))
     sch.unroll(ri)
     vo, vi = sch.split(ni, [None, tile.lanes])
