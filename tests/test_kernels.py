@@ -324,3 +324,22 @@ def test_decomposed_hardswish_fuses_into_the_conv(tmp_path):
     assert len(art.manifest["kernels"]) == 1  # nothing left for TVM
     report = edgec.verify(model, art)
     assert report.ok, report.to_json()
+
+
+def test_affine_after_the_activation_is_fused(tmp_path):
+    """PP-LCNet's learnable affine: Conv -> Relu -> Mul(s) -> Add(t), one kernel."""
+    rng = np.random.default_rng(5)
+    graph = conv_graph(o=10, act="relu")
+    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
+    graph.graph.node.remove(ident)
+    graph.graph.initializer.extend([
+        numpy_helper.from_array(rng.standard_normal((1, 10, 1, 1)).astype(np.float32), "ps"),
+        numpy_helper.from_array(rng.standard_normal((1, 10, 1, 1)).astype(np.float32), "pt")])
+    graph.graph.node.extend([helper.make_node("Mul", ["a", "ps"], ["m"], name="/aff/Mul"),
+                             helper.make_node("Add", ["m", "pt"], ["y"], name="/aff/Add")])
+    model = tmp_path / "aff.onnx"
+    onnx.save(graph, str(model))
+    art = edgec.compile(model, target="x86", output=tmp_path / "aff.edgec")
+    (entry,) = _kernels(art).values()
+    assert entry["onnx_nodes"][-2:] == ["/aff/Mul", "/aff/Add"]
+    assert edgec.verify(model, art).ok

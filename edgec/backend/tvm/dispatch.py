@@ -250,6 +250,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
     current = binding.var
     stage = "bias"
     scale = shift = None  # per output channel, applied before the first activation
+    post = None  # [oc, 2] scale and shift after it
     while True:
         if stage in ("bias", "act"):
             swish = _hardswish(finder, current, claimed)
@@ -288,6 +289,22 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
                 per_channel.size == 1 or (per_channel.size == oc and per_channel.shape in
                                           bias_shapes)):
             per_channel = None
+        if per_channel is not None and stage == "act1done" and \
+                op in ("relax.add", "relax.multiply"):
+            # an affine after the activation: kept per channel in the epilogue
+            c = np.broadcast_to(per_channel.reshape(-1).astype(np.float32), (oc,))
+            if post is None:
+                post = np.stack([np.ones(oc, np.float32), np.zeros(oc, np.float32)], 1)
+            if op == "relax.add":
+                post[:, 1] += c
+            else:
+                post *= c[:, None]
+            epi.ops.append("affine")
+            if isinstance(other, relax.Var):
+                dead.append(other)
+            members.append(nxt)
+            current = nxt.var
+            continue
         if per_channel is not None and stage in ("bias", "act") and \
                 (op != "relax.divide" or v.args[1].same_as(other)):
             # y*s + t before the activation (BatchNorm exported as Mul and Add):
@@ -340,6 +357,8 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             break
     if shift is not None:
         epi.bias = shift.astype(np.float32)
+    if post is not None:
+        epi.post = np.ascontiguousarray(post, np.float32)
     if scale is not None:  # output channel o of the weights: dim 0 (OIHW) or 1 ([K, N])
         weight = weight * (scale[:, None, None, None] if kind == "conv2d" else scale[None, :])
         weight = weight.astype(np.float32)
@@ -459,6 +478,8 @@ class _Rewriter(relax.PyExprMutator):
         kernel_out = output_shape(shape) if grouped else _shape(chain.tail.var)
         if epi.bias is not None:
             args.append(relax.const(epi.bias))
+        if epi.post is not None:
+            args.append(relax.const(epi.post))
         if chain.residual is not None:
             res = self.visit_expr(chain.residual)
             args.append(self.builder_.emit(relax.op.reshape(res, kernel_out)) if grouped else res)
@@ -487,6 +508,8 @@ class _Rewriter(relax.PyExprMutator):
         args = [as_2d(call.args[0], k), relax.const(pack_b(chain.weight, tile.nb))]
         if epi.bias is not None:
             args.append(relax.const(epi.bias))
+        if epi.post is not None:
+            args.append(relax.const(epi.post))
         if chain.residual is not None:
             args.append(as_2d(chain.residual, n))
         out = relax.call_tir(gv, args, relax.TensorType([shape.m, n], "float32"))

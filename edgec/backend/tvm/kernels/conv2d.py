@@ -19,7 +19,7 @@ import numpy as np
 from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
-from .epilogue import Epilogue, activate
+from .epilogue import Epilogue, activate, apply_post, post_placeholder
 from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
@@ -161,6 +161,9 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
     if epi.bias is not None:
         bias = te.placeholder((s.o,), f32, name="bias")
         inputs.append(bias)
+    post = post_placeholder(epi, s.o)
+    if post is not None:
+        inputs.append(post)
     out_shape = output_shape(s)
     if epi.residual:
         res = te.placeholder(out_shape, f32, name="residual")
@@ -176,6 +179,7 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
         if bias is not None:
             v = v + bias[gi * og + j]
         v = activate(v, epi.act)
+        v = apply_post(v, post, gi * og + j)
         if res is not None:
             v = v + res[idx]
         return activate(v, epi.act2)

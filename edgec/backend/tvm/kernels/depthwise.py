@@ -15,7 +15,7 @@ from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
 from .conv2d import ConvShape, cdiv
-from .epilogue import Epilogue, activate
+from .epilogue import Epilogue, activate, apply_post, post_placeholder
 from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
@@ -79,6 +79,9 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
     if epi.bias is not None:
         bias = te.placeholder((s.o,), f32, name="bias")
         inputs.append(bias)
+    post = post_placeholder(epi, s.o)
+    if post is not None:
+        inputs.append(post)
     if epi.residual:
         res = te.placeholder((s.n, s.o, oh, ow), f32, name="residual")
         inputs.append(res)
@@ -88,6 +91,7 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
         if bias is not None:
             v = v + bias[c]
         v = activate(v, epi.act)
+        v = apply_post(v, post, c)
         if res is not None:
             v = v + res[n, c, y, xx]
         return activate(v, epi.act2)

@@ -17,7 +17,7 @@ from tvm import te, tirx
 from tvm.s_tir import Schedule
 
 from .conv2d import cdiv
-from .epilogue import Epilogue, activate
+from .epilogue import Epilogue, activate, apply_post, post_placeholder
 from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
@@ -81,6 +81,9 @@ def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
     if epi.bias is not None:
         bias = te.placeholder((s.n,), f32, name="bias")
         inputs.append(bias)
+    post = post_placeholder(epi, s.n)
+    if post is not None:
+        inputs.append(post)
     if epi.residual:
         res = te.placeholder((s.m, s.n), f32, name="residual")
         inputs.append(res)
@@ -90,6 +93,7 @@ def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
         if bias is not None:
             v = v + bias[n]
         v = activate(v, epi.act)
+        v = apply_post(v, post, n)
         if res is not None:
             v = v + res[m, n]
         return activate(v, epi.act2)
