@@ -343,3 +343,34 @@ def test_affine_after_the_activation_is_fused(tmp_path):
     (entry,) = _kernels(art).values()
     assert entry["onnx_nodes"][-2:] == ["/aff/Mul", "/aff/Add"]
     assert edgec.verify(model, art).ok
+
+
+@pytest.mark.parametrize("params", [
+    dict(c=4, o=12, w=37, k=5, stride=1, pads=(2, 2), group=1),
+    dict(c=16, o=16, w=64, k=3, stride=2, pads=(1, 0), group=16),  # depthwise
+    dict(c=258, o=128, w=4, k=3, stride=1, pads=(1, 1), group=1, dilation=2),
+], ids=["plain", "depthwise-stride2", "wide-dilated"])
+def test_conv1d_runs_as_conv2d_of_height_one(params, tmp_path):
+    """1-D convs (speech models: silero's STFT and encoder) take the conv kernels."""
+    rng = np.random.default_rng(11)
+    c, o, w, k, g = params["c"], params["o"], params["w"], params["k"], params["group"]
+    d = params.get("dilation", 1)
+    ow = (w + sum(params["pads"]) - d * (k - 1) - 1) // params["stride"] + 1
+    inits = [numpy_helper.from_array((rng.standard_normal((o, c // g, k)) * 0.3)
+                                     .astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal(o).astype(np.float32), "B")]
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], name="/conv1d/Conv",
+                              kernel_shape=[k], strides=[params["stride"]],
+                              pads=list(params["pads"]), dilations=[d], group=g),
+             helper.make_node("Relu", ["c"], ["y"], name="/conv1d/Relu")]
+    graph = helper.make_graph(
+        nodes, "c1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, c, w])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, o, ow])], inits)
+    model = tmp_path / "c1d.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), str(model))
+    art = edgec.compile(model, target="x86", output=tmp_path / "c1d.edgec")
+    (entry,) = _kernels(art).values()
+    assert entry["onnx_nodes"] == ["/conv1d/Conv", "/conv1d/Relu"]
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()

@@ -164,7 +164,7 @@ def _head(finder: _Finder, binding):
     """(kind, weight, output channels, bias shapes accepted) of a chain's first op."""
     call = binding.value
     op = _op(call)
-    if op not in ("relax.nn.conv2d", "relax.matmul"):
+    if op not in ("relax.nn.conv2d", "relax.nn.conv1d", "relax.matmul"):
         return None
     a = call.attrs
     if a.out_dtype is not None and str(a.out_dtype) not in ("", "float32", "void"):
@@ -181,6 +181,11 @@ def _head(finder: _Finder, binding):
             return None
         oc = weight.shape[0]
         return "conv2d", weight, oc, ((1, oc, 1, 1), (oc, 1, 1))
+    if op == "relax.nn.conv1d":  # runs as a conv2d of height 1
+        if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCW", "OIW", "NCW"):
+            return None
+        oc = weight.shape[0]
+        return "conv2d", weight[:, :, None, :], oc, ((1, oc, 1), (oc, 1))
     if weight.ndim != 2 or len(_shape(x)) < 2 or isinstance(x, tvm.ir.Constant):
         return None  # batched or vector B: TVM's lowering
     n = weight.shape[1]
@@ -376,11 +381,18 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
 
 
 def conv_shape(call) -> ConvShape:
+    """The conv2d a conv2d or conv1d call computes (a conv1d is one of height 1)."""
     a = call.attrs
+    strides, dilation = [int(v) for v in a.strides], [int(v) for v in a.dilation]
+    padding = [int(v) for v in a.padding]
+    if _op(call) == "relax.nn.conv1d":
+        n, c, w = _shape(call.args[0])
+        o, _, kw = _shape(call.args[1])
+        return ConvShape(n, c, 1, w, o, 1, kw, (1, strides[0]), (0, padding[0], 0, padding[1]),
+                         (1, dilation[0]), int(a.groups))
     n, c, h, w = _shape(call.args[0])
     o, _, kh, kw = _shape(call.args[1])
-    return ConvShape(n, c, h, w, o, kh, kw, tuple(int(v) for v in a.strides),
-                     tuple(int(v) for v in a.padding), tuple(int(v) for v in a.dilation),
+    return ConvShape(n, c, h, w, o, kh, kw, tuple(strides), tuple(padding), tuple(dilation),
                      int(a.groups))
 
 
@@ -473,18 +485,23 @@ class _Rewriter(relax.PyExprMutator):
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
         weight = chain.weight.reshape(shape.c, shape.kh, shape.kw) if depthwise \
             else pack_weights(chain.weight, shape.groups, tile.ob)
-        args = [self.visit_expr(conv.args[0]), relax.const(weight)]
+        x = self.visit_expr(conv.args[0])
+        if _op(conv) == "relax.nn.conv1d":  # [N, C, W] -> [N, C, 1, W]: the same bytes
+            x = self.builder_.emit(relax.op.reshape(x, [shape.n, shape.c, 1, shape.w]))
+        args = [x, relax.const(weight)]
         grouped = not depthwise and shape.groups > 1
-        kernel_out = output_shape(shape) if grouped else _shape(chain.tail.var)
+        kernel_out = output_shape(shape) if grouped else (shape.n, shape.o, *shape.out_hw)
+        reshaped = list(kernel_out) != _shape(chain.tail.var)
         if epi.bias is not None:
             args.append(relax.const(epi.bias))
         if epi.post is not None:
             args.append(relax.const(epi.post))
         if chain.residual is not None:
             res = self.visit_expr(chain.residual)
-            args.append(self.builder_.emit(relax.op.reshape(res, kernel_out)) if grouped else res)
+            args.append(self.builder_.emit(relax.op.reshape(res, kernel_out)) if reshaped
+                        else res)
         out = relax.call_tir(gv, args, relax.TensorType(list(kernel_out), "float32"))
-        if grouped:  # [N, G, O/G, H, W] -> NCHW: the same bytes
+        if reshaped:  # [N, G, O/G, H, W] or [N, O, 1, W] -> the op's shape: the same bytes
             out = relax.op.reshape(self.builder_.emit(out), _shape(chain.tail.var))
         return out
 
