@@ -225,6 +225,30 @@ def _hardswish(finder: _Finder, var, claimed: set) -> list | None:
     return None if any(b.var in claimed for b in chain) else chain
 
 
+def _channel_shuffle(finder: _Finder, var, groups: int, claimed: set) -> list | None:
+    """The bindings of a channel shuffle of ``var`` ([N, C, H, W] -> reshape
+    [N, G, C/G, H, W] -> permute (0, 2, 1, 3, 4) -> reshape [N, C, H, W]) with
+    G the producing conv's groups, else None: that conv can write its
+    channels in shuffled order for free."""
+    shape = _shape(var)
+    if groups < 2 or shape is None or len(shape) != 4 or shape[1] % groups:
+        return None
+    n, c, h, w = shape
+    r1 = finder.sole_user(var)
+    if r1 is None or _op(r1.value) != "relax.reshape" or \
+            _shape(r1.var) != [n, groups, c // groups, h, w]:
+        return None
+    perm = finder.sole_user(r1.var)
+    if perm is None or _op(perm.value) != "relax.permute_dims" or perm.value.attrs.axes is None \
+            or [int(a) for a in perm.value.attrs.axes] != [0, 2, 1, 3, 4]:
+        return None
+    r2 = finder.sole_user(perm.var)
+    if r2 is None or _op(r2.value) != "relax.reshape" or _shape(r2.var) != shape:
+        return None
+    chain = [r1, perm, r2]
+    return None if any(b.var in claimed for b in chain) else chain
+
+
 def _inference_batch_norm(finder: _Finder, binding, channels: int, axis: int):
     """((scale, shift), the binding taking result [0]) of an inference-mode
     batch_norm with constant parameters on ``axis``, else None."""
@@ -360,6 +384,12 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
         current = nxt.var
         if stage == "done":
             break
+    if kind == "conv2d" and residual is None and _op(call) == "relax.nn.conv2d":
+        shuffle = _channel_shuffle(finder, current, int(call.attrs.groups), claimed)
+        if shuffle is not None:
+            epi.shuffle = True
+            epi.ops.append("shuffle")
+            members += shuffle
     if shift is not None:
         epi.bias = shift.astype(np.float32)
     if post is not None:
@@ -490,7 +520,8 @@ class _Rewriter(relax.PyExprMutator):
             x = self.builder_.emit(relax.op.reshape(x, [shape.n, shape.c, 1, shape.w]))
         args = [x, relax.const(weight)]
         grouped = not depthwise and shape.groups > 1
-        kernel_out = output_shape(shape) if grouped else (shape.n, shape.o, *shape.out_hw)
+        kernel_out = output_shape(shape, epi.shuffle) if grouped \
+            else (shape.n, shape.o, *shape.out_hw)
         reshaped = list(kernel_out) != _shape(chain.tail.var)
         if epi.bias is not None:
             args.append(relax.const(epi.bias))

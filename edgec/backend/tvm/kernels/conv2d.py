@@ -115,12 +115,15 @@ def pack_weights(weight: np.ndarray, groups: int, ob: int) -> np.ndarray:
         w.reshape(groups, obg, ob, cg, kh, kw).transpose(0, 1, 3, 4, 5, 2))
 
 
-def output_shape(shape: ConvShape) -> tuple[int, ...]:
+def output_shape(shape: ConvShape, shuffle: bool = False) -> tuple[int, ...]:
     """The kernel's output: NCHW, or [N, G, O/G, H, W] for a grouped conv (the
-    same bytes; dispatch reshapes), so each group's channels index simply."""
+    same bytes; dispatch reshapes), so each group's channels index simply;
+    [N, O/G, G, H, W] when a channel shuffle (ShuffleNet's) is folded in."""
     oh, ow = shape.out_hw
     if shape.groups == 1:
         return (shape.n, shape.o, oh, ow)
+    if shuffle:
+        return (shape.n, shape.o // shape.groups, shape.groups, oh, ow)
     return (shape.n, shape.groups, shape.o // shape.groups, oh, ow)
 
 
@@ -168,7 +171,7 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
     post = post_placeholder(epi, s.o)
     if post is not None:
         inputs.append(post)
-    out_shape = output_shape(s)
+    out_shape = output_shape(s, epi.shuffle)
     if epi.residual:
         res = te.placeholder(out_shape, f32, name="residual")
         inputs.append(res)
@@ -177,6 +180,8 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
         if g == 1:
             n, o, y, xx = idx
             gi, j = 0, o
+        elif epi.shuffle:
+            n, j, gi, y, xx = idx
         else:
             n, gi, j, y, xx = idx
         v = acc[n, gi, j // ob, y, xx, j % ob]

@@ -23,6 +23,7 @@ class Epilogue:
     act: tuple | None = None  # ("relu",), ("clip", lo, hi) or ("hardswish",)
     post: np.ndarray | None = None  # [channels, 2]: scale, shift after the activation
     residual: bool = False  # a tensor of the output's shape is added
+    shuffle: bool = False  # grouped conv: channels written group-interleaved
     act2: tuple | None = None  # after the residual add
     ops: list[str] = field(default_factory=list)  # what was fused, for names and reports
 
