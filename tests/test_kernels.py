@@ -120,6 +120,9 @@ def _check(tmp_path: Path, params: dict, target: str, seed: int = 0) -> None:
         assert "/res/Add" in entry["onnx_nodes"] and "/res/Relu" in entry["onnx_nodes"]
     if params.get("affine"):
         assert {"/bn/Mul", "/bn/Add", "/bn/Div"} <= set(entry["onnx_nodes"])
+    if params.get("act") == "clip":  # ReLU6, rewritten as 6 * HardSigmoid(x / 6) to fuse
+        assert "/act/Clip" in entry["onnx_nodes"]
+        assert len(art.manifest["kernels"]) == 1, art.manifest["kernels"]
     report = edgec.verify(model, art, seed=seed)
     assert report.ok, report.to_json()
 

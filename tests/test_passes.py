@@ -160,6 +160,27 @@ def test_sum_of_two_or_three_becomes_add():
                                ort_run(model, feeds)[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("lo,hi,ops_after", [(0.0, 6.0, ["HardSigmoid", "Mul"]),
+                                              (-1.0, 2.5, ["HardSigmoid", "Mul", "Add"])])
+def test_bounded_clip_becomes_a_scaled_hardsigmoid(lo, hi, ops_after):
+    """TVM imports an opset-13 Clip as maximum/minimum of runtime scalars, which
+    nothing fuses; lo + (hi - lo) * HardSigmoid(x) it imports as fusable ops."""
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", lo),
+                                                                             ("hi", hi))]
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="/act/Clip")], "clip",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 7])], inits),
+        opset_imports=[helper.make_opsetid("", 13)])
+    m = prepared(model)
+    run_pipeline(m, PIPELINES["O2"])
+    assert [op for op in ops(m) if op != "Constant"] == ops_after
+    assert "/act/Clip" in {n.name for n in m.graph}  # the last node keeps the name
+    x = np.linspace(-9, 9, 21, dtype=np.float32).reshape(3, 7)
+    np.testing.assert_allclose(ort_run(ir.serde.serialize_model(m), {"x": x})[0],
+                               np.clip(x, lo, hi), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("level", ["O0", "O1", "O2", "O3"])
 def test_every_level_keeps_the_numbers(level):
     model = flatten_model()

@@ -7,6 +7,7 @@ graph alone. These are the ONNX-level fusions edgec applies before TVM.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 from onnxscript import rewriter
 from onnxscript.rewriter import pattern
@@ -17,12 +18,18 @@ from .registry import register
 
 class _RuleSetPass(ir.passes.InPlacePass):
     rules: tuple = ()
+    late_rules: tuple = ()  # applied after ``rules`` (they would pre-empt bigger patterns)
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        before = _producers(model.graph)
-        count = rewriter.RewriteRuleSet(list(self.rules)).apply_to_model(model)
-        if count:
-            _keep_names(model.graph, before)
+        count = 0
+        for rule_set in (self.rules, self.late_rules):
+            if not rule_set:
+                continue
+            before = _producers(model.graph)
+            done = rewriter.RewriteRuleSet(list(rule_set)).apply_to_model(model)
+            if done:
+                _keep_names(model.graph, before)
+            count += done
         return ir.passes.PassResult(model, count > 0)
 
 
@@ -62,7 +69,7 @@ def _keep_names(graph: ir.Graph, before: dict[str, tuple[str, str, list[str]]]) 
 
 
 #: a rewrite may replace a node by one of another type doing the same job
-_SAME_ROLE = {"Add": ("Sum",)}
+_SAME_ROLE = {"Add": ("Sum", "Clip"), "Mul": ("Clip",)}
 
 
 def _sum2(op, a, b):
@@ -117,6 +124,42 @@ hardswish_rules = tuple(
     for rule in pattern.RewriteRule(p, _as_hardsigmoid, _is_hardswish).commute())
 
 
+def _clip(op, x, lo, hi):
+    return op.Clip(x, lo, hi)
+
+
+def _clip_bounds(lo, hi) -> tuple[float, float] | None:
+    def scalar(v):
+        c = v.const_value if v is not None else None
+        return float(c.numpy().reshape(())) if c is not None and c.numpy().size == 1 else None
+
+    bounds = scalar(lo), scalar(hi)
+    if None in bounds or not all(abs(b) < 1e30 for b in bounds) or bounds[1] <= bounds[0]:
+        return None
+    return bounds
+
+
+def _is_bounded_clip(context, x, lo, hi, **_) -> bool:
+    return _clip_bounds(lo, hi) is not None
+
+
+def _clip_as_hardsigmoid(op, x, lo, hi, **_):
+    low, high = _clip_bounds(lo, hi)
+    gate = op.HardSigmoid(x, alpha=1.0 / (high - low), beta=-low / (high - low))
+    def const(v):
+        return op.Constant(value=ir.tensor(np.array(v, np.float32)))
+
+    scaled = op.Mul(gate, const(high - low))
+    return scaled if low == 0 else op.Add(scaled, const(low))
+
+
+# Clip with constant bounds (ReLU6 and friends) as lo + (hi - lo) * HardSigmoid(x):
+# TVM imports an opset >= 11 Clip as maximum/minimum against runtime scalars, which
+# nothing fuses, but HardSigmoid as scale, shift and clip(0, 1), which edgec's
+# kernels take whole (the scale and shift fold into the weights).
+clip_rules = (pattern.RewriteRule(_clip, _clip_as_hardsigmoid, _is_bounded_clip),)
+
+
 @register("fuse-batchnorm", "Fold BatchNormalization into the preceding Conv, ConvTranspose "
                             "or Gemm weights")
 class FuseBatchNorm(_RuleSetPass):
@@ -131,7 +174,8 @@ class FusePad(_RuleSetPass):
 
 @register("simplify", "Algebraic clean-ups: no-op Cast/Expand/Transpose, x*1, x+0, "
                       "Transpose-Transpose, Reshape-Reshape, Relu/Clip chains, Sum of 2-3 "
-                      "inputs as Add, decomposed HardSwish as x*HardSigmoid(x)")
+                      "inputs as Add, decomposed HardSwish as x*HardSigmoid(x), bounded Clip "
+                      "as scaled HardSigmoid")
 class Simplify(_RuleSetPass):
     rules = (rules.no_op_cast_rule, rules.no_op_expand_rule, rules.no_op_transpose_rule,
              rules.add_0_rule, rules.sub_0_rule, rules.mul_by_1_rule, rules.div_by_1_rule,
@@ -141,3 +185,4 @@ class Simplify(_RuleSetPass):
              rules.successive_relu_rule, rules.successive_clip_rule,
              rules.successive_clip_relu_rule, rules.successive_relu_clip_rule,
              *sum_as_add_rules, *hardswish_rules)
+    late_rules = clip_rules  # after HardSwish, whose pattern contains a Clip
