@@ -75,7 +75,8 @@ def conv_graph(*, n=1, c=8, h=9, w=11, o=20, k=(3, 3), stride=(1, 1), pads=(1, 1
 
 CASES = {
     "3x3-odd-channels": {},
-    "1x1-no-pad": dict(k=(1, 1), pads=(0, 0, 0, 0), c=19, o=33),
+    "1x1-no-pad": dict(k=(1, 1), pads=(0, 0, 0, 0), c=19, o=33),  # input read in place
+    "1x1-large-plane": dict(k=(1, 1), pads=(0, 0, 0, 0), c=5, o=16, h=64, w=70),  # re-laid out
     "stride2-odd": dict(h=15, w=13, stride=(2, 2), o=24),
     "asymmetric-pad": dict(pads=(0, 1, 2, 0), o=17),
     "7x7-stride2-rgb": dict(c=3, h=32, w=30, k=(7, 7), stride=(2, 2), pads=(3, 3, 3, 3), o=16),
