@@ -11,7 +11,7 @@ transposes the importer wraps them in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tvm
@@ -75,7 +75,6 @@ class Chain:
     weight: np.ndarray
     tile: ConvTile | DepthwiseTile | MatmulTile
     residual: relax.Expr | None = None
-    extra_vars: list = field(default_factory=list)  # bindings made dead (bias reshapes)
 
     @property
     def tail(self):
@@ -263,7 +262,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
         return None
     kind, weight, oc, bias_shapes = head
     call = binding.value
-    members, epi, residual, dead = [binding], Epilogue(ops=[kind]), None, []
+    members, epi, residual = [binding], Epilogue(ops=[kind]), None
     current = binding.var
     stage = "bias"
     scale = shift = None  # per output channel, applied before the first activation
@@ -317,8 +316,6 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             else:
                 post *= c[:, None]
             epi.ops.append("affine")
-            if isinstance(other, relax.Var):
-                dead.append(other)
             members.append(nxt)
             current = nxt.var
             continue
@@ -335,8 +332,6 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
                 scale = c if scale is None else scale * c
                 shift = None if shift is None else shift * c
                 epi.ops.append("scale")
-            if isinstance(other, relax.Var):
-                dead.append(other)
             stage = "act"
         elif op == "relax.add" and stage == "bias":
             b = finder.const(other)
@@ -395,7 +390,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             else choose_tile(shape, unit)
     if tile is None:
         return None
-    return Chain(binding, members, epi, weight, tile, residual, dead)
+    return Chain(binding, members, epi, weight, tile, residual)
 
 
 def conv_shape(call) -> ConvShape:

@@ -19,7 +19,7 @@ import numpy as np
 from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
-from .epilogue import Epilogue, activate, apply_post, post_placeholder
+from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
@@ -179,17 +179,9 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
             * wpk[gi, b, rc, ry, rx, oi],
             axis=[rc, ry, rx]),
         name="acc")
-    bias = res = None
-    if epi.bias is not None:
-        bias = te.placeholder((s.o,), f32, name="bias")
-        inputs.append(bias)
-    post = post_placeholder(epi, s.o)
-    if post is not None:
-        inputs.append(post)
     out_shape = output_shape(s, epi.shuffle)
-    if epi.residual:
-        res = te.placeholder(out_shape, f32, name="residual")
-        inputs.append(res)
+    tail = EpilogueTensors(epi, s.o, out_shape)
+    inputs += tail.inputs
 
     def out_value(*idx):
         if g == 1:
@@ -199,14 +191,7 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
             n, j, gi, y, xx = idx
         else:
             n, gi, j, y, xx = idx
-        v = acc[n, gi, j // ob, y, xx, j % ob]
-        if bias is not None:
-            v = v + bias[gi * og + j]
-        v = activate(v, epi.act)
-        v = apply_post(v, post, gi * og + j)
-        if res is not None:
-            v = v + res[idx]
-        return activate(v, epi.act2)
+        return tail.apply(acc[n, gi, j // ob, y, xx, j % ob], gi * og + j, idx)
 
     out = te.compute(out_shape, out_value, name="out")
     func = te.create_prim_func([*inputs, out])

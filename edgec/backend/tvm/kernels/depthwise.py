@@ -15,7 +15,7 @@ from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
 from .conv2d import ConvShape, cdiv
-from .epilogue import Epilogue, activate, apply_post, post_placeholder
+from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
@@ -75,28 +75,11 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
         lambda n, c, y, xx: te.sum(xp[n, c, y * sh + ry * dh, xx * sw + rx * dw] * w[c, ry, rx],
                                    axis=[ry, rx]),
         name="acc")
-    bias = res = None
-    if epi.bias is not None:
-        bias = te.placeholder((s.o,), f32, name="bias")
-        inputs.append(bias)
-    post = post_placeholder(epi, s.o)
-    if post is not None:
-        inputs.append(post)
-    if epi.residual:
-        res = te.placeholder((s.n, s.o, oh, ow), f32, name="residual")
-        inputs.append(res)
-
-    def out_value(n, c, y, xx):
-        v = acc[n, c, y, xx]
-        if bias is not None:
-            v = v + bias[c]
-        v = activate(v, epi.act)
-        v = apply_post(v, post, c)
-        if res is not None:
-            v = v + res[n, c, y, xx]
-        return activate(v, epi.act2)
-
-    out = te.compute((s.n, s.c, oh, ow), out_value, name="out")
+    tail = EpilogueTensors(epi, s.o, (s.n, s.o, oh, ow))
+    inputs += tail.inputs
+    out = te.compute((s.n, s.c, oh, ow),
+                     lambda n, c, y, xx: tail.apply(acc[n, c, y, xx], c, (n, c, y, xx)),
+                     name="out")
     sch = Schedule(te.create_prim_func([*inputs, out]))
     a, o = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(a, 0, "local")

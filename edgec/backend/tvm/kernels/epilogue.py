@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from tvm import te, tirx
 
-#: activation name -> how many float parameters it takes
-ACTIVATIONS = {"relu": 0, "clip": 2, "hardswish": 0}
-
 
 @dataclass
 class Epilogue:
@@ -46,10 +43,32 @@ def activate(value, act: tuple | None):
     raise ValueError(f"unknown activation {act[0]}")
 
 
-def post_placeholder(epi: Epilogue, channels: int):
-    """The kernel input holding the post-activation affine, or None."""
-    return None if epi.post is None else te.placeholder((channels, 2), "float32", name="post")
+class EpilogueTensors:
+    """The kernel inputs an epilogue needs (bias [C], post-activation affine
+    [C, 2], residual of the output's shape, in that order) and the write-back
+    value computed from them; one place for every kernel template."""
 
+    def __init__(self, epi: Epilogue, channels: int, out_shape: tuple[int, ...]) -> None:
+        f32 = "float32"
+        self.epi = epi
+        self.bias = None if epi.bias is None else te.placeholder((channels,), f32, name="bias")
+        self.post = None if epi.post is None else \
+            te.placeholder((channels, 2), f32, name="post")
+        self.residual = te.placeholder(out_shape, f32, name="residual") if epi.residual \
+            else None
 
-def apply_post(value, post, channel):
-    return value if post is None else value * post[channel, 0] + post[channel, 1]
+    @property
+    def inputs(self) -> list:
+        return [t for t in (self.bias, self.post, self.residual) if t is not None]
+
+    def apply(self, value, channel, out_index):
+        """``value`` (the accumulator) through the epilogue, for output ``out_index``
+        of channel ``channel``."""
+        if self.bias is not None:
+            value = value + self.bias[channel]
+        value = activate(value, self.epi.act)
+        if self.post is not None:
+            value = value * self.post[channel, 0] + self.post[channel, 1]
+        if self.residual is not None:
+            value = value + self.residual[tuple(out_index)]
+        return activate(value, self.epi.act2)

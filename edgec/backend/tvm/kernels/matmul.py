@@ -17,7 +17,7 @@ from tvm import te, tirx
 from tvm.s_tir import Schedule
 
 from .conv2d import cdiv
-from .epilogue import Epilogue, activate, apply_post, post_placeholder
+from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, finish
 from .vector_unit import VectorUnit
 
@@ -77,28 +77,11 @@ def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
     rk = te.reduce_axis((0, s.k), "rk")
     acc = te.compute((mp, nbs, tile.nb),
                      lambda r, j, ni: te.sum(ap[r, rk] * bp[j, rk, ni], axis=[rk]), name="acc")
-    bias = res = None
-    if epi.bias is not None:
-        bias = te.placeholder((s.n,), f32, name="bias")
-        inputs.append(bias)
-    post = post_placeholder(epi, s.n)
-    if post is not None:
-        inputs.append(post)
-    if epi.residual:
-        res = te.placeholder((s.m, s.n), f32, name="residual")
-        inputs.append(res)
-
-    def out_value(m, n):
-        v = acc[m, n // tile.nb, n % tile.nb]
-        if bias is not None:
-            v = v + bias[n]
-        v = activate(v, epi.act)
-        v = apply_post(v, post, n)
-        if res is not None:
-            v = v + res[m, n]
-        return activate(v, epi.act2)
-
-    out = te.compute((s.m, s.n), out_value, name="out")
+    tail = EpilogueTensors(epi, s.n, (s.m, s.n))
+    inputs += tail.inputs
+    out = te.compute((s.m, s.n),
+                     lambda m, n: tail.apply(acc[m, n // tile.nb, n % tile.nb], n, (m, n)),
+                     name="out")
     sch = Schedule(te.create_prim_func([*inputs, out]))
     blk, ob = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(blk, 0, "local")
