@@ -210,14 +210,20 @@ void CheckLibrary(const std::string &path) {
                                       "; compile the model for this target"};
 }
 
+// EDGEC_OK, or the status of an index outside ``slots`` (with its message recorded).
+edgec_status CheckIndex(const edgec_model *model, const std::vector<TensorSlot> &slots,
+                        int index, const char *kind) {
+  if (index >= 0 && index < static_cast<int>(slots.size())) return EDGEC_OK;
+  return Fail(model, EDGEC_ERR_ARGUMENT,
+              std::string(kind) + " index " + std::to_string(index) + " out of range (" +
+                  std::to_string(slots.size()) + " " + kind + "s)");
+}
+
 edgec_status Info(const edgec_model *model, const std::vector<TensorSlot> &slots, int index,
                   edgec_tensor_info *info, const char *kind) {
   if (model == nullptr || info == nullptr)
     return Fail(model, EDGEC_ERR_ARGUMENT, "model and info must not be NULL");
-  if (index < 0 || index >= static_cast<int>(slots.size()))
-    return Fail(model, EDGEC_ERR_ARGUMENT,
-                std::string(kind) + " index " + std::to_string(index) + " out of range (" +
-                    std::to_string(slots.size()) + " " + kind + "s)");
+  if (edgec_status st = CheckIndex(model, slots, index, kind)) return st;
   const TensorSlot &s = slots[index];
   info->name = s.name.c_str();
   info->dtype = s.dtype;
@@ -334,10 +340,7 @@ int edgec_model_output_index(const edgec_model *model, const char *name) {
 edgec_status edgec_model_set_input(edgec_model *model, int index, const void *data,
                                    edgec_dtype dtype, int ndim, const int64_t *shape) {
   if (model == nullptr) return Fail(nullptr, EDGEC_ERR_ARGUMENT, "model is NULL");
-  if (index < 0 || index >= static_cast<int>(model->inputs.size()))
-    return Fail(model, EDGEC_ERR_ARGUMENT,
-                "input index " + std::to_string(index) + " out of range (" +
-                    std::to_string(model->inputs.size()) + " inputs)");
+  if (edgec_status st = CheckIndex(model, model->inputs, index, "input")) return st;
   const TensorSlot &s = model->inputs[index];
   if (data == nullptr) return Fail(model, EDGEC_ERR_ARGUMENT, "input '" + s.name + "': data is NULL");
   if (static_cast<int>(dtype) < 0 || static_cast<int>(dtype) >= kNumDtypes)
@@ -415,10 +418,7 @@ edgec_status edgec_model_run(edgec_model *model) {
 edgec_status edgec_model_get_output(edgec_model *model, int index, void *buffer,
                                     size_t buffer_bytes) {
   if (model == nullptr) return Fail(nullptr, EDGEC_ERR_ARGUMENT, "model is NULL");
-  if (index < 0 || index >= static_cast<int>(model->outputs.size()))
-    return Fail(model, EDGEC_ERR_ARGUMENT,
-                "output index " + std::to_string(index) + " out of range (" +
-                    std::to_string(model->outputs.size()) + " outputs)");
+  if (edgec_status st = CheckIndex(model, model->outputs, index, "output")) return st;
   const TensorSlot &s = model->outputs[index];
   if (model->results.empty())
     return Fail(model, EDGEC_ERR_STATE, "no outputs yet: call edgec_model_run first");
