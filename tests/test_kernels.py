@@ -73,6 +73,17 @@ def conv_graph(*, n=1, c=8, h=9, w=11, o=20, k=(3, 3), stride=(1, 1), pads=(1, 1
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def save_with_tail(graph: onnx.ModelProto, nodes: list, inits: list, path: Path) -> Path:
+    """``graph`` (from conv_graph) with its final Identity replaced by ``nodes``
+    (which must produce "y"), saved to ``path``."""
+    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
+    graph.graph.node.remove(ident)
+    graph.graph.initializer.extend(inits)
+    graph.graph.node.extend(nodes)
+    onnx.save(graph, str(path))
+    return path
+
+
 CASES = {
     "3x3-odd-channels": {},
     "1x1-no-pad": dict(k=(1, 1), pads=(0, 0, 0, 0), c=19, o=33),  # input read in place
@@ -291,15 +302,10 @@ def test_batchnorm_left_by_the_onnx_passes_is_folded_into_the_kernel(tmp_path):
     bn = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in (
         ("g", rng.uniform(0.5, 2, 12)), ("b", rng.standard_normal(12)),
         ("mu", rng.standard_normal(12)), ("var", rng.uniform(0.5, 2, 12)))]
-    graph.graph.initializer.extend(bn)
-    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
-    graph.graph.node.remove(ident)
-    graph.graph.node.extend([
+    model = save_with_tail(graph, [
         helper.make_node("BatchNormalization", ["c", "g", "b", "mu", "var"], ["n"],
                          name="/bn/BatchNormalization", epsilon=1e-3),
-        helper.make_node("Relu", ["n"], ["y"], name="/bn/Relu")])
-    model = tmp_path / "bn.onnx"
-    onnx.save(graph, str(model))
+        helper.make_node("Relu", ["n"], ["y"], name="/bn/Relu")], bn, tmp_path / "bn.onnx")
     art = edgec.compile(model, target="x86", output=tmp_path / "bn.edgec", opt_level=1)
     (entry,) = _kernels(art).values()
     assert entry["ops"] == ["Conv", "BatchNormalization", "Relu"]
@@ -311,17 +317,13 @@ def test_decomposed_hardswish_fuses_into_the_conv(tmp_path):
     becomes one conv kernel with a hardswish write-back."""
     graph = conv_graph(o=20)
     graph.opset_import[0].version = 11
-    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
-    graph.graph.node.remove(ident)
-    graph.graph.initializer.extend([numpy_helper.from_array(np.array(v, np.float32), n)
-                                    for n, v in (("three", 3), ("zero", 0), ("six", 6))])
-    graph.graph.node.extend([
+    model = save_with_tail(graph, [
         helper.make_node("Add", ["c", "three"], ["a"], name="/hs/Add"),
         helper.make_node("Clip", ["a", "zero", "six"], ["cl"], name="/hs/Clip"),
         helper.make_node("Mul", ["c", "cl"], ["m"], name="/hs/Mul"),
-        helper.make_node("Div", ["m", "six"], ["y"], name="/hs/Div")])
-    model = tmp_path / "hs.onnx"
-    onnx.save(graph, str(model))
+        helper.make_node("Div", ["m", "six"], ["y"], name="/hs/Div")],
+        [numpy_helper.from_array(np.array(v, np.float32), n)
+         for n, v in (("three", 3), ("zero", 0), ("six", 6))], tmp_path / "hs.onnx")
     art = edgec.compile(model, target="x86", output=tmp_path / "hs.edgec")
     (name,) = _kernels(art)
     assert name.startswith("edgec_conv2d_bias_hardswish")
@@ -334,15 +336,12 @@ def test_affine_after_the_activation_is_fused(tmp_path):
     """PP-LCNet's learnable affine: Conv -> Relu -> Mul(s) -> Add(t), one kernel."""
     rng = np.random.default_rng(5)
     graph = conv_graph(o=10, act="relu")
-    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
-    graph.graph.node.remove(ident)
-    graph.graph.initializer.extend([
+    model = save_with_tail(graph, [
+        helper.make_node("Mul", ["a", "ps"], ["m"], name="/aff/Mul"),
+        helper.make_node("Add", ["m", "pt"], ["y"], name="/aff/Add")], [
         numpy_helper.from_array(rng.standard_normal((1, 10, 1, 1)).astype(np.float32), "ps"),
-        numpy_helper.from_array(rng.standard_normal((1, 10, 1, 1)).astype(np.float32), "pt")])
-    graph.graph.node.extend([helper.make_node("Mul", ["a", "ps"], ["m"], name="/aff/Mul"),
-                             helper.make_node("Add", ["m", "pt"], ["y"], name="/aff/Add")])
-    model = tmp_path / "aff.onnx"
-    onnx.save(graph, str(model))
+        numpy_helper.from_array(rng.standard_normal((1, 10, 1, 1)).astype(np.float32), "pt")],
+        tmp_path / "aff.onnx")
     art = edgec.compile(model, target="x86", output=tmp_path / "aff.edgec")
     (entry,) = _kernels(art).values()
     assert entry["onnx_nodes"][-2:] == ["/aff/Mul", "/aff/Add"]
@@ -385,18 +384,14 @@ def test_channel_shuffle_folds_into_the_grouped_conv(tmp_path):
     shuffle) is one kernel writing channels in shuffled order."""
     g, o, h, w = 3, 18, 5, 7
     graph = conv_graph(c=12, o=o, group=g, h=h, w=w, act="relu", k=(1, 1), pads=(0, 0, 0, 0))
-    (ident,) = [n for n in graph.graph.node if n.op_type == "Identity"]
-    graph.graph.node.remove(ident)
-    graph.graph.initializer.extend([
-        numpy_helper.from_array(np.array([1, g, o // g, h, w], np.int64), "split"),
-        numpy_helper.from_array(np.array([1, o, h, w], np.int64), "merge")])
-    graph.graph.node.extend([
+    model = save_with_tail(graph, [
         helper.make_node("Reshape", ["a", "split"], ["s1"], name="/shuffle/Reshape"),
         helper.make_node("Transpose", ["s1"], ["s2"], name="/shuffle/Transpose",
                          perm=[0, 2, 1, 3, 4]),
-        helper.make_node("Reshape", ["s2", "merge"], ["y"], name="/shuffle/Reshape_1")])
-    model = tmp_path / "shuffle.onnx"
-    onnx.save(graph, str(model))
+        helper.make_node("Reshape", ["s2", "merge"], ["y"], name="/shuffle/Reshape_1")], [
+        numpy_helper.from_array(np.array([1, g, o // g, h, w], np.int64), "split"),
+        numpy_helper.from_array(np.array([1, o, h, w], np.int64), "merge")],
+        tmp_path / "shuffle.onnx")
     art = edgec.compile(model, target="x86", output=tmp_path / "shuffle.edgec")
     (name,) = _kernels(art)
     assert name.startswith("edgec_conv2d_bias_relu_shuffle")
