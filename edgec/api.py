@@ -29,11 +29,17 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
             input_consts: dict[str, object] | None = None, opt_level: int | None = None,
             pipeline: str | None = None, save_temps: str | Path | None = None,
             max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+            use_tuning_db: bool = True, tuning_db: str | Path | None = None,
             progress: Progress | None = None) -> Artifact:
-    """Compile an ONNX model for ``target`` and write the artifact (default ``<stem>.edgec``)."""
+    """Compile an ONNX model for ``target`` and write the artifact (default ``<stem>.edgec``).
+
+    Kernels with records in the target's tuning database (``tuning_db``, else
+    the one ``edgec tune`` fills by default) get the fastest schedule on record;
+    ``use_tuning_db=False`` keeps every template schedule."""
     plan = plan_compile(model, target=target, output=output, input_shapes=input_shapes,
                         input_consts=input_consts, pipeline=_pipeline(opt_level, pipeline),
-                        max_model_bytes=max_model_bytes, save_temps=save_temps)
+                        max_model_bytes=max_model_bytes, save_temps=save_temps,
+                        use_tuning_db=use_tuning_db, tuning_db=tuning_db)
     return compile_plan(plan, progress=progress)
 
 

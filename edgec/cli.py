@@ -82,6 +82,12 @@ def compile_options(f):
                           "a reproducer in DIR."),
         click.option("--max-model-size", default=str(DEFAULT_MAX_MODEL_BYTES), metavar="SIZE",
                      help="Refuse bigger models (bytes, or 500M, 4G).", show_default=True),
+        click.option("--tuning-db", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, metavar="DIR",
+                     help="Tuning database from 'edgec tune --db DIR' (default: the "
+                          "target's own under the cache, when it exists)."),
+        click.option("--no-tuning-db", "no_tuning_db", is_flag=True,
+                     help="Ignore tuning records: every kernel keeps its template schedule."),
     ]):
         f = deco(f)
     return f
@@ -91,7 +97,8 @@ def _compile_kwargs(o: dict) -> dict:
     return {"target": o["target"], "input_shapes": _shapes(o["input_shapes"]),
             "input_consts": _consts(o["input_consts"]), "opt_level": o["opt_level"],
             "pipeline": o["pipeline"], "save_temps": o["save_temps"],
-            "max_model_bytes": _size(o["max_model_size"])}
+            "max_model_bytes": _size(o["max_model_size"]),
+            "use_tuning_db": not o["no_tuning_db"], "tuning_db": o["tuning_db"]}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,6 +132,12 @@ def compile_cmd(model: Path, output: Path | None, **o) -> None:
                           for p in passes if p["nodes_before"] != p["nodes_after"]))
     out.print("  inputs:  " + ", ".join(s.describe() for s in art.inputs))
     out.print("  outputs: " + ", ".join(s.describe() for s in art.outputs))
+    tuning = m.get("tuning")
+    if tuning:
+        tuned = tuning["tuned_kernels"]
+        out.print(f"  tuning db {tuning['db']}: "
+                  + (f"{len(tuned)} kernel(s) use a tuned schedule" if tuned
+                     else "no kernel has a faster record than its template"))
     if o["save_temps"]:
         out.print(f"  intermediates in {o['save_temps']}")
 
@@ -347,6 +360,91 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
         out.print(f"chart written to {plot_out}")
 
 
+@cli.command("tune")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-t", "--target", default="host", show_default=True,
+              help="Target to tune for; measured here, or on a device with --rpc.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,..")
+@click.option("--input-const", "input_consts", multiple=True, metavar="NAME=VALUE")
+@click.option("-O", "opt_level", type=click.IntRange(0, 3), default=None,
+              help="The level you will compile with (it decides which kernels exist).")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Stop after this many measured candidates in all.")
+@click.option("--budget", default=None, metavar="TIME",
+              help="Stop after this long (90s, 20m, 1h). Default 20m when --trials is "
+                   "not given either.")
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Tuning database folder (default: the target's own "
+                                  "under the cache, which compile uses automatically).")
+@click.option("--rpc", default=None, metavar="KEY@HOST:PORT",
+              help="Measure on a device registered with a TVM RPC tracker.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the report as JSON.")
+def tune_cmd(model: Path, target: str, input_shapes, input_consts, opt_level,
+             trials: int | None, budget: str | None, db: Path | None, rpc: str | None,
+             json_out: Path | None) -> None:
+    """Search faster schedules for MODEL's edgec kernels; later compiles use them.
+
+    Resumable: records are saved as they are measured, so after Ctrl-C the
+    same command continues where it stopped."""
+    from . import api
+    from .tuning import parse_budget, tune
+
+    budget_s = parse_budget(budget) if budget is not None else (
+        20 * 60.0 if trials is None else None)
+    with _progress() as say, _tune_bar() as status:
+        report = tune(model, target, input_shapes=_shapes(input_shapes),
+                      input_consts=_consts(input_consts),
+                      pipeline=api._pipeline(opt_level, None), db=db, trials=trials,
+                      budget_s=budget_s, rpc=rpc, progress=say, status=status)
+    table = Table(title=f"edgec tune: {model} for {report.target}")
+    for col in ("kernel", "uses", "MFLOP", "template us", "best us", "speedup", "trials"):
+        table.add_column(col, justify="left" if col == "kernel" else "right")
+    for t in report.tasks:
+        j = t.to_json()
+        table.add_row(j["kernel"], str(j["uses"]), f"{j['gflop'] * 1e3:.3g}",
+                      f"{j['template_ms'] * 1e3:.3g}", f"{j['best_ms'] * 1e3:.3g}",
+                      f"{j['speedup']:.2f}x", str(j["trials"]))
+    out.print(table)
+    before = sum(t.template_s * t.uses for t in report.tasks)
+    after = sum(t.best_s * t.uses for t in report.tasks)
+    out.print(f"{report.trials} candidates measured in {report.seconds:.0f} s; edgec kernels "
+              f"{before * 1e6:.1f} -> {after * 1e6:.1f} us per run (as measured by the tuner)")
+    out.print(f"records in {report.db}; 'edgec compile' uses them"
+              + (f" with --tuning-db {report.db}" if db is not None else ""))
+    if json_out is not None:
+        with atomic_write(json_out) as f:
+            f.write(json.dumps(report.to_json(), indent=2).encode())
+    if report.interrupted:
+        err.print(f"edgec: interrupted after {report.trials} candidates; they are saved: run "
+                  "the same command to resume", markup=False)
+        raise click.exceptions.Exit(130)
+
+
+@contextlib.contextmanager
+def _tune_bar():
+    """Task, trials, the task's best GFLOP/s and time left, on stderr (terminals only)."""
+    if not err.is_terminal:
+        yield lambda status: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[info]}"), console=err, transient=True) as bar:
+        job = bar.add_task("tuning", total=None, info="")
+
+        def show(s) -> None:
+            total = s.max_trials
+            done = s.trials
+            if total is None and s.left_s is not None:  # budget only: the bar is time
+                total, done = s.elapsed_s + s.left_s, s.elapsed_s
+            left = f", {s.left_s / 60:.1f} min left" if s.left_s is not None else ""
+            bar.update(job, total=total, completed=done, description=s.task,
+                       info=s.message or f"{s.trials} trials, best {s.task_gflops:.1f} "
+                                         f"GFLOP/s{left}")
+        yield show
+
+
 @cli.command("bundle")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -445,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        cli.main(args=argv, prog_name="edgec", standalone_mode=False)
-        return 0
+        code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+        return code if isinstance(code, int) else 0  # click returns an Exit's code
     except EdgecError as exc:
         if _state["debug"]:
             raise

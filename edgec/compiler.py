@@ -47,6 +47,8 @@ class CompilePlan:
     bindings: Bindings = field(default_factory=Bindings)
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     save_temps: Path | None = None
+    use_tuning_db: bool = True  # kernels with tuning records get the fastest one
+    tuning_db: Path | None = None  # None: the target's default folder, if it exists
 
     def command(self, temps: Path | None = None) -> list[str]:
         """An ``edgec compile`` command line that reproduces this plan."""
@@ -63,6 +65,10 @@ class CompilePlan:
                 cmd += ["--input-const", f"{name}={temps.resolve() / f'const-{name}.npy'}"]
         if self.max_model_bytes != DEFAULT_MAX_MODEL_BYTES:
             cmd += ["--max-model-size", str(self.max_model_bytes)]
+        if not self.use_tuning_db:
+            cmd += ["--no-tuning-db"]
+        elif self.tuning_db is not None:
+            cmd += ["--tuning-db", str(self.tuning_db.resolve())]
         return cmd
 
     def to_json(self) -> dict:
@@ -77,8 +83,11 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
                  input_consts: dict[str, object] | None = None,
                  pipeline: str = DEFAULT_PIPELINE,
                  max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
-                 save_temps: str | Path | None = None) -> CompilePlan:
+                 save_temps: str | Path | None = None, use_tuning_db: bool = True,
+                 tuning_db: str | Path | None = None) -> CompilePlan:
     model = Path(model)
+    if tuning_db is not None and not use_tuning_db:
+        raise UsageError("give either --tuning-db or --no-tuning-db, not both")
     label, passes = resolve_pipeline(pipeline)
     consts = {k: np.asarray(v) for k, v in (input_consts or {}).items()}
     both = sorted(set(input_shapes or {}) & set(consts))
@@ -94,6 +103,8 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
         bindings=Bindings(dict(input_shapes or {}), consts),
         max_model_bytes=max_model_bytes,
         save_temps=Path(save_temps) if save_temps is not None else None,
+        use_tuning_db=use_tuning_db,
+        tuning_db=Path(tuning_db) if tuning_db is not None else None,
     )
 
 
@@ -128,13 +139,8 @@ def _workdir(save_temps: Path | None) -> Iterator[tuple[Path, Path | None]]:
         yield Path(tmp), save_temps
 
 
-def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Artifact:
-    """Execute a plan; returns the written artifact."""
-    say = progress or (lambda _msg: None)
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    say(f"loading {plan.model.name}")
-    t0 = time.perf_counter()
+def load_bound(plan: CompilePlan):
+    """The plan's model, loaded and checked, with every input bound."""
     loaded = load_model(plan.model, max_bytes=plan.max_model_bytes)
     model = ir.serde.deserialize_model(loaded.proto)
     bind_inputs(model, plan.bindings, plan.model)
@@ -142,6 +148,27 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
     if loose:
         raise UsageError(f"{plan.model}: input(s) {', '.join(v.name for v in loose)} have "
                          f"dynamic dims; bind them, e.g. {suggest_binding(loose)}")
+    return loaded, model
+
+
+def optimise(plan: CompilePlan, model: ir.Model, observe=None) -> list:
+    """Run the plan's edgec passes on ``model`` in place; their reports."""
+    try:
+        return run_pipeline(model, plan.passes, observer=observe)
+    except EdgecError as exc:  # passes name the node; the user also needs the file
+        if not exc.message.startswith(str(plan.model)):
+            exc.message = f"{plan.model}: {exc.message}"
+        raise
+
+
+def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Artifact:
+    """Execute a plan; returns the written artifact."""
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    say(f"loading {plan.model.name}")
+    t0 = time.perf_counter()
+    loaded, model = load_bound(plan)
     timings["load"] = time.perf_counter() - t0
     with _workdir(plan.save_temps) as (work, temps):
         def observe(i: int, name: str, m: ir.Model) -> None:
@@ -156,12 +183,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
                 + shlex.join(plan.command(temps)) + "\n")
         say(f"running {len(plan.passes)} edgec passes ({plan.pipeline})")
         t0 = time.perf_counter()
-        try:
-            reports = run_pipeline(model, plan.passes, observer=observe)
-        except EdgecError as exc:  # passes name the node; the user also needs the file
-            if not exc.message.startswith(str(plan.model)):
-                exc.message = f"{plan.model}: {exc.message}"
-            raise
+        reports = optimise(plan, model, observe)
         timings["passes"] = time.perf_counter() - t0
         inputs = [_spec(v, plan.model, "input") for v in model.graph.inputs]
         outputs = [_spec(v, plan.model, "output") for v in model.graph.outputs]
@@ -173,7 +195,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
         say(f"building with TVM for {plan.target.name}")
         lib = work / LIBRARY
         result = tvm_build.build_model(proto, plan.target, lib, source=str(plan.model),
-                                       save_temps=temps)
+                                       save_temps=temps, use_tuning_db=plan.use_tuning_db,
+                                       tuning_db=plan.tuning_db)
         timings.update(result.seconds)
         manifest = {
             "edgec_version": __version__,
@@ -195,6 +218,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
             # kernel -> ONNX nodes (of the graph after edgec's passes), for 'edgec profile'
             "kernels": result.kernels,
             **({"kernels_error": result.kernels_error} if result.kernels_error else {}),
+            # the tuning database consulted and the kernels running a searched schedule
+            "tuning": result.tuning,
         }
         if temps is not None:
             (temps / "compile-report.json").write_text(json.dumps(manifest, indent=2))

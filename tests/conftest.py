@@ -8,6 +8,7 @@ catalog.
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 REPO = Path(__file__).resolve().parents[1]
 # Tests never download: the aarch64 runtime wheels come from the cache `make setup` fills.
 os.environ.setdefault("EDGEC_NO_DOWNLOAD", "1")
+# Compiles in tests never pick up records from the user's own 'edgec tune' runs.
+os.environ["EDGEC_TUNING_DB"] = tempfile.mkdtemp(prefix="edgec-test-tuning-")
 CATALOG = REPO / "models" / "catalog.toml"
 
 

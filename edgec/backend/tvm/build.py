@@ -31,6 +31,7 @@ from .importer import import_onnx
 from .kernels.generic import ParallelizeDefaultKernels
 from .kernels.vector_unit import vector_unit
 from .provenance import Tracker
+from .tuning_db import Schedules, TuningDB, default_db_dir
 
 # LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
 # feature may use the instruction; the target file must declare the flag so
@@ -102,6 +103,7 @@ class BuildResult:
     seconds: dict[str, float]
     kernels: dict[str, dict]  # kernel -> the ONNX nodes it came from (provenance.py)
     kernels_error: str | None = None  # why provenance is missing, if it is
+    tuning: dict | None = None  # the database used and the kernels it gave a schedule
 
 
 def _module_kinds(mod) -> list[str]:
@@ -156,24 +158,43 @@ def _pipeline(t: tvm.target.Target, lanes: int = 1):
         + cpu.dataflow_lower_passes(t) + cpu.finalize_passes(t))
 
 
+def open_tuning_db(target: Target, t: tvm.target.Target, folder: Path | None, *,
+                   create: bool = False) -> TuningDB | None:
+    """The target's tuning database: ``folder`` (which must exist unless
+    ``create``), else the default one under the cache if it exists."""
+    if folder is not None and not create and not folder.is_dir():
+        raise UsageError(f"--tuning-db {folder}: no such folder; run 'edgec tune' with "
+                         "--db to make one, or leave the option out")
+    return TuningDB.open(folder or default_db_dir(target), target, _jsonable(t.export()),
+                         create=create)
+
+
 def build_model(model: onnx.ModelProto, target: Target, lib_path: Path, *, source: str,
-                save_temps: Path | None = None) -> BuildResult:
-    """Import, lower and link ``model``; write the library to ``lib_path``."""
+                save_temps: Path | None = None, use_tuning_db: bool = True,
+                tuning_db: Path | None = None) -> BuildResult:
+    """Import, lower and link ``model``; write the library to ``lib_path``.
+    Kernels with records in the target's tuning database (``tuning_db``, else
+    the default folder) get the fastest schedule on record."""
     t = tvm_target(target)
     check_cpu_flags(target)
     cc = find_cc(target)
+    db = open_tuning_db(target, t, tuning_db) \
+        if use_tuning_db and t.kind.name == "llvm" else None
     with _native_log(save_temps):
-        return _build(model, target, t, cc, lib_path, source, save_temps)
+        return _build(model, target, t, cc, lib_path, source, save_temps,
+                      Schedules(db, cpu_side(t)))
 
 
-def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
-           save_temps: Path | None) -> BuildResult:
-    seconds = {}
+def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | None,
+                     schedules: Schedules, seconds: dict, save_temps: Path | None = None):
+    """ONNX -> Relax with edgec's kernels in it (CPU targets), before TVM's pipeline."""
     t0 = time.perf_counter()
-    tracker = Tracker(model)
-    with tracker.importing():
+    if tracker is not None:
+        with tracker.importing():
+            mod = import_onnx(model, source)
+        mod = tracker.tag(mod)
+    else:
         mod = import_onnx(model, source)
-    mod = tracker.tag(mod)
     seconds["import"] = time.perf_counter() - t0
     if save_temps is not None:
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
@@ -181,15 +202,25 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     if t.kind.name == "llvm":
         t0 = time.perf_counter()
         try:
-            mod, notes = dispatch_kernels(mod, unit)
+            mod, notes = dispatch_kernels(mod, unit, schedules)
         except Exception as exc:
             raise CompileError(f"{source}: edgec's kernels failed to build for "
                                f"'{target.name}': {first_line(exc)}; rerun with --debug "
                                "--save-temps DIR and report it") from exc
-        tracker.note_kernels(notes)
+        if tracker is not None:
+            tracker.note_kernels(notes)
         seconds["kernels"] = time.perf_counter() - t0
         if save_temps is not None:
             (save_temps / "relax-kernels.py").write_text(mod.script(show_meta=False))
+    return mod, unit
+
+
+def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
+           save_temps: Path | None, schedules: Schedules) -> BuildResult:
+    seconds = {}
+    tracker = Tracker(model)
+    mod, unit = lower_to_kernels(model, target, t, source, tracker, schedules, seconds,
+                                 save_temps)
     t0 = time.perf_counter()
     try:
         with t, tracker.pass_context():
@@ -214,4 +245,7 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     return BuildResult(lib_path=lib_path, tvm_target=_jsonable(t.export()),
                        cpu_flags=sorted(target.cpu_flags),
                        device_modules=_module_kinds(executable.mod), seconds=seconds,
-                       kernels=kernels, kernels_error=tracker.error)
+                       kernels=kernels, kernels_error=tracker.error,
+                       tuning=None if schedules.db is None else {
+                           "db": str(schedules.db.folder),
+                           "tuned_kernels": sorted(schedules.tuned)})

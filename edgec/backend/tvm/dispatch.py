@@ -23,24 +23,40 @@ from .chains import (
     conv_shape,
     find_chain,
 )
-from .kernels.conv2d import ConvShape, choose_tile, conv2d_func, output_shape, pack_weights
-from .kernels.depthwise import DepthwiseTile, depthwise_func
+from .kernels.conv2d import ConvShape, choose_tile, conv2d_kernel, output_shape, pack_weights
+from .kernels.depthwise import DepthwiseTile, depthwise_kernel
 from .kernels.epilogue import Epilogue
-from .kernels.matmul import MatmulShape, MatmulTile, matmul_func, pack_b
+from .kernels.generic import Kernel
+from .kernels.matmul import MatmulShape, MatmulTile, matmul_kernel, pack_b
 from .kernels.vector_unit import VectorUnit
+from .tuning_db import Schedules
 
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
     def __init__(self, mod, unit: VectorUnit, chains: list[Chain], notes: dict,
-                 finder: _Finder):
+                 finder: _Finder, schedules: Schedules):
         super().__init__(mod)
         self.unit = unit
+        self.schedules = schedules
         self.finder = finder
         self.tail = {c.tail.var: c for c in chains}
         self.skip = {m.var for c in chains for m in c.members[:-1]}
         self.kernels: dict = {}  # (shape, tile, epilogue key) -> GlobalVar
         self.notes = notes  # kernel name -> var names of the bindings it replaced
+
+    def _kernel(self, key, make, name: str):
+        """The GlobalVar of the kernel for ``key``, added on first use (``make()``
+        builds the template; the schedule comes from ``self.schedules``)."""
+        gv = self.kernels.get(key)
+        if gv is None:
+            kernel: Kernel = make()
+            func, tuned = self.schedules.pick(kernel)
+            gv = self.builder_.add_func(func, name)
+            self.schedules.added(gv.name_hint, kernel, tuned)
+            self.kernels[key] = gv
+        self.schedules.called(gv.name_hint)
+        return gv
 
     def visit_var_binding_(self, binding):
         if binding.var in self.skip:
@@ -81,11 +97,8 @@ class _Rewriter(relax.PyExprMutator):
         shape = ConvShape(n, c, h, w, o * kh * kw, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
         tile = choose_tile(shape, self.unit)
         epi = Epilogue(ops=["conv2d_transpose"])
-        key = (shape, tile, epi.describe(), None, None)
-        gv = self.kernels.get(key)
-        if gv is None:
-            gv = self.builder_.add_func(conv2d_func(shape, tile, epi), "edgec_conv2d_transpose")
-            self.kernels[key] = gv
+        gv = self._kernel((shape, tile, epi.describe(), None, None),
+                          lambda: conv2d_kernel(shape, tile, epi), "edgec_conv2d_transpose")
         self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
         # W[c, o, i, j] -> W'[(o, i, j), c]: output channel (o, i, j) of the 1x1 conv
         w1 = np.ascontiguousarray(weight.transpose(1, 2, 3, 0)).reshape(o * kh * kw, c, 1, 1)
@@ -106,16 +119,13 @@ class _Rewriter(relax.PyExprMutator):
         tile = chain.tile
         epi = chain.epilogue
         key = (shape, tile, epi.describe(), epi.act, epi.act2)
-        gv = self.kernels.get(key)
         depthwise = isinstance(tile, DepthwiseTile)
-        if gv is None:
-            if depthwise:
-                func = depthwise_func(shape, tile, epi)
-                name = "edgec_dw" + epi.describe()
-            else:
-                func, name = conv2d_func(shape, tile, epi), "edgec_" + epi.describe()
-            gv = self.builder_.add_func(func, name)
-            self.kernels[key] = gv
+        if depthwise:
+            gv = self._kernel(key, lambda: depthwise_kernel(shape, tile, epi),
+                              "edgec_dw" + epi.describe())
+        else:
+            gv = self._kernel(key, lambda: conv2d_kernel(shape, tile, epi),
+                              "edgec_" + epi.describe())
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
         weight = chain.weight.reshape(shape.c, shape.kh, shape.kw) if depthwise \
             else pack_weights(chain.weight, shape.groups, tile.ob)
@@ -145,11 +155,8 @@ class _Rewriter(relax.PyExprMutator):
         x_shape = _shape(call.args[0])
         k, n = chain.weight.shape
         shape = MatmulShape(int(np.prod(x_shape[:-1])), k, n)
-        key = (shape, tile, epi.describe(), epi.act, epi.act2)
-        gv = self.kernels.get(key)
-        if gv is None:
-            gv = self.builder_.add_func(matmul_func(shape, tile, epi), "edgec_" + epi.describe())
-            self.kernels[key] = gv
+        gv = self._kernel((shape, tile, epi.describe(), epi.act, epi.act2),
+                          lambda: matmul_kernel(shape, tile, epi), "edgec_" + epi.describe())
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
         flat = len(x_shape) != 2
 
@@ -170,9 +177,11 @@ class _Rewriter(relax.PyExprMutator):
         return out
 
 
-def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit) -> tuple[tvm.IRModule, dict]:
+def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit,
+                     schedules: Schedules | None = None) -> tuple[tvm.IRModule, dict]:
     """``mod`` with matched chains replaced by edgec kernels, and
-    {kernel name: [var names replaced]} for provenance."""
+    {kernel name: [var names replaced]} for provenance. ``schedules`` picks
+    each kernel's schedule (template or tuning record) and records the kernels."""
     mod = relax.transform.DeadCodeElimination(["main"])(mod)  # unused results count as users
     func = mod["main"]
     finder = _Finder(func)
@@ -188,7 +197,7 @@ def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit) -> tuple[tvm.IRModule,
                 chains.append(chain)
                 claimed.update(m.var for m in chain.members)
     notes: dict = {}
-    rewriter = _Rewriter(mod, unit, chains, notes, finder)
+    rewriter = _Rewriter(mod, unit, chains, notes, finder, schedules or Schedules())
     new_main = rewriter.visit_expr(func)
     rewriter.builder_.update_func(mod.get_global_var("main"), new_main)
     out = rewriter.builder_.get()

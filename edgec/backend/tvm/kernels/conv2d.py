@@ -20,7 +20,7 @@ from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
 from .epilogue import Epilogue, EpilogueTensors
-from .generic import MIN_PARALLEL_FLOPS, finish
+from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .vector_unit import VectorUnit
 
 #: input planes from this size on are re-laid out even with nothing to pad: measured
@@ -132,8 +132,8 @@ def output_shape(shape: ConvShape, shuffle: bool = False) -> tuple[int, ...]:
     return (shape.n, shape.groups, shape.o // shape.groups, oh, ow)
 
 
-def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
-    """The scheduled PrimFunc: (x, packed weights[, bias][, residual]) -> y."""
+def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue) -> Kernel:
+    """(x, packed weights[, bias][, residual]) -> y."""
     s = shape
     g = s.groups
     cg, og = s.c // g, s.o // g
@@ -194,11 +194,12 @@ def conv2d_func(shape: ConvShape, tile: ConvTile, epi: Epilogue):
         return tail.apply(acc[n, gi, j // ob, y, xx, j % ob], gi * og + j, idx)
 
     out = te.compute(out_shape, out_value, name="out")
-    func = te.create_prim_func([*inputs, out])
-    return _schedule(func, tile, parallel=s.flops >= MIN_PARALLEL_FLOPS, relayout=relayout)
+    workload = te.create_prim_func([*inputs, out])
+    sch = _schedule(workload, tile, parallel=s.flops >= MIN_PARALLEL_FLOPS, relayout=relayout)
+    return Kernel(workload, sch, s.flops)
 
 
-def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool):
+def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool) -> Schedule:
     sch = Schedule(func)
     acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(acc, 0, "local")  # the register tile; compacted to [xt, ob] when lowered
@@ -221,4 +222,4 @@ def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool):
     sch.decompose_reduction(acc, rc)
     if relayout:
         decompose_pad(sch, "pad", outer=2, parallel=parallel)
-    return finish(sch)
+    return sch

@@ -16,7 +16,7 @@ from tvm.s_tir import Schedule, ScheduleError
 
 from .conv2d import ConvShape, cdiv
 from .epilogue import Epilogue, EpilogueTensors
-from .generic import MIN_PARALLEL_FLOPS, finish
+from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .vector_unit import VectorUnit
 
 
@@ -49,7 +49,7 @@ def is_depthwise(shape: ConvShape) -> bool:
     return shape.groups > 1 and shape.groups == shape.c == shape.o
 
 
-def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
+def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Kernel:
     s = shape
     oh, ow = s.out_hw
     (sh, sw), (dh, dw) = s.stride, s.dilation
@@ -80,7 +80,8 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
     out = te.compute((s.n, s.c, oh, ow),
                      lambda n, c, y, xx: tail.apply(acc[n, c, y, xx], c, (n, c, y, xx)),
                      name="out")
-    sch = Schedule(te.create_prim_func([*inputs, out]))
+    workload = te.create_prim_func([*inputs, out])
+    sch = Schedule(workload)
     a, o = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(a, 0, "local")
     n, c, y, xx, ry_l, rx_l = sch.get_loops(a)
@@ -101,4 +102,4 @@ def depthwise_func(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue):
         sch.compute_at(pad, planes)
         with contextlib.suppress(ScheduleError):
             sch.decompose_padding(pad, sch.get_loops(pad)[-1])
-    return finish(sch)
+    return Kernel(workload, sch, s.flops)

@@ -8,6 +8,7 @@ that are already scheduled (edgec's own) are left alone.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import tvm
 from tvm.s_tir import Schedule, ScheduleError
@@ -61,6 +62,18 @@ def parallelize(func, lanes: int = 1):
                 _, vec = sch.split(inner, [None, lanes])
                 sch.vectorize(vec)
     return sch.mod["main"] if changed else func
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A template's output. ``workload`` is the unscheduled compute, in the
+    packed layouts: what tuning records are keyed by and what MetaSchedule
+    searches. ``schedule`` is the template's schedule of it (its trace seeds
+    the search, so a tuned kernel is never one measured slower than it)."""
+
+    workload: tvm.tirx.PrimFunc
+    schedule: Schedule
+    flops: int
 
 
 def finish(sch: Schedule):

@@ -18,7 +18,7 @@ from tvm.s_tir import Schedule
 
 from .conv2d import cdiv
 from .epilogue import Epilogue, EpilogueTensors
-from .generic import MIN_PARALLEL_FLOPS, finish
+from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .vector_unit import VectorUnit
 
 
@@ -64,7 +64,7 @@ def pack_b(b: np.ndarray, nb: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(k, -1, nb).transpose(1, 0, 2))
 
 
-def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
+def matmul_kernel(shape: MatmulShape, tile: MatmulTile, epi: Epilogue) -> Kernel:
     """(a [M, K], packed b[, bias [N]][, residual [M, N]]) -> out [M, N]."""
     s, f32 = shape, "float32"
     mp, nbs = cdiv(s.m, tile.mr) * tile.mr, cdiv(s.n, tile.nb)
@@ -82,7 +82,8 @@ def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
     out = te.compute((s.m, s.n),
                      lambda m, n: tail.apply(acc[m, n // tile.nb, n % tile.nb], n, (m, n)),
                      name="out")
-    sch = Schedule(te.create_prim_func([*inputs, out]))
+    workload = te.create_prim_func([*inputs, out])
+    sch = Schedule(workload)
     blk, ob = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(blk, 0, "local")
     r, j, ni, kk = sch.get_loops(blk)
@@ -96,4 +97,4 @@ def matmul_func(shape: MatmulShape, tile: MatmulTile, epi: Epilogue):
     sch.unroll(vo)
     sch.vectorize(vi)
     sch.decompose_reduction(blk, kk)
-    return finish(sch)
+    return Kernel(workload, sch, s.flops)
