@@ -27,6 +27,12 @@ class VectorUnit:
         """About where measured tiles peaked: 14-16 of 32 registers, 12 of 16."""
         return min(self.accumulators, 16)
 
+    @property
+    def saturating_accumulators(self) -> int:
+        """Enough independent FMAs in flight to keep the units busy (about
+        latency x FMA ports): tiles from here to preferred rank equal."""
+        return self.preferred_accumulators * 3 // 4
+
 
 def vector_unit(arch: str, features: set[str]) -> VectorUnit:
     if arch == "x86_64":
