@@ -400,3 +400,46 @@ def test_channel_shuffle_folds_into_the_grouped_conv(tmp_path):
     assert set(art.manifest["kernels"]) - {name} <= {"reshape"}
     report = edgec.verify(model, art)
     assert report.ok, report.to_json()
+
+
+def concat_graph(shapes: list[tuple[int, ...]], axis: int, dtype=TensorProto.FLOAT):
+    """x0, x1, ... -> Relu each -> Concat(axis) -> y (the Relus keep inputs
+    from being graph inputs fed straight through)."""
+    elem = helper.tensor_dtype_to_np_dtype(dtype)
+    nodes, inputs = [], []
+    for i, sh in enumerate(shapes):
+        inputs.append(helper.make_tensor_value_info(f"x{i}", dtype, list(sh)))
+        nodes.append(helper.make_node("Relu" if np.issubdtype(elem, np.floating) else "Abs",
+                                      [f"x{i}"], [f"r{i}"], name=f"/pre{i}"))
+    out = list(shapes[0])
+    out[axis] = sum(sh[axis] for sh in shapes)
+    nodes.append(helper.make_node("Concat", [f"r{i}" for i in range(len(shapes))], ["y"],
+                                  name="/cat/Concat", axis=axis))
+    graph = helper.make_graph(nodes, "cat", inputs,
+                              [helper.make_tensor_value_info("y", dtype, out)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize(("shapes", "axis", "ours"), [
+    ([(1, 64, 55, 55), (1, 64, 55, 55)], 1, True),  # SqueezeNet's fire module
+    ([(2, 3, 17, 19), (2, 5, 17, 19), (2, 1, 17, 19)], 1, True),  # batch 2: rows per image
+    ([(1, 4, 30, 33), (1, 4, 7, 33)], 2, True),  # along H
+    ([(1, 8, 300), (1, 8, 5000)], -1, True),  # a row longer than one chunk, and its tail
+    ([(3, 40, 2), (3, 40, 3)], 2, False),  # rows of 2 and 3 elements: TVM's kernel
+])
+def test_concat_copies_match_onnxruntime(shapes, axis, ours, tmp_path):
+    """Long rows are copied by edgec's kernel (in chunks, in parallel), short
+    ones keep TVM's; both must equal onnxruntime exactly."""
+    model = save_model(concat_graph(shapes, axis), tmp_path / "cat.onnx")
+    art = edgec.compile(model, target="x86", output=tmp_path / "cat.edgec")
+    kernels = [k for k in art.manifest["kernels"] if k.startswith("edgec_concat")]
+    assert len(kernels) == int(ours), art.manifest["kernels"]
+    if ours:
+        assert art.manifest["kernels"][kernels[0]]["onnx_nodes"] == ["/cat/Concat"]
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path

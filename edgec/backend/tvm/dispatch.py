@@ -23,6 +23,7 @@ from .chains import (
     conv_shape,
     find_chain,
 )
+from .kernels.concat import ConcatShape, concat_kernel
 from .kernels.conv2d import ConvShape, choose_tile, conv2d_kernel, output_shape, pack_weights
 from .kernels.depthwise import DepthwiseTile, depthwise_kernel
 from .kernels.epilogue import Epilogue
@@ -30,6 +31,9 @@ from .kernels.generic import Kernel
 from .kernels.matmul import MatmulShape, MatmulTile, matmul_kernel, pack_b
 from .kernels.vector_unit import VectorUnit
 from .tuning_db import Schedules
+
+#: shorter rows (a concat along a late axis) stay with TVM's kernel
+MIN_CONCAT_ROW = 64
 
 
 @relax.expr_functor.mutator
@@ -63,17 +67,48 @@ class _Rewriter(relax.PyExprMutator):
             return
         chain = self.tail.get(binding.var)
         if chain is None:
-            if _op(binding.value) == "relax.nn.conv2d_transpose":
-                new = self._transpose_as_conv(binding)
-                if new is not None:
-                    self.set_var_remap(binding.var, new)
-                    return
+            rewrite = {"relax.nn.conv2d_transpose": self._transpose_as_conv,
+                       "relax.concat": self._concat}.get(_op(binding.value))
+            new = rewrite(binding) if rewrite is not None else None
+            if new is not None:
+                self.set_var_remap(binding.var, new)
+                return
             return super().visit_var_binding_(binding)
         call = self._kernel_call(chain)
         emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
             else self.builder_.emit_output
         new = emit(call, name_hint=binding.var.name)
         self.set_var_remap(binding.var, new)
+
+    def _concat(self, binding):
+        """A concat of static-shape tensors whose rows (the dims from the axis
+        on) are long enough to copy in chunks: the copy kernel, on [outer,
+        inner] views of its inputs (free reshapes)."""
+        call = binding.value
+        parts = call.args[0]
+        out = _shape(binding.var)
+        if not isinstance(parts, relax.Tuple) or out is None or len(parts.fields) < 2:
+            return None
+        shapes = [_shape(f) for f in parts.fields]
+        dtype = _dtype(binding.var)
+        if any(sh is None for sh in shapes) or \
+                any(_dtype(f) != dtype for f in parts.fields):
+            return None
+        axis = int(call.attrs.axis) % len(out)
+        outer = int(np.prod(out[:axis]))
+        inners = tuple(int(np.prod(sh[axis:])) for sh in shapes)
+        if min(inners) < MIN_CONCAT_ROW:
+            return None
+        shape = ConcatShape(outer, inners, dtype)
+        gv = self._kernel(("concat", shape), lambda: concat_kernel(shape), "edgec_concat")
+        self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
+        args = [self.builder_.emit(relax.op.reshape(self.visit_expr(f), [outer, n]))
+                for f, n in zip(parts.fields, inners, strict=True)]
+        y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType(
+            [outer, shape.total], dtype)))
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
+            else self.builder_.emit_output
+        return emit(relax.op.reshape(y, out), name_hint=binding.var.name)
 
     def _transpose_as_conv(self, binding):
         """A ConvTranspose whose kernel equals its stride (the upsampling heads of

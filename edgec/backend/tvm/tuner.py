@@ -196,7 +196,7 @@ def extract_tasks(model, target: Target, t, source: str) -> list[Task]:
     schedules = Schedules()
     lower_to_kernels(model, target, t, source, None, schedules, {})
     tasks = [Task(name, k, schedules.uses.get(name, 1), workload_module(k))
-             for name, k in schedules.kernels.items()]
+             for name, k in schedules.kernels.items() if k.flops]  # copies: nothing to search
     return sorted(tasks, key=lambda x: -x.kernel.flops * x.uses)
 
 
