@@ -85,6 +85,7 @@ class Target:
     cc: str | None = None
     cc_flags: tuple[str, ...] = ()
     cc_package: str | None = None
+    fma_bits: int | None = None  # FMA datapath width when narrower than the registers
     _tvm: tuple = field(default=(), repr=False)
     _host: tuple | None = field(default=None, repr=False)
 
@@ -121,6 +122,7 @@ class Target:
             "file": str(self.path),
             "arch": self.arch,
             "cpu_flags": list(self.cpu_flags),
+            **({"fma_bits": self.fma_bits} if self.fma_bits else {}),
             "tvm": self.tvm_dict(),
             "toolchain": {"cc": self.cc, "flags": list(self.cc_flags), "package": self.cc_package},
         }
@@ -178,6 +180,11 @@ def parse_target_file(path: Path, name: str) -> Target:
                          "and an mtriple")
     if normalize_arch(cpu["mtriple"].split("-")[0]) != arch:
         raise _err(path, f"mtriple {cpu['mtriple']!r} does not match [device] arch {arch!r}")
+    fma_bits = device.get("fma_bits")
+    if fma_bits is not None and (not isinstance(fma_bits, int) or isinstance(fma_bits, bool)
+                                 or fma_bits < 128 or fma_bits % 128):
+        raise _err(path, "[device] fma_bits must be a multiple of 128 (the FMA datapath "
+                         "width, e.g. 256 on Zen 4)")
     tool = data.get("toolchain", {})
     if not isinstance(tool.get("cc"), str):
         raise _err(path, "[toolchain] cc (the C compiler that links the library) is required")
@@ -196,6 +203,7 @@ def parse_target_file(path: Path, name: str) -> Target:
         cc=tool["cc"],
         cc_flags=tuple(tool.get("flags", [])),
         cc_package=tool.get("package"),
+        fma_bits=fma_bits,
         _tvm=_freeze(tvm),
         _host=None if host is None else _freeze(host),
     )

@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgec
-from edgec.backend.tvm.kernels.conv2d import ConvShape, choose_tile, pack_weights
+from edgec.backend.tvm.kernels.conv2d import ConvShape, ConvTile, choose_tile, pack_weights
 from edgec.backend.tvm.kernels.vector_unit import vector_unit
 
 pytestmark = pytest.mark.compile
@@ -86,6 +86,9 @@ def save_with_tail(graph: onnx.ModelProto, nodes: list, inits: list, path: Path)
 
 CASES = {
     "3x3-odd-channels": {},
+    # on Zen 4's target: 3 x 8-lane vectors; 40 channels: 8-lane tiles, 5 blocks
+    "24-channels-half-vectors": dict(c=16, o=24, h=12, w=21, act="relu", residual=True),
+    "40-channels-half-vectors": dict(c=7, o=40, h=9, w=13, pads=(0, 1, 2, 1)),
     "1x1-no-pad": dict(k=(1, 1), pads=(0, 0, 0, 0), c=19, o=33),  # input read in place
     "1x1-large-plane": dict(k=(1, 1), pads=(0, 0, 0, 0), c=5, o=16, h=64, w=70),  # re-laid out
     "stride2-odd": dict(h=15, w=13, stride=(2, 2), o=24),
@@ -145,7 +148,8 @@ def test_conv_matches_onnxruntime_x86(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "residual-relu",
-                                  "dw-stride2-odd"])
+                                  "dw-stride2-odd", "24-channels-half-vectors",
+                                  "40-channels-half-vectors"])
 def test_conv_matches_onnxruntime_avx512_if_here(name, tmp_path):
     """The 16-lane tiles; runs only where the CPU has AVX-512."""
     if edgec.resolve_target("host").name != "x86/zen4-avx512":
@@ -189,6 +193,16 @@ def test_tiles_follow_the_target(arch, features, lanes):
         tile = choose_tile(shape, unit)
         assert tile.ob % lanes == 0
         assert (tile.ob // lanes) * tile.xt <= unit.accumulators  # no spills by design
+
+
+def test_half_width_vectors_where_the_fma_units_are_half_width():
+    """Zen 4 ([device] fma_bits = 256): 24 channels as 3 x 8 lanes, unpadded;
+    a full-width machine pads them to 32 instead; 64 channels keep full vectors."""
+    shape = ConvShape(1, 96, 160, 160, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert choose_tile(shape, vector_unit("x86_64", {"avx512f"}, 256)) == ConvTile(24, 4, 8)
+    assert choose_tile(shape, vector_unit("x86_64", {"avx512f"})).lanes == 16
+    wide = ConvShape(1, 96, 160, 160, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert choose_tile(wide, vector_unit("x86_64", {"avx512f"}, 256)).lanes == 16
 
 
 def test_pack_weights_layout():

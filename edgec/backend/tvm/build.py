@@ -198,7 +198,8 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
     seconds["import"] = time.perf_counter() - t0
     if save_temps is not None:
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
-    unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t))))
+    unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t))),
+                       target.fma_bits)
     if t.kind.name == "llvm":
         t0 = time.perf_counter()
         try:

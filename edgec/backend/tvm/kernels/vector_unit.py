@@ -15,6 +15,11 @@ class VectorUnit:
     name: str
     lanes: int  # float32 lanes per vector register
     registers: int  # architectural vector registers
+    fma_lanes: int = 0  # float32 lanes of the FMA datapath (0: as wide as a register)
+
+    def __post_init__(self) -> None:
+        if not self.fma_lanes:
+            object.__setattr__(self, "fma_lanes", self.lanes)
 
     @property
     def accumulators(self) -> int:
@@ -34,10 +39,13 @@ class VectorUnit:
         return self.preferred_accumulators * 3 // 4
 
 
-def vector_unit(arch: str, features: set[str]) -> VectorUnit:
+def vector_unit(arch: str, features: set[str], fma_bits: int | None = None) -> VectorUnit:
+    """``fma_bits``: the width of the FMA datapath when narrower than the
+    registers (the target file's [device] fma_bits; LLVM does not say)."""
+    fma = fma_bits // 32 if fma_bits else 0
     if arch == "x86_64":
         if "avx512f" in features:
-            return VectorUnit("avx512", 16, 32)
+            return VectorUnit("avx512", 16, 32, min(fma, 16))
         if "avx2" in features or "avx" in features:
             return VectorUnit("avx2", 8, 16)
         return VectorUnit("sse", 4, 16)
