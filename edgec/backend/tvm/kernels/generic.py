@@ -21,6 +21,7 @@ MIN_PARALLEL_FLOPS = 1 << 21
 #: fuse outer loops until the parallel loop has at least this many iterations
 MIN_PARALLEL_TRIPS = 32
 SCHEDULED = "edgec.scheduled"  # attr on edgec's kernels
+_SPATIAL, _REDUCE = 0, 2  # tirx.IterVar.DataPar, CommReduce
 
 
 def _extent(sch: Schedule, loop) -> int | None:
@@ -28,10 +29,49 @@ def _extent(sch: Schedule, loop) -> int | None:
     return int(ext) if isinstance(ext, tvm.tirx.IntImm) else None
 
 
+def vectorize_reduction(sch: Schedule, block, lanes: int, parallel: bool) -> bool:
+    """A reduction over a contiguous innermost axis (global pooling, the max
+    and sum of a softmax) as ``lanes`` partial results per row (rfactor), so
+    the inner loop is vector loads and adds instead of one serial chain;
+    the partials are folded per row right after. False if it does not apply.
+
+    Measured here: the mean of a 96x160x160 map took 1.0 ms as TVM lowers it."""
+    stmt = sch.get(block)
+    kinds = [int(iv.iter_type) for iv in stmt.iter_vars]
+    loops = sch.get_loops(block)
+    n_sp = kinds.count(_SPATIAL)
+    if len(loops) != len(kinds) or not n_sp or n_sp == len(kinds) or \
+            kinds != [_SPATIAL] * n_sp + [_REDUCE] * (len(kinds) - n_sp):
+        return False
+    ext = _extent(sch, loops[-1])
+    if not ext or ext % lanes or ext < 2 * lanes:
+        return False
+    _, inner = sch.split(loops[-1], [None, lanes])
+    rf = sch.rfactor(inner, factor_axis=n_sp)
+    rf_loops = sch.get_loops(rf)
+    rows = sch.fuse(*rf_loops[:n_sp]) if n_sp > 1 else rf_loops[0]
+    if parallel:
+        sch.parallel(rows)
+    sch.reverse_compute_at(block, rows)
+    sch.vectorize(sch.get_loops(rf)[-1])
+    sch.decompose_reduction(rf, sch.get_loops(rf)[1])
+    return True
+
+
 def parallelize(func, lanes: int = 1):
     sch = Schedule(func)
     changed = False
     for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if lanes > 1:
+            try:
+                work = 1
+                for lp in sch.get_loops(block):
+                    work *= _extent(sch, lp) or 0
+                if vectorize_reduction(sch, block, lanes, work >= MIN_PARALLEL_WORK):
+                    changed = True
+                    continue
+            except ScheduleError:
+                pass
         loops = sch.get_loops(block)
         extents = [_extent(sch, lp) for lp in loops]
         if not loops or None in extents:
