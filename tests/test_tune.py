@@ -256,7 +256,7 @@ def test_tune_measures_through_an_rpc_tracker(tmp_path):
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
                                 "127.0.0.1", "--port", str(port), "--port-end",
                                 str(port + 1)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=env)
+                               stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     server = None
     try:
         assert _wait_for(lambda: socket.create_connection(("127.0.0.1", port), 1).close()
@@ -266,7 +266,8 @@ def test_tune_measures_through_an_rpc_tracker(tmp_path):
                                    "127.0.0.1", "--port", str(sport), "--port-end",
                                    str(sport + 1), "--tracker",
                                    f"127.0.0.1:{port}", "--key", "edgec-test"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                  start_new_session=True)
         assert _wait_for(lambda: "edgec-test" in rpc.connect_tracker(
             "127.0.0.1", port).summary()["queue_info"]), "the server did not register"
         proc = _edgec("tune", MLP, "--trials", 8, "--rpc", f"edgec-test@127.0.0.1:{port}",
@@ -277,7 +278,7 @@ def test_tune_measures_through_an_rpc_tracker(tmp_path):
         assert report["trials"] == 8
         assert all(t["template_ms"] > 0 for t in report["tasks"])
     finally:
-        for p in (server, tracker):
+        for p in (server, tracker):  # with the workers they forked (own process groups)
             if p is not None:
-                p.terminate()
+                os.killpg(p.pid, signal.SIGTERM)
                 p.wait(timeout=30)
