@@ -5,6 +5,7 @@ Timings themselves are never asserted."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -161,3 +162,21 @@ def test_real_failed_conversion_ppocr_cls():
     row = report.result("tflite")
     assert row.status == "failed" and row.reason.startswith("conversion failed: ")
     assert report.result("edgec").within_tolerance
+
+
+def test_engines_are_timed_in_their_own_processes(monkeypatch, tmp_path):
+    """Each engine's timing loop runs in a child (isolated.py): the bench
+    process's own TVM thread setting is left as it was, and a model
+    onnxruntime cannot run is still one clear error from the child."""
+    from edgec.bench.isolated import EngineFailed, run_isolated
+
+    monkeypatch.setenv("TVM_NUM_THREADS", "7")
+    x = np.ones((1, 3, 32, 32), np.float32)
+    with pytest.raises(EngineFailed) as info:
+        run_isolated("onnxruntime", tmp_path / "missing.onnx", {"image": x}, threads=1,
+                     warmup=0, repeat=1, budget_s=0.1)
+    assert info.value.kind == "model" and "missing.onnx" in str(info.value)
+    run = run_isolated("onnxruntime", TINY, {"image": x}, threads=1, warmup=0, repeat=3,
+                       budget_s=0.1)
+    assert run.stats.runs == 3 and set(run.outputs) == {"probs"}
+    assert os.environ["TVM_NUM_THREADS"] == "7"

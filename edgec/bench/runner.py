@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..compiler import Progress, compile_plan, plan_compile
-from ..errors import UnsupportedError, UsageError
+from ..errors import ModelError, UnsupportedError, UsageError
 from ..frontend import Bindings
 from ..frontend.prepare import prepare
 from ..passes import DEFAULT_PIPELINE, PIPELINES
@@ -118,8 +118,6 @@ def run_bench(model: str | Path, options: BenchOptions, *,
     threads = options.threads or os.cpu_count() or 1
     if threads < 1:
         raise UsageError(f"--threads {threads}: give 1 or more")
-    # TVM's thread pool reads this when it starts (first run in this process).
-    os.environ["TVM_NUM_THREADS"] = str(threads)
     bindings = Bindings({k: tuple(v) for k, v in options.input_shapes.items()},
                         {k: np.asarray(v) for k, v in options.input_consts.items()})
     with tempfile.TemporaryDirectory(prefix="edgec-bench-") as tmp:
@@ -145,26 +143,31 @@ def run_bench(model: str | Path, options: BenchOptions, *,
         engines: list[EngineResult] = []
 
         from ..baselines import onnxruntime as ort_engine
+        from .isolated import EngineFailed, run_isolated
 
-        say("onnxruntime")
+        # Each engine is timed in a process of its own (isolated.py says why).
+        say("onnxruntime (own process)")
         timed = "onnxruntime" in options.baselines
-        ort = ort_engine.run(model, ref_feeds, threads=threads,
-                             warmup=options.warmup if timed else 0,
-                             repeat=options.repeat if timed else 1, budget_s=options.budget_s)
+        try:
+            ort = run_isolated("onnxruntime", model, ref_feeds, threads=threads,
+                               warmup=options.warmup if timed else 0,
+                               repeat=options.repeat if timed else 1,
+                               budget_s=options.budget_s)
+        except EngineFailed as exc:
+            raise ModelError(str(exc) if exc.kind == "model" else
+                             f"{model}: onnxruntime failed: {exc}") from None
         reference = ort.outputs
-        say("edgec")
-        session = art.session()
-        got = session.run(feeds)
-        t0 = time.perf_counter()
-        session.run(feeds)
-        first = time.perf_counter() - t0
-        from ..baselines.timing import planned_runs
-
-        runs = planned_runs(first, repeat=options.repeat, budget_s=options.budget_s)
-        stats = session.time(feeds, repeat=runs)
-        edgec_row = EngineResult("edgec", "fp32", "ok", __version__, session.threads, stats=stats,
-                                 gflops_per_s=_gflops(flops, stats), prepare_s=round(compile_s, 2))
-        _errors(edgec_row, got, reference)
+        say("edgec (own process)")
+        try:
+            run = run_isolated("edgec", model, feeds, threads=threads, warmup=options.warmup,
+                               repeat=options.repeat, budget_s=options.budget_s,
+                               artifact=art.path)
+        except EngineFailed as exc:  # the artifact was just built here: an edgec bug
+            raise RuntimeError(f"edgec's timing run failed: {exc}") from None
+        edgec_row = EngineResult("edgec", "fp32", "ok", __version__, run.threads,
+                                 stats=run.stats, gflops_per_s=_gflops(flops, run.stats),
+                                 prepare_s=round(compile_s, 2))
+        _errors(edgec_row, run.outputs, reference)
         engines.append(edgec_row)
         if timed:
             row = EngineResult("onnxruntime", "fp32", "ok", ort_engine.version(), threads,
@@ -185,6 +188,7 @@ def run_bench(model: str | Path, options: BenchOptions, *,
 def _tflite_row(static, art, feeds, reference, flops, threads,
                 options: BenchOptions) -> EngineResult:
     from ..baselines import tflite
+    from .isolated import EngineFailed, run_isolated
 
     row = EngineResult("tflite", "fp32", "failed", tflite.versions(), threads)
     try:
@@ -194,10 +198,13 @@ def _tflite_row(static, art, feeds, reference, flops, threads,
         t0 = time.perf_counter()
         path = tflite.convert(data)
         row.prepare_s = round(time.perf_counter() - t0, 2)
-        run = tflite.run(path, feeds, art.inputs, art.outputs, threads=threads,
-                         warmup=options.warmup, repeat=options.repeat,
-                         budget_s=options.budget_s)
+        run = run_isolated("tflite", path, feeds, threads=threads, warmup=options.warmup,
+                           repeat=options.repeat, budget_s=options.budget_s,
+                           artifact=art.path)
     except tflite.TfliteUnavailable as exc:
+        row.reason = str(exc)
+        return row
+    except EngineFailed as exc:  # LiteRT could not run the converted model
         row.reason = str(exc)
         return row
     row.status, row.stats = "ok", run.stats
