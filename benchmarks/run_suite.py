@@ -61,8 +61,9 @@ def main() -> int:
               f"{first.threads} threads for every engine, {first.machine['date'][:10]}; "
               f"edgec {first.versions['edgec']} (TVM {first.versions['apache-tvm']}), "
               f"onnxruntime {first.versions['onnxruntime']}, {first.versions['tflite']}. "
-              "Each engine is timed in a process of its own. Median latency over up to 100 "
-              "runs or 10 s per engine; errors are the max "
+              "Each engine runs in a process of its own and the engines take turns in five "
+              "rounds. Median latency over up to 100 runs or 10 s per engine; errors are "
+              "the max "
               "absolute difference from onnxruntime fp32 on the same random inputs (the "
               "light models' Softmax is uniform, so theirs is 0 by construction). Timings on "
               "this shared 2-core VM move 10-40% between runs; compare ratios within a run.\n\n")

@@ -165,18 +165,28 @@ def test_real_failed_conversion_ppocr_cls():
 
 
 def test_engines_are_timed_in_their_own_processes(monkeypatch, tmp_path):
-    """Each engine's timing loop runs in a child (isolated.py): the bench
-    process's own TVM thread setting is left as it was, and a model
-    onnxruntime cannot run is still one clear error from the child."""
-    from edgec.bench.isolated import EngineFailed, run_isolated
+    """Each engine lives in a worker process (isolated.py) and the timed runs
+    go round-robin: the bench process's own TVM thread setting is left as it
+    was, a model onnxruntime cannot load is one clear error from the child,
+    and every worker gets its planned runs."""
+    from edgec.bench import isolated
+    from edgec.bench.isolated import EngineFailed, EngineWorker, time_interleaved
 
     monkeypatch.setenv("TVM_NUM_THREADS", "7")
     x = np.ones((1, 3, 32, 32), np.float32)
     with pytest.raises(EngineFailed) as info:
-        run_isolated("onnxruntime", tmp_path / "missing.onnx", {"image": x}, threads=1,
-                     warmup=0, repeat=1, budget_s=0.1)
+        EngineWorker("onnxruntime", tmp_path / "missing.onnx", {"image": x}, threads=1,
+                     warmup=0)
     assert info.value.kind == "model" and "missing.onnx" in str(info.value)
-    run = run_isolated("onnxruntime", TINY, {"image": x}, threads=1, warmup=0, repeat=3,
-                       budget_s=0.1)
-    assert run.stats.runs == 3 and set(run.outputs) == {"probs"}
+    calls: list[tuple[int, int]] = []
+    with EngineWorker("onnxruntime", TINY, {"image": x}, threads=1, warmup=1) as a, \
+            EngineWorker("onnxruntime", TINY, {"image": x}, threads=1, warmup=1) as b:
+        assert set(a.outputs) == {"probs"}
+        for i, w in enumerate((a, b)):
+            real = w.samples
+            monkeypatch.setattr(w, "samples", lambda n, real=real, i=i:
+                                calls.append((i, n)) or real(n))
+        stats = time_interleaved([a, b], repeat=10, budget_s=60)
+    assert [s.runs for s in stats] == [10, 10]
+    assert [i for i, _ in calls] == [0, 1] * isolated.ROUNDS  # turns, every round
     assert os.environ["TVM_NUM_THREADS"] == "7"

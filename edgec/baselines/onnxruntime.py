@@ -41,17 +41,26 @@ def typed_feeds(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return typed
 
 
-def run(model: Path, feeds: dict[str, np.ndarray], *, threads: int, warmup: int, repeat: int,
-        budget_s: float) -> EngineRun:
+def prepare(model: Path, feeds: dict[str, np.ndarray], *, threads: int):
+    """(one timed call, the outputs of a first run) for a timing loop."""
     sess = session(model, threads=threads)
     names = [o.name for o in sess.get_outputs()]
     typed = typed_feeds(sess, feeds)
-    try:
-        outputs = dict(zip(names, sess.run(names, typed), strict=True))
-        stats = time_calls(lambda: sess.run(names, typed), warmup=warmup, repeat=repeat,
-                           budget_s=budget_s)
-    except Exception as exc:
-        raise ModelError(f"{model}: onnxruntime failed to run it: {first_line(exc)}") from None
+
+    def call():
+        try:
+            return sess.run(names, typed)
+        except Exception as exc:
+            raise ModelError(f"{model}: onnxruntime failed to run it: "
+                             f"{first_line(exc)}") from None
+
+    return call, dict(zip(names, call(), strict=True))
+
+
+def run(model: Path, feeds: dict[str, np.ndarray], *, threads: int, warmup: int, repeat: int,
+        budget_s: float) -> EngineRun:
+    call, outputs = prepare(model, feeds, threads=threads)
+    stats = time_calls(call, warmup=warmup, repeat=repeat, budget_s=budget_s)
     return EngineRun(outputs, stats, threads)
 
 

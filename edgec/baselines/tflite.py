@@ -188,6 +188,14 @@ def run(tflite: Path, feeds: dict[str, np.ndarray], inputs: list[TensorSpec],
         outputs: list[TensorSpec], *, threads: int, warmup: int, repeat: int,
         budget_s: float) -> EngineRun:
     """Run in LiteRT (XNNPACK, ``threads``) on ONNX-layout feeds; outputs in ONNX layout."""
+    call, results = prepare(tflite, feeds, inputs, outputs, threads=threads)
+    stats = time_calls(call, warmup=warmup, repeat=repeat, budget_s=budget_s)
+    return EngineRun(results, stats, threads)
+
+
+def prepare(tflite: Path, feeds: dict[str, np.ndarray], inputs: list[TensorSpec],
+            outputs: list[TensorSpec], *, threads: int):
+    """(one timed call, the outputs of a first run, ONNX layout) for a timing loop."""
     it = _interpreter(tflite, threads)
     details = it.get_input_details()
     by_name = {_clean(d["name"]): d for d in details}
@@ -217,5 +225,4 @@ def run(tflite: Path, feeds: dict[str, np.ndarray], inputs: list[TensorSpec],
     call()
     results = {s.name: _to_onnx_layout(it.get_tensor(out_by_name[s.name]["index"]), s)
                for s in outputs}
-    stats = time_calls(call, warmup=warmup, repeat=repeat, budget_s=budget_s)
-    return EngineRun(results, stats, threads)
+    return call, results

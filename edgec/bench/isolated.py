@@ -1,29 +1,40 @@
-"""Time one engine in a process started for it.
+"""Time engines in processes of their own, in interleaved rounds.
 
-Timed one after another in the bench's own process (after TVM had compiled
-the model there), the engines disturbed each other: PP-OCRv4 det ran at a
-median of 65 ms inside two ``make bench`` runs and at 43-47 ms in a fresh
-process, and onnxruntime's runs came out bimodal. So each engine's warm-up
-and timing loop runs in a child process with nothing else in it; the bench
-process compiles, converts and compares outputs. The child gets the feeds as
-``.npz`` and returns its outputs the same way, with its stats as JSON.
+Two effects made engine-by-engine timing in the bench's process unfair here:
+- this VM runs in phases: the same SqueezeNet session took 4.8 ms per run
+  for a while and 8.5 ms for the next while, switching within seconds, and
+  onnxruntime's PP-OCRv4 det was 48-55 or 89-93 ms the same way. An engine
+  timed in one block of seconds got whichever phase that block fell in;
+- engines ran in the process that had just compiled the model, after each
+  other's thread pools.
+So each engine lives in a worker process started for it (feeds in and
+outputs out as ``.npz``), and the timed runs go round-robin: every engine
+gets a share of runs in each of several rounds, so all see the same phases
+and the ratios between them hold even when the absolute numbers move.
 
-Usage (by ``run_isolated`` only): ``python -m edgec.bench.isolated JOB_DIR``.
+Worker protocol (``python -m edgec.bench.isolated JOB_DIR``): after loading
+and one run it writes ``outputs.npz`` and prints a JSON line ``{"first_s"}``
+(or ``{"error": {"kind", "message"}}`` and exits); then each stdin line
+``N`` answers with ``{"samples": [seconds, ...]}`` for N timed runs; EOF ends it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError, first_line
 from ..stats import LatencyStats
+
+ROUNDS = 5  # interleaved rounds: each engine's runs are spread over this many
 
 
 class EngineFailed(Exception):
@@ -34,63 +45,133 @@ class EngineFailed(Exception):
         self.kind = kind  # "model", "tflite" (unavailable) or "crash"
 
 
-def run_isolated(engine: str, model: Path, feeds: dict[str, np.ndarray], *, threads: int,
-                 warmup: int, repeat: int, budget_s: float, artifact: Path | None = None,
-                 timeout_s: float = 1800):
-    """(outputs, stats) of ``engine`` on ``model``, timed in a child process."""
-    from ..baselines.timing import EngineRun
+class EngineWorker:
+    """One engine loaded in its own process, ready for timed runs."""
 
-    with tempfile.TemporaryDirectory(prefix="edgec-bench-job-") as tmp:
-        job = Path(tmp)
+    def __init__(self, engine: str, model: Path, feeds: dict[str, np.ndarray], *,
+                 threads: int, warmup: int, artifact: Path | None = None,
+                 timeout_s: float = 1800) -> None:
+        self.engine, self.threads, self.timeout_s = engine, threads, timeout_s
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-bench-job-")
+        job = Path(self._tmp.name)
         np.savez(job / "feeds.npz", **feeds)
         (job / "job.json").write_text(json.dumps({
             "engine": engine, "model": str(model), "threads": threads, "warmup": warmup,
-            "repeat": repeat, "budget_s": budget_s,
             "artifact": str(artifact) if artifact is not None else None}))
         env = dict(os.environ, TVM_NUM_THREADS=str(threads))
-        try:
-            proc = subprocess.run([sys.executable, "-m", "edgec.bench.isolated", str(job)],
-                                  env=env, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise EngineFailed("crash", f"{engine} did not finish in {timeout_s:.0f} s") \
-                from None
-        error = job / "error.json"
-        if error.exists():
-            e = json.loads(error.read_text())
-            raise EngineFailed(e["kind"], e["message"])
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise EngineFailed("crash", f"{engine} exited with {proc.returncode}: {tail}")
+        self._stderr = (job / "stderr.log").open("w")  # a file: a full pipe would block it
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "edgec.bench.isolated", str(job)], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        reply = self._reply()
+        self.first_s = float(reply["first_s"])
         with np.load(job / "outputs.npz") as z:
-            outputs = {k: z[k] for k in z.files}
-        stats = LatencyStats(**json.loads((job / "stats.json").read_text()))
-        return EngineRun(outputs, stats, threads)
+            self.outputs = {k: z[k] for k in z.files}
+
+    def _reply(self) -> dict:
+        while True:  # skip anything a library printed to stdout
+            line = self._proc.stdout.readline()
+            if not line:
+                self._proc.wait(timeout=self.timeout_s)
+                log = Path(self._tmp.name) / "stderr.log"
+                tail = (log.read_text().strip().splitlines() or ["no output"])[-1]
+                code = self._proc.returncode
+                self.close()
+                raise EngineFailed("crash", f"{self.engine} exited with {code}: {tail}")
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(reply, dict) and reply.keys() & {"error", "first_s", "samples"}:
+                break
+        if "error" in reply:
+            self.close()
+            raise EngineFailed(reply["error"]["kind"], reply["error"]["message"])
+        return reply
+
+    def samples(self, runs: int) -> list[float]:
+        self._proc.stdin.write(f"{runs}\n")
+        self._proc.stdin.flush()
+        return [float(s) for s in self._reply()["samples"]]
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._stderr.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> EngineWorker:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
 
-def _time(job: dict, feeds: dict[str, np.ndarray]):
-    engine, model = job["engine"], Path(job["model"])
-    kw = {"threads": job["threads"], "warmup": job["warmup"], "repeat": job["repeat"],
-          "budget_s": job["budget_s"]}
+def time_interleaved(workers: list[EngineWorker], *, repeat: int, budget_s: float,
+                     min_runs: int = 5) -> list[LatencyStats]:
+    """Each worker's runs (as many as fit ``budget_s``, at most ``repeat``, at
+    least ``min_runs``) in ``ROUNDS`` round-robin rounds."""
+    from ..baselines.timing import planned_runs
+
+    plans = [planned_runs(w.first_s, repeat=repeat, budget_s=budget_s, min_runs=min_runs)
+             for w in workers]
+    got: list[list[float]] = [[] for _ in workers]
+    for r in range(ROUNDS):
+        for i, w in enumerate(workers):
+            share = math.ceil(plans[i] * (r + 1) / ROUNDS) - len(got[i])
+            if share > 0:
+                got[i] += w.samples(share)
+    return [LatencyStats.from_seconds(s) for s in got]
+
+
+def _load(job: dict, feeds: dict[str, np.ndarray]):
+    """(one timed call returning nothing, outputs of a first run)."""
+    engine, model, threads = job["engine"], Path(job["model"]), job["threads"]
     if engine == "onnxruntime":
         from ..baselines import onnxruntime as ort_engine
 
-        return ort_engine.run(model, feeds, **kw)
+        return ort_engine.prepare(model, feeds, threads=threads)
     from ..artifact import Artifact
 
     art = Artifact(job["artifact"])
     if engine == "tflite":
         from ..baselines import tflite
 
-        return tflite.run(model, feeds, art.inputs, art.outputs, **kw)
-    from ..baselines.timing import EngineRun, planned_runs
-
+        return tflite.prepare(model, feeds, art.inputs, art.outputs, threads=threads)
     session = art.session()
     outputs = session.run(feeds)
-    for _ in range(max(0, kw["warmup"] - 1)):
-        session.run(feeds)
-    first = session.time(feeds, repeat=1).median_ms / 1e3
-    runs = planned_runs(first, repeat=kw["repeat"], budget_s=kw["budget_s"])
-    return EngineRun(outputs, session.time(feeds, repeat=runs), session.threads)
+    return session, outputs
+
+
+def _serve(job: dict, feeds: dict[str, np.ndarray], job_dir: Path) -> None:
+    call, outputs = _load(job, feeds)
+    edgec = job["engine"] == "edgec"
+    t0 = time.perf_counter()
+    if edgec:  # timed natively, inputs set once (Session.samples)
+        call.samples(feeds, repeat=1, warm=False)
+    else:
+        call()
+    first = time.perf_counter() - t0
+    for _ in range(max(0, job["warmup"] - 1)):
+        call.samples(feeds, repeat=1, warm=False) if edgec else call()
+    np.savez(job_dir / "outputs.npz", **outputs)
+    print(json.dumps({"first_s": first}), flush=True)
+    for line in sys.stdin:
+        n = int(line)
+        if edgec:
+            samples = call.samples(feeds, repeat=n, warm=False)
+        else:
+            samples = []
+            for _ in range(n):
+                t = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - t)
+        print(json.dumps({"samples": samples}), flush=True)
 
 
 def main(folder: str) -> int:
@@ -99,7 +180,8 @@ def main(folder: str) -> int:
     with np.load(job_dir / "feeds.npz") as z:
         feeds = {k: z[k] for k in z.files}
     try:
-        run = _time(job, feeds)
+        _serve(job, feeds, job_dir)
+        return 0
     except ModelError as exc:
         kind, message = "model", str(exc)
     except Exception as exc:  # a baseline that cannot run: its reason becomes the row
@@ -107,11 +189,7 @@ def main(folder: str) -> int:
 
         kind = "tflite" if isinstance(exc, TfliteUnavailable) else "crash"
         message = str(exc) if kind == "tflite" else f"{type(exc).__name__}: {first_line(exc)}"
-    else:
-        np.savez(job_dir / "outputs.npz", **run.outputs)
-        (job_dir / "stats.json").write_text(json.dumps(run.stats.to_json()))
-        return 0
-    (job_dir / "error.json").write_text(json.dumps({"kind": kind, "message": message}))
+    print(json.dumps({"error": {"kind": kind, "message": message}}), flush=True)
     return 1
 
 

@@ -10,6 +10,7 @@ crash of the whole benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -143,41 +144,51 @@ def run_bench(model: str | Path, options: BenchOptions, *,
         engines: list[EngineResult] = []
 
         from ..baselines import onnxruntime as ort_engine
-        from .isolated import EngineFailed, run_isolated
+        from .isolated import EngineFailed, EngineWorker, time_interleaved
 
-        # Each engine is timed in a process of its own (isolated.py says why).
-        say("onnxruntime (own process)")
-        timed = "onnxruntime" in options.baselines
-        try:
-            ort = run_isolated("onnxruntime", model, ref_feeds, threads=threads,
-                               warmup=options.warmup if timed else 0,
-                               repeat=options.repeat if timed else 1,
-                               budget_s=options.budget_s)
-        except EngineFailed as exc:
-            raise ModelError(str(exc) if exc.kind == "model" else
-                             f"{model}: onnxruntime failed: {exc}") from None
-        reference = ort.outputs
-        say("edgec (own process)")
-        try:
-            run = run_isolated("edgec", model, feeds, threads=threads, warmup=options.warmup,
-                               repeat=options.repeat, budget_s=options.budget_s,
-                               artifact=art.path)
-        except EngineFailed as exc:  # the artifact was just built here: an edgec bug
-            raise RuntimeError(f"edgec's timing run failed: {exc}") from None
-        edgec_row = EngineResult("edgec", "fp32", "ok", __version__, run.threads,
-                                 stats=run.stats, gflops_per_s=_gflops(flops, run.stats),
-                                 prepare_s=round(compile_s, 2))
-        _errors(edgec_row, run.outputs, reference)
-        engines.append(edgec_row)
-        if timed:
-            row = EngineResult("onnxruntime", "fp32", "ok", ort_engine.version(), threads,
-                               stats=ort.stats, gflops_per_s=_gflops(flops, ort.stats),
-                               max_abs_err=0.0, max_rel_err=0.0, within_tolerance=True)
-            engines.append(row)
-        if "tflite" in options.baselines:
-            say("tflite (conversion is cached)")
-            engines.append(_tflite_row(static.model, art, feeds, reference, flops, threads,
-                                       options))
+        # Every engine runs in a process of its own and the timed runs go
+        # round-robin between them (isolated.py says why).
+        with contextlib.ExitStack() as stack:
+            say("onnxruntime (own process)")
+            timed = "onnxruntime" in options.baselines
+            try:
+                ort = stack.enter_context(EngineWorker(
+                    "onnxruntime", model, ref_feeds, threads=threads,
+                    warmup=options.warmup))
+            except EngineFailed as exc:
+                raise ModelError(str(exc) if exc.kind == "model" else
+                                 f"{model}: onnxruntime failed: {exc}") from None
+            reference = ort.outputs
+            say("edgec (own process)")
+            try:
+                ours = stack.enter_context(EngineWorker(
+                    "edgec", model, feeds, threads=threads, warmup=options.warmup,
+                    artifact=art.path))
+            except EngineFailed as exc:  # the artifact was just built here: an edgec bug
+                raise RuntimeError(f"edgec's timing process failed: {exc}") from None
+            edgec_row = EngineResult("edgec", "fp32", "ok", __version__, threads,
+                                     prepare_s=round(compile_s, 2))
+            _errors(edgec_row, ours.outputs, reference)
+            rows, failed = [(edgec_row, ours)], []
+            if timed:
+                rows.append((EngineResult("onnxruntime", "fp32", "ok", ort_engine.version(),
+                                          threads, max_abs_err=0.0, max_rel_err=0.0,
+                                          within_tolerance=True), ort))
+            if "tflite" in options.baselines:
+                say("tflite (conversion is cached)")
+                row, worker = _tflite_worker(static.model, art, feeds, reference, threads,
+                                             options)
+                if worker is not None:
+                    stack.enter_context(worker)
+                    rows.append((row, worker))
+                else:
+                    failed.append(row)
+            say("timing " + ", ".join(r.engine for r, _ in rows) + " in turns")
+            all_stats = time_interleaved([w for _, w in rows], repeat=options.repeat,
+                                         budget_s=options.budget_s)
+            for (row, _), stats in zip(rows, all_stats, strict=True):
+                row.stats, row.gflops_per_s = stats, _gflops(flops, stats)
+            engines += sorted([r for r, _ in rows] + failed, key=lambda r: ENGINES.index(r.engine))
     return BenchReport(
         model=str(model), sha256=art.manifest["source_model"]["sha256"],
         target=art.target["name"], inputs=[s.to_json() for s in art.inputs], flops=flops,
@@ -185,10 +196,10 @@ def run_bench(model: str | Path, options: BenchOptions, *,
         machine=machine_info(), versions=_versions(), engines=engines)
 
 
-def _tflite_row(static, art, feeds, reference, flops, threads,
-                options: BenchOptions) -> EngineResult:
+def _tflite_worker(static, art, feeds, reference, threads, options: BenchOptions):
+    """(row, worker ready to time) or (failed row with its reason, None)."""
     from ..baselines import tflite
-    from .isolated import EngineFailed, run_isolated
+    from .isolated import EngineFailed, EngineWorker
 
     row = EngineResult("tflite", "fp32", "failed", tflite.versions(), threads)
     try:
@@ -198,19 +209,14 @@ def _tflite_row(static, art, feeds, reference, flops, threads,
         t0 = time.perf_counter()
         path = tflite.convert(data)
         row.prepare_s = round(time.perf_counter() - t0, 2)
-        run = run_isolated("tflite", path, feeds, threads=threads, warmup=options.warmup,
-                           repeat=options.repeat, budget_s=options.budget_s,
-                           artifact=art.path)
-    except tflite.TfliteUnavailable as exc:
-        row.reason = str(exc)
-        return row
-    except EngineFailed as exc:  # LiteRT could not run the converted model
-        row.reason = str(exc)
-        return row
-    row.status, row.stats = "ok", run.stats
-    row.gflops_per_s = _gflops(flops, run.stats)
-    _errors(row, run.outputs, reference)
-    return row
+        worker = EngineWorker("tflite", path, feeds, threads=threads, warmup=options.warmup,
+                              artifact=art.path)
+    except (tflite.TfliteUnavailable, EngineFailed) as exc:  # no conversion, or LiteRT
+        row.reason = str(exc)                                 # cannot run it
+        return row, None
+    row.status = "ok"
+    _errors(row, worker.outputs, reference)
+    return row, worker
 
 
 def _versions() -> dict:

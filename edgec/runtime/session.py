@@ -126,11 +126,18 @@ class Session:
         Inputs are set once; each sample is one ``invoke_stateful`` call
         between two clock reads (about a microsecond of Python around it).
         """
+        return LatencyStats.from_seconds(self.samples(feeds, repeat=repeat))
+
+    def samples(self, feeds: dict[str, np.ndarray], *, repeat: int = 20,
+                warm: bool = True) -> list[float]:
+        """Seconds per run of ``main`` (``time`` without the statistics);
+        ``warm=False`` skips the discarded run when the caller just ran it."""
         self.vm.set_input("main", *self._args(feeds))
-        self.vm.invoke_stateful("main")
-        samples = []
+        if warm:
+            self.vm.invoke_stateful("main")
+        out = []
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()
             self.vm.invoke_stateful("main")
-            samples.append(time.perf_counter() - t0)
-        return LatencyStats.from_seconds(samples)
+            out.append(time.perf_counter() - t0)
+        return out
