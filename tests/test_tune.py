@@ -203,6 +203,7 @@ def test_tune_model_without_kernels(cli, tmp_path):
                                    ir_version=8), tmp_path / "add.onnx")
     res = cli("tune", model, "--trials", "4", "--db", tmp_path / "db")
     assert_one_line_error(res, EXIT_UNSUPPORTED, "add.onnx", "no edgec kernels")
+    assert not (tmp_path / "db").exists()
 
 
 # ---- slow tier: Ctrl-C, and measuring through a TVM RPC tracker ----

@@ -261,21 +261,19 @@ def tune_model(model, target: Target, *, source: str, db_dir: Path | None,
         raise UnsupportedError(f"target '{target.name}' is a {t.kind.name} target; edgec "
                                "tune covers the CPU kernels of CPU targets")
     builder, runner = make_runner(target, rpc)
+    tasks = extract_tasks(model, target, t, source)
+    if not tasks:
+        raise UnsupportedError(f"{source}: no edgec kernels to tune (no conv or matmul "
+                               "with constant weights); TVM's own kernels are not tuned")
     db = open_tuning_db(target, t, db_dir, create=True)
-    run = _Run(TuneReport(db.folder, target.name), cpu_side(t), db, builder, runner,
+    run = _Run(TuneReport(db.folder, target.name, tasks), cpu_side(t), db, builder, runner,
                max_trials, budget_s, progress or (lambda _s: None))
     with _stop_on_interrupt(run):
-        tasks = extract_tasks(model, target, t, source)
-        if not tasks:
-            raise UnsupportedError(f"{source}: no edgec kernels to tune (no conv or matmul "
-                                   "with constant weights); TVM's own kernels are not tuned")
-        run.report.tasks = tasks
         for i, task in enumerate(tasks):
             if run.stop:
                 break
             run.say(task, f"measuring template {i + 1}/{len(tasks)}")
             _load_state(task, run.t, db, builder, runner)
-        round_no = 0
         while not run.spent():
             candidates = [x for x in tasks if not x.done and x.trials < trials_per_task]
             if not candidates:
@@ -283,8 +281,8 @@ def tune_model(model, target: Target, *, source: str, db_dir: Path | None,
             task = max(candidates, key=lambda x: x.weight_s)
             n = ROUND if max_trials is None else min(ROUND, max_trials - run.report.trials)
             before = task.trials
-            _round(task, run, min(n, trials_per_task - task.trials), seed + round_no)
-            round_no += 1
+            # a new seed per round, also across resumed runs (trials on record differ)
+            _round(task, run, min(n, trials_per_task - task.trials), seed + task.trials)
             task.done = task.trials == before  # the space has nothing new
     run.report.interrupted = run.stop
     run.report.seconds = time.perf_counter() - run.started
