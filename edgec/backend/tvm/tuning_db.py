@@ -47,7 +47,7 @@ def target_key(target: Target) -> str:
 
 def default_db_dir(target: Target) -> Path:
     root = os.environ.get(DB_ENV)
-    base = Path(root) if root else cache_dir("tuning")
+    base = Path(root) if root else cache_dir("tuning", create=False)  # tune makes it
     return base / target_key(target)
 
 
