@@ -18,7 +18,7 @@ import tvm.script
 from tvm.s_tir import Schedule
 
 from .conv2d import cdiv
-from .generic import Kernel
+from .generic import MIN_PARALLEL_WORK, Kernel
 
 CHUNK = 4096  # elements per parallel iteration: 16 KiB of float32, a few us of copying
 
@@ -44,7 +44,10 @@ def concat_kernel(shape: ConcatShape) -> Kernel:
              '    T.func_attr({"tirx.noalias": True})']
     chunks = [cdiv(n, CHUNK) for n in s.inners]
     total = sum(s.outer * c for c in chunks)
-    lines.append(f"    for p in T.parallel({total}):")
+    # small copies stay on one thread: waking the pool costs more (silero's
+    # 1 KiB concat took 5 us in parallel)
+    loop = "parallel" if s.outer * s.total >= MIN_PARALLEL_WORK else "serial"
+    lines.append(f"    for p in T.{loop}({total}):")
     start, offset = 0, 0
     for i, (n, nch) in enumerate(zip(s.inners, chunks, strict=True)):
         last = i == len(s.inners) - 1
