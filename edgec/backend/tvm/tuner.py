@@ -50,7 +50,7 @@ from .build import (
     tvm_target,
 )
 from .kernels.generic import Kernel
-from .tuning_db import Schedules, TuningDB, workload_module
+from .tuning_db import Schedules, TuningDB, template_schedule, workload_module
 
 ROUND = 16  # trials per round: one batch of candidates built and measured together
 RUN_TIMEOUT_S = 30.0
@@ -69,6 +69,7 @@ class Task:
     trials: int = 0  # searched candidates on record (the template's record excluded)
     done: bool = False  # the search space gave no new candidate
     cost_model: object = None
+    template: Schedule | None = None  # the template's schedule on ``mod`` (_load_state)
 
     @property
     def weight_s(self) -> float:
@@ -224,8 +225,7 @@ def _measure_template(task: Task, sch: Schedule, t, db: TuningDB, builder, runne
 def _load_state(task: Task, t, db: TuningDB, builder, runner) -> None:
     """The task's records so far; the template measured first if it is not among them."""
     task.workload = db.db.commit_workload(task.mod)
-    template = Schedule(task.mod)
-    task.kernel.schedule.trace.apply_to_schedule(template, remove_postproc=False)
+    task.template = template = template_schedule(task.kernel, task.mod)
     key = _trace_key(template.trace)
     records = db.db.get_top_k(task.workload, 1 << 20)
     found = [_median(r.run_secs) for r in records if _trace_key(r.trace) == key]
@@ -360,9 +360,7 @@ def _round(task: Task, run: _Run, n: int, seed: int) -> None:
     The template is measured again first: on a shared machine a slow phase
     while it was first timed would otherwise let any candidate look faster.
     Its records accumulate, and the fastest of them is the bar to beat."""
-    template = Schedule(task.mod)
-    task.kernel.schedule.trace.apply_to_schedule(template, remove_postproc=False)
-    again = _measure_template(task, template, run.t, run.db, run.builder, run.runner)
+    again = _measure_template(task, task.template, run.t, run.db, run.builder, run.runner)
     task.template_s = min(task.template_s, again)
     task.best_s = min(task.best_s, again)
     cores = os.cpu_count() or 1

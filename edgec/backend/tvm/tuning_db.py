@@ -55,6 +55,14 @@ def workload_module(kernel: Kernel) -> tvm.IRModule:
     return tvm.IRModule({"main": kernel.workload.with_attr("global_symbol", "main")})
 
 
+def template_schedule(kernel: Kernel, mod: tvm.IRModule) -> Schedule:
+    """The template's schedule replayed on ``mod`` (the kernel's workload
+    module): the form a tuning record of it takes."""
+    sch = Schedule(mod)
+    kernel.schedule.trace.apply_to_schedule(sch, remove_postproc=False)
+    return sch
+
+
 def _bad(path: Path, line: int, what: str) -> ArtifactError:
     return ArtifactError(f"{path}:{line}: {what}; this is not a tuning database edgec wrote: "
                          "delete the folder, or compile with --no-tuning-db")
@@ -64,42 +72,41 @@ def _is_num(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _rows(path: Path, not_json: str):
+    """(line number, parsed row) for each non-blank line of a JSON-lines file."""
+    if not path.exists():
+        return
+    for i, text in enumerate(path.read_text().splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            yield i, json.loads(text)
+        except ValueError:
+            raise _bad(path, i, not_json) from None
+
+
 def check_files(folder: Path) -> int:
     """Check every line of the two JSON files; returns the number of workloads."""
     n_workloads = 0
     path = folder / WORKLOADS
-    if path.exists():
-        for i, text in enumerate(path.read_text().splitlines(), 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError:
-                raise _bad(path, i, "not JSON") from None
-            if not (isinstance(row, list) and len(row) == 2 and
-                    all(isinstance(v, str) for v in row) and row[0].isdigit()):
-                raise _bad(path, i, "expected [structural hash, module]")
-            n_workloads += 1
+    for i, row in _rows(path, "not JSON"):
+        if not (isinstance(row, list) and len(row) == 2 and
+                all(isinstance(v, str) for v in row) and row[0].isdigit()):
+            raise _bad(path, i, "expected [structural hash, module]")
+        n_workloads += 1
     path = folder / RECORDS
-    if path.exists():
-        for i, text in enumerate(path.read_text().splitlines(), 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError:
-                raise _bad(path, i, "not JSON (a run interrupted mid-write leaves this: "
-                                    "delete that line)") from None
-            ok = isinstance(row, list) and len(row) == 2 and isinstance(row[0], int) \
-                and 0 <= row[0] < n_workloads and isinstance(row[1], list) and len(row[1]) == 4
-            if ok:
-                trace, secs, tgt, args = row[1]
-                ok = isinstance(trace, list) and len(trace) == 2 and isinstance(tgt, dict) \
-                    and isinstance(args, list) and \
-                    (secs is None or (isinstance(secs, list) and all(_is_num(v) for v in secs)))
-            if not ok:
-                raise _bad(path, i, "expected [workload index, [trace, run seconds, target, "
-                                    "arguments]]")
+    for i, row in _rows(path, "not JSON (a run interrupted mid-write leaves this: "
+                              "delete that line)"):
+        ok = isinstance(row, list) and len(row) == 2 and isinstance(row[0], int) \
+            and 0 <= row[0] < n_workloads and isinstance(row[1], list) and len(row[1]) == 4
+        if ok:
+            trace, secs, tgt, args = row[1]
+            ok = isinstance(trace, list) and len(trace) == 2 and isinstance(tgt, dict) \
+                and isinstance(args, list) and \
+                (secs is None or (isinstance(secs, list) and all(_is_num(v) for v in secs)))
+        if not ok:
+            raise _bad(path, i, "expected [workload index, [trace, run seconds, target, "
+                                "arguments]]")
     return n_workloads
 
 
