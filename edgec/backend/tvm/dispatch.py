@@ -49,6 +49,13 @@ class _Rewriter(relax.PyExprMutator):
         self.kernels: dict = {}  # (shape, tile, epilogue key) -> GlobalVar
         self.notes = notes  # kernel name -> var names of the bindings it replaced
 
+    def _emit_as(self, binding, expr):
+        """``expr`` bound under the replaced binding's name, as a dataflow var or,
+        for the function's outputs, an output var."""
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
+            else self.builder_.emit_output
+        return emit(expr, name_hint=binding.var.name)
+
     def _kernel(self, key, make, name: str):
         """The GlobalVar of the kernel for ``key``, added on first use (``make()``
         builds the template; the schedule comes from ``self.schedules``)."""
@@ -74,10 +81,7 @@ class _Rewriter(relax.PyExprMutator):
                 self.set_var_remap(binding.var, new)
                 return
             return super().visit_var_binding_(binding)
-        call = self._kernel_call(chain)
-        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
-            else self.builder_.emit_output
-        new = emit(call, name_hint=binding.var.name)
+        new = self._emit_as(binding, self._kernel_call(chain))
         self.set_var_remap(binding.var, new)
 
     def _concat(self, binding):
@@ -106,9 +110,7 @@ class _Rewriter(relax.PyExprMutator):
                 for f, n in zip(parts.fields, inners, strict=True)]
         y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType(
             [outer, shape.total], dtype)))
-        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
-            else self.builder_.emit_output
-        return emit(relax.op.reshape(y, out), name_hint=binding.var.name)
+        return self._emit_as(binding, relax.op.reshape(y, out))
 
     def _transpose_as_conv(self, binding):
         """A ConvTranspose whose kernel equals its stride (the upsampling heads of
@@ -142,9 +144,7 @@ class _Rewriter(relax.PyExprMutator):
             relax.TensorType([n, o * kh * kw, h, w], "float32")))
         y = self.builder_.emit(relax.op.reshape(y, [n, o, kh, kw, h, w]))
         y = self.builder_.emit(relax.op.permute_dims(y, [0, 1, 4, 2, 5, 3]))
-        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
-            else self.builder_.emit_output
-        return emit(relax.op.reshape(y, out), name_hint=binding.var.name)
+        return self._emit_as(binding, relax.op.reshape(y, out))
 
     def _kernel_call(self, chain: Chain):
         if isinstance(chain.tile, MatmulTile):
