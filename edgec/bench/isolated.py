@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -129,49 +130,51 @@ def time_interleaved(workers: list[EngineWorker], *, repeat: int, budget_s: floa
     return [LatencyStats.from_seconds(s) for s in got]
 
 
+def _timed(call) -> Callable[[int], list[float]]:
+    """n runs of a Python-driven engine, each between two clock reads."""
+    def runs(n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            call()
+            out.append(time.perf_counter() - t0)
+        return out
+    return runs
+
+
 def _load(job: dict, feeds: dict[str, np.ndarray]):
-    """(one timed call returning nothing, outputs of a first run)."""
+    """(n -> seconds of n timed runs, outputs of a first run)."""
     engine, model, threads = job["engine"], Path(job["model"]), job["threads"]
     if engine == "onnxruntime":
         from ..baselines import onnxruntime as ort_engine
 
-        return ort_engine.prepare(model, feeds, threads=threads)
+        call, outputs = ort_engine.prepare(model, feeds, threads=threads)
+        return _timed(call), outputs
     from ..artifact import Artifact
 
     art = Artifact(job["artifact"])
     if engine == "tflite":
         from ..baselines import tflite
 
-        return tflite.prepare(model, feeds, art.inputs, art.outputs, threads=threads)
+        call, outputs = tflite.prepare(model, feeds, art.inputs, art.outputs, threads=threads)
+        return _timed(call), outputs
     session = art.session()
     outputs = session.run(feeds)
-    return session, outputs
+    # timed natively, inputs set once per request (Session.samples)
+    return (lambda n: session.samples(feeds, repeat=n, warm=False)), outputs
 
 
 def _serve(job: dict, feeds: dict[str, np.ndarray], job_dir: Path) -> None:
-    call, outputs = _load(job, feeds)
-    edgec = job["engine"] == "edgec"
+    runs, outputs = _load(job, feeds)
     t0 = time.perf_counter()
-    if edgec:  # timed natively, inputs set once (Session.samples)
-        call.samples(feeds, repeat=1, warm=False)
-    else:
-        call()
+    runs(1)
     first = time.perf_counter() - t0
     for _ in range(max(0, job["warmup"] - 1)):
-        call.samples(feeds, repeat=1, warm=False) if edgec else call()
+        runs(1)
     np.savez(job_dir / "outputs.npz", **outputs)
     print(json.dumps({"first_s": first}), flush=True)
     for line in sys.stdin:
-        n = int(line)
-        if edgec:
-            samples = call.samples(feeds, repeat=n, warm=False)
-        else:
-            samples = []
-            for _ in range(n):
-                t = time.perf_counter()
-                call()
-                samples.append(time.perf_counter() - t)
-        print(json.dumps({"samples": samples}), flush=True)
+        print(json.dumps({"samples": runs(int(line))}), flush=True)
 
 
 def main(folder: str) -> int:
