@@ -8,6 +8,7 @@ that are already scheduled (edgec's own) are left alone.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import tvm
@@ -62,24 +63,18 @@ def parallelize(func, lanes: int = 1):
     sch = Schedule(func)
     changed = False
     for block in sch.get_child_blocks(sch.get_sblock("root")):
+        extents = [_extent(sch, lp) for lp in sch.get_loops(block)]
+        work = math.prod(e or 0 for e in extents)
         if lanes > 1:
             try:
-                work = 1
-                for lp in sch.get_loops(block):
-                    work *= _extent(sch, lp) or 0
                 if vectorize_reduction(sch, block, lanes, work >= MIN_PARALLEL_WORK):
                     changed = True
                     continue
             except ScheduleError:
                 pass
-        loops = sch.get_loops(block)
+        loops = sch.get_loops(block)  # a failed attempt may have split the last loop
         extents = [_extent(sch, lp) for lp in loops]
-        if not loops or None in extents:
-            continue
-        work = 1
-        for e in extents:
-            work *= e
-        if work < MIN_PARALLEL_WORK:
+        if not loops or None in extents or work < MIN_PARALLEL_WORK:
             continue
         take, trips = 0, 1
         while take < len(loops) - 1 and trips < MIN_PARALLEL_TRIPS:
