@@ -109,6 +109,13 @@ CASES = {
     "bias-relu-residual": dict(act="relu", residual=True, o=16, stride=(2, 2), h=12, w=12),
     "wide-output": dict(h=3, w=67, c=4, o=8),
     "single-pixel": dict(h=1, w=1, k=(1, 1), pads=(0, 0, 0, 0), c=32, o=10),
+    # pixel tiles (reductions of at most PIXEL_MAX_K): stride phases, odd widths,
+    # dilation, channels that are not a multiple of the tile's
+    "pixels-stem-stride2": dict(c=3, h=33, w=31, stride=(2, 2), o=24, act="relu"),
+    "pixels-dilated-stride2": dict(c=2, h=17, w=23, dilation=(2, 2), pads=(2, 1, 2, 0),
+                                   stride=(2, 2), o=7),
+    "pixels-1x1-residual": dict(c=16, o=20, h=7, w=19, k=(1, 1), pads=(0, 0, 0, 0),
+                                act="relu", residual=True, affine=True),
     # depthwise (groups == channels): its own template
     "dw-3x3": dict(c=24, o=24, group=24, h=14, w=14, act="relu"),
     "dw-stride2-odd": dict(c=16, o=16, group=16, h=15, w=13, stride=(2, 2)),
@@ -149,7 +156,8 @@ def test_conv_matches_onnxruntime_x86(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "residual-relu",
                                   "dw-stride2-odd", "24-channels-half-vectors",
-                                  "40-channels-half-vectors"])
+                                  "40-channels-half-vectors", "pixels-stem-stride2",
+                                  "pixels-dilated-stride2", "pixels-1x1-residual"])
 def test_conv_matches_onnxruntime_avx512_if_here(name, tmp_path):
     """The 16-lane tiles; runs only where the CPU has AVX-512."""
     if edgec.resolve_target("host").name != "x86/zen4-avx512":
@@ -160,7 +168,8 @@ def test_conv_matches_onnxruntime_avx512_if_here(name, tmp_path):
 @pytest.mark.cross
 @pytest.mark.parametrize("target", ["arm", "arm-dotprod"])
 @pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "grouped-odd", "clip-relu6",
-                                  "bias-relu-residual", "batch3", "dw-3x3", "dw-stride2-odd"])
+                                  "bias-relu-residual", "batch3", "dw-3x3", "dw-stride2-odd",
+                                  "pixels-stem-stride2", "pixels-1x1-residual"])
 def test_conv_matches_onnxruntime_emulated_arm(name, target, tmp_path):
     _check(tmp_path, CASES[name], target)
 
@@ -191,8 +200,24 @@ def test_tiles_follow_the_target(arch, features, lanes):
                   ConvShape(1, 3, 224, 224, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),
                   ConvShape(1, 96, 13, 13, 10, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)):
         tile = choose_tile(shape, unit)
-        assert tile.ob % lanes == 0
+        assert not tile.pixels and tile.ob % lanes == 0
         assert (tile.ob // lanes) * tile.xt <= unit.accumulators  # no spills by design
+    # short reductions: pixel tiles, vectors along the row
+    for shape in (ConvShape(1, 3, 224, 224, 64, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),
+                  ConvShape(1, 16, 55, 55, 64, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)):
+        tile = choose_tile(shape, unit)
+        assert tile.pixels and tile.xt % lanes == 0
+        assert tile.ob * (tile.xt // lanes) <= unit.accumulators
+
+
+def test_pixel_tiles_cover_the_row_with_the_least_padding():
+    """Zen 4: 8-lane vectors; a 55-wide row as 7 vectors (one padded pixel) by 2
+    channels, a 13-wide one as 2 vectors by 8 channels."""
+    zen4 = vector_unit("x86_64", {"avx512f"}, 256)
+    row55 = ConvShape(1, 16, 55, 55, 64, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert choose_tile(row55, zen4) == ConvTile(2, 56, 8, pixels=True)
+    row13 = ConvShape(1, 48, 13, 13, 192, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert choose_tile(row13, zen4) == ConvTile(8, 16, 8, pixels=True)
 
 
 def test_half_width_vectors_where_the_fma_units_are_half_width():

@@ -8,6 +8,11 @@ weight's innermost one (OIHW -> [G, O/OB, C/G, KH, KW, OB], zero-padded).
 The tile is written back to NCHW through the fused epilogue. Output
 channels and width are padded to the tile inside the kernel only, so any
 shape works without predicates in the inner loop.
+
+Short reductions (a 3-channel stem, small 1x1s) do few FMAs per output, and
+there transposing that tile into NCHW costs more than the FMAs: pixel tiles
+swap the roles (a vector of XT neighbouring output pixels per channel, OB
+weights broadcast), so finished tiles are stored as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +32,19 @@ from .vector_unit import VectorUnit
 #: here, 1x1 convs on 14x14 ran 281 -> 481 GFLOP/s reading x in place, while at
 #: 160x160 the aliasing planes made in-place 8x slower
 RELAYOUT_BYTES = 16384
+#: reductions up to this long (input channels per group x kernel taps) use pixel
+#: tiles: with so few FMAs per output, transposing channel-vector tiles into
+#: NCHW costs more than the FMAs (measured on Zen 4: 16->64 1x1 at 55x55 88 ->
+#: 65 us, the 3-channel 3x3 stem 421 -> 331 us, 64->256 1x1 + residual at 56x56
+#: 906 -> 689 us; at 144, a 16-channel 3x3, the two were even)
+PIXEL_MAX_K = 64
+#: output rows go outermost (channel blocks inside) while the packed weights
+#: are at most this big: a thread then cycles all of them once per row, which
+#: pays while they stay in L2 (256 KB: the smaller L2s of phone cores too).
+#: Measured on Zen 4: 64->64 1x1 at 56x56 192 -> 173 us, 16->64 3x3 at 55x55
+#: 360 -> 305 us; with 4 MB of weights (ResNet-50's 512->2048 at 7x7) rows
+#: outermost ran 1.9 -> 3.4 ms, so larger weights keep blocks outermost.
+ROWS_OUTER_MAX_WEIGHT_BYTES = 256 * 1024
 
 
 def cdiv(a: int, b: int) -> int:
@@ -76,9 +94,10 @@ class ConvShape:
 
 @dataclass(frozen=True)
 class ConvTile:
-    ob: int  # output channels per tile (a multiple of the lanes)
-    xt: int  # output pixels per tile along the width
+    ob: int  # output channels per tile (a multiple of the lanes unless ``pixels``)
+    xt: int  # output pixels per tile along the width (a multiple of the lanes if ``pixels``)
     lanes: int
+    pixels: bool = False  # vectors run along the output row, channels are broadcast
 
 
 def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
@@ -92,6 +111,8 @@ def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
     """
     og = shape.o // shape.groups
     _, ow = shape.out_hw
+    if (shape.c // shape.groups) * shape.kh * shape.kw <= PIXEL_MAX_K:
+        return _pixel_tile(og, ow, unit)
     best, best_score = None, -1.0
     for lanes, vector_counts, max_accs in _vector_options(og, unit):
         for vectors in vector_counts:
@@ -109,6 +130,24 @@ def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
                 score = useful * fill / loads
                 if score > best_score + 1e-9:
                     best, best_score = ConvTile(ob, xt, lanes), score
+    return best
+
+
+def _pixel_tile(og: int, ow: int, unit: VectorUnit) -> ConvTile:
+    """ob channels x xv vectors of pixels: the least padded work with enough
+    accumulators, then the longest run of pixels (measured: 2 x 56 beat
+    4 x 32 and 8 x 16 at widths 55 and 56). Vectors as wide as the FMA
+    datapath, so narrow rows waste less."""
+    lanes = unit.fma_lanes
+    sat = unit.saturating_accumulators
+    best, best_key = None, None
+    for xv in range(1, min(cdiv(ow, lanes), 8) + 1):
+        xt = xv * lanes
+        for ob in range(1, unit.preferred_accumulators // xv + 1):
+            useful = (og / (cdiv(og, ob) * ob)) * (ow / (cdiv(ow, xt) * xt))
+            key = (round(useful * min(ob * xv, sat) / sat, 6), xv, ob)
+            if best_key is None or key > best_key:
+                best, best_key = ConvTile(ob, xt, lanes, pixels=True), key
     return best
 
 
@@ -172,63 +211,112 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue) -> Kernel:
     # Needless when nothing is padded and planes are small (no aliasing): then x
     # is read in place through the same [N, H, C, W] view.
     relayout = bool(top or left or hp > s.h or wp > s.w or s.h * s.w * 4 >= RELAYOUT_BYTES)
+    # Pixel tiles load a vector of neighbouring output pixels' inputs, which a
+    # stride s spreads s apart: the copy splits each row into its s phases
+    # ([N, H, C, s, W/s]) so those inputs are contiguous again.
+    phases = sw if tile.pixels else 1
+    relayout = relayout or phases > 1
     if relayout:
-        xp = te.compute(
-            (s.n, hp, s.c, wp),
-            lambda n, y, c, xx: tirx.if_then_else(
-                tirx.all(y >= top, y < s.h + top, xx >= left, xx < s.w + left),
-                x[n, c, y - top, xx - left], tirx.const(0.0, f32)),
-            name="pad")
+        if tile.pixels:
+            wph = owp + ((s.kw - 1) * dw) // sw
+            xp5 = te.compute(
+                (s.n, hp, s.c, phases, wph),
+                lambda n, y, c, ph, xh: tirx.if_then_else(
+                    tirx.all(y >= top, y < s.h + top, xh * sw + ph >= left,
+                             xh * sw + ph < s.w + left),
+                    x[n, c, y - top, xh * sw + ph - left], tirx.const(0.0, f32)),
+                name="pad")
+
+            def xin(n, y, c, xx):  # padded-input column xx of row y
+                return xp5[n, y, c, xx % sw, xx // sw]
+        else:
+            xp = te.compute(
+                (s.n, hp, s.c, wp),
+                lambda n, y, c, xx: tirx.if_then_else(
+                    tirx.all(y >= top, y < s.h + top, xx >= left, xx < s.w + left),
+                    x[n, c, y - top, xx - left], tirx.const(0.0, f32)),
+                name="pad")
+
+            def xin(n, y, c, xx):
+                return xp[n, y, c, xx]
     else:
-        class _View:  # xp[n, y, c, x] -> x[n, c, y, x]
-            def __getitem__(self, idx):
-                n, y, c, xx = idx
-                return x[n, c, y, xx]
-        xp = _View()
+        def xin(n, y, c, xx):  # the same [N, H, C, W] view, read in place
+            return x[n, c, y, xx]
     rc = te.reduce_axis((0, cg), "rc")
     ry = te.reduce_axis((0, s.kh), "ry")
     rx = te.reduce_axis((0, s.kw), "rx")
-    # block b of group gi covers that group's output channels [b*ob, b*ob+ob)
-    acc = te.compute(
-        (s.n, g, obg, oh, owp, ob),
-        lambda n, gi, b, y, xx, oi: te.sum(
-            xp[n, y * sh + ry * dh, gi * cg + rc, xx * sw + rx * dw]
-            * wpk[gi, b, rc, ry, rx, oi],
-            axis=[rc, ry, rx]),
-        name="acc")
+
+    def term(n, gi, b, y, xx, oi):
+        return te.sum(xin(n, y * sh + ry * dh, gi * cg + rc, xx * sw + rx * dw)
+                      * wpk[gi, b, rc, ry, rx, oi], axis=[rc, ry, rx])
+
     out_shape = output_shape(s, epi.shuffle)
     tail = EpilogueTensors(epi, s.o, out_shape)
     inputs += tail.inputs
 
-    def out_value(*idx):
+    def channel_of(idx):
         if g == 1:
             n, o, y, xx = idx
-            gi, j = 0, o
-        elif epi.shuffle:
+            return n, 0, o, y, xx
+        if epi.shuffle:
             n, j, gi, y, xx = idx
         else:
             n, gi, j, y, xx = idx
-        return tail.apply(acc[n, gi, j // ob, y, xx, j % ob], gi * og + j, idx)
+        return n, gi, j, y, xx
+
+    if tile.pixels:
+        # block b of group gi: [ob channels, owp pixels] per output row, pixels innermost
+        acc = te.compute((s.n, g, obg, oh, ob, owp),
+                         lambda n, gi, b, y, oi, xx: term(n, gi, b, y, xx, oi), name="acc")
+        # the per-channel epilogue on whole tiles (padded pixels too: no predicate)
+        rowbuf = te.compute(
+            (s.n, g, obg, oh, ob, owp),
+            lambda n, gi, b, y, oi, xx: tail.apply_channel(acc[n, gi, b, y, oi, xx],
+                                                           gi * og + b * ob + oi),
+            name="row")
+
+        def out_value(*idx):
+            n, gi, j, y, xx = channel_of(idx)
+            return tail.apply_tail(rowbuf[n, gi, j // ob, y, j % ob, xx], idx)
+    else:
+        # block b of group gi covers that group's output channels [b*ob, b*ob+ob)
+        acc = te.compute((s.n, g, obg, oh, owp, ob), term, name="acc")
+
+        def out_value(*idx):
+            n, gi, j, y, xx = channel_of(idx)
+            return tail.apply(acc[n, gi, j // ob, y, xx, j % ob], gi * og + j, idx)
 
     out = te.compute(out_shape, out_value, name="out")
     workload = te.create_prim_func([*inputs, out])
-    sch = _schedule(workload, tile, parallel=s.flops >= MIN_PARALLEL_FLOPS, relayout=relayout)
+    parallel = s.flops >= MIN_PARALLEL_FLOPS
+    rows_outer = 4 * g * obg * cg * s.kh * s.kw * ob <= ROWS_OUTER_MAX_WEIGHT_BYTES
+    sch = (_schedule_pixels if tile.pixels else _schedule)(workload, tile, parallel, relayout,
+                                                           rows_outer)
     return Kernel(workload, sch, s.flops)
 
 
-def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool) -> Schedule:
+def _row_order(n, gi, b, y, rows_outer: bool) -> tuple:
+    """The parallel loop's order: (n, g, y, b) shares each input row among the
+    channel blocks a thread runs back to back (see ROWS_OUTER_MAX_WEIGHT_BYTES);
+    (n, g, b, y) keeps one block's weights while it walks the rows."""
+    return (n, gi, y, b) if rows_outer else (n, gi, b, y)
+
+
+def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool,
+              rows_outer: bool) -> Schedule:
     sch = Schedule(func)
     acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(acc, 0, "local")  # the register tile; compacted to [xt, ob] when lowered
     n, gi, b, y, xx, oi, rc, ry, rx = sch.get_loops(acc)
     xo, xi = sch.split(xx, [None, tile.xt])
-    sch.reorder(n, gi, b, y, xo, rc, ry, rx, xi, oi)
+    order = _row_order(n, gi, b, y, rows_outer)
+    sch.reorder(*order, xo, rc, ry, rx, xi, oi)
     # The epilogue writes each register tile into a row buffer; the row goes out
     # to the NCHW planes whole (a tile touches ob planes: written a few floats
     # at a time they thrash the cache when planes are large).
     row = sch.cache_write(out, 0, "local")
     sch.reverse_compute_at(out, xo)
-    rows = sch.fuse(n, gi, b, y)
+    rows = sch.fuse(*order)
     sch.reverse_compute_at(row, rows)
     if parallel:
         sch.parallel(rows)
@@ -236,6 +324,37 @@ def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool) -> Schedule:
     vo, vi = sch.split(oi, [None, tile.lanes])
     sch.unroll(vo)
     sch.vectorize(vi)
+    sch.decompose_reduction(acc, rc)
+    if relayout:
+        decompose_pad(sch, "pad", outer=2, parallel=parallel)
+    return sch
+
+
+def _schedule_pixels(func, tile: ConvTile, parallel: bool, relayout: bool,
+                     rows_outer: bool) -> Schedule:
+    """Pixel tiles: ob broadcast weights x xt/lanes pixel vectors of accumulators.
+    Each finished tile goes through the per-channel epilogue into a row buffer
+    with plain vector stores (the accumulators are already in NCHW order:
+    no transpose), and the row leaves for the output planes in contiguous runs."""
+    sch = Schedule(func)
+    acc, row, out = sch.get_sblock("acc"), sch.get_sblock("row"), sch.get_sblock("out")
+    sch.set_scope(acc, 0, "local")
+    sch.set_scope(row, 0, "local")
+    n, gi, b, y, oi, xx, rc, ry, rx = sch.get_loops(acc)
+    xo, xi = sch.split(xx, [None, tile.xt])
+    order = _row_order(n, gi, b, y, rows_outer)
+    sch.reorder(*order, xo, rc, ry, rx, oi, xi)
+    rows = sch.fuse(*order)
+    sch.reverse_compute_at(row, xo)
+    sch.reverse_compute_at(out, rows)
+    if parallel:
+        sch.parallel(rows)
+    sch.unroll(oi)
+    vo, vi = sch.split(xi, [None, tile.lanes])
+    sch.unroll(vo)
+    sch.vectorize(vi)
+    _, rvi = sch.split(sch.get_loops(row)[-1], [None, tile.lanes])
+    sch.vectorize(rvi)
     sch.decompose_reduction(acc, rc)
     if relayout:
         decompose_pad(sch, "pad", outer=2, parallel=parallel)

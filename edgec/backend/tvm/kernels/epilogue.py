@@ -64,11 +64,20 @@ class EpilogueTensors:
     def apply(self, value, channel, out_index):
         """``value`` (the accumulator) through the epilogue, for output ``out_index``
         of channel ``channel``."""
+        return self.apply_tail(self.apply_channel(value, channel), out_index)
+
+    def apply_channel(self, value, channel):
+        """The per-channel part (bias, activation, affine): it needs no output
+        index, so a kernel may apply it to padded tile positions too."""
         if self.bias is not None:
             value = value + self.bias[channel]
         value = activate(value, self.epi.act)
         if self.post is not None:
             value = value * self.post[channel, 0] + self.post[channel, 1]
+        return value
+
+    def apply_tail(self, value, out_index):
+        """The residual add and the second activation, at a real output position."""
         if self.residual is not None:
             value = value + self.residual[tuple(out_index)]
         return activate(value, self.epi.act2)
