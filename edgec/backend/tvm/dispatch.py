@@ -24,12 +24,20 @@ from .chains import (
     find_chain,
 )
 from .kernels.concat import ConcatShape, concat_kernel
-from .kernels.conv2d import ConvShape, choose_tile, conv2d_kernel, output_shape, pack_weights
+from .kernels.conv2d import (
+    ConvShape,
+    blocked_shape,
+    choose_tile,
+    conv2d_kernel,
+    output_shape,
+    pack_weights,
+)
 from .kernels.depthwise import DepthwiseTile, depthwise_kernel
 from .kernels.epilogue import Epilogue
 from .kernels.generic import Kernel
 from .kernels.matmul import MatmulShape, MatmulTile, matmul_kernel, pack_b
 from .kernels.vector_unit import VectorUnit
+from .layout import plan_layouts
 from .tuning_db import Schedules
 
 #: shorter rows (a concat along a late axis) stay with TVM's kernel
@@ -42,6 +50,7 @@ class _Rewriter(relax.PyExprMutator):
                  finder: _Finder, schedules: Schedules):
         super().__init__(mod)
         self.unit = unit
+        self.blocked = plan_layouts(chains, finder, unit)  # output var -> Blocked
         self.schedules = schedules
         self.finder = finder
         self.tail = {c.tail.var: c for c in chains}
@@ -75,7 +84,9 @@ class _Rewriter(relax.PyExprMutator):
         chain = self.tail.get(binding.var)
         if chain is None:
             rewrite = {"relax.nn.conv2d_transpose": self._transpose_as_conv,
-                       "relax.concat": self._concat}.get(_op(binding.value))
+                       "relax.concat": self._concat,
+                       "relax.nn.max_pool2d": self._blocked_pool,
+                       "relax.nn.avg_pool2d": self._blocked_pool}.get(_op(binding.value))
             new = rewrite(binding) if rewrite is not None else None
             if new is not None:
                 self.set_var_remap(binding.var, new)
@@ -84,13 +95,39 @@ class _Rewriter(relax.PyExprMutator):
         new = self._emit_as(binding, self._kernel_call(chain))
         self.set_var_remap(binding.var, new)
 
+    def _blocked_pool(self, binding):
+        """A pool of blocked data: the same op on NCHW[b]c, its output kept
+        blocked or, when a reader needs NCHW, converted back after the pool
+        (a transpose TVM fuses with what reads it)."""
+        call = binding.value
+        source = self.blocked.get(call.args[0])
+        if source is None:
+            return None
+        layout = f"NCHW{source.block}c"
+        a = call.attrs
+        common = dict(pool_size=a.pool_size, strides=a.strides, padding=a.padding,
+                      dilation=a.dilation, ceil_mode=bool(a.ceil_mode),
+                      count_include_pad=bool(a.count_include_pad), layout=layout,
+                      out_layout=layout)
+        pool = relax.op.nn.max_pool2d if _op(call) == "relax.nn.max_pool2d" \
+            else relax.op.nn.avg_pool2d
+        y = pool(self.visit_expr(call.args[0]), **common)
+        if binding.var not in self.blocked:
+            y = relax.op.permute_dims(self.builder_.emit(y), [0, 1, 4, 2, 3])
+            y = relax.op.reshape(self.builder_.emit(y), _shape(binding.var))
+        return self._emit_as(binding, y)
+
     def _concat(self, binding):
         """A concat of static-shape tensors whose rows (the dims from the axis
         on) are long enough to copy in chunks: the copy kernel, on [outer,
-        inner] views of its inputs (free reshapes)."""
+        inner] views of its inputs (free reshapes). Kept blocked by the layout
+        pass, a channel concat is the same copy of whole blocks."""
         call = binding.value
         parts = call.args[0]
         out = _shape(binding.var)
+        blocked = self.blocked.get(binding.var)
+        if blocked is not None:
+            out = list(blocked_shape(out[0], out[1], out[2], out[3], blocked.block))
         if not isinstance(parts, relax.Tuple) or out is None or len(parts.fields) < 2:
             return None
         shapes = [_shape(f) for f in parts.fields]
@@ -102,7 +139,10 @@ class _Rewriter(relax.PyExprMutator):
         outer = int(np.prod(out[:axis]))
         inners = tuple(int(np.prod(sh[axis:])) for sh in shapes)
         if min(inners) < MIN_CONCAT_ROW:
-            return None
+            if blocked is None:
+                return None
+            return self._emit_as(binding, relax.op.concat(
+                [self.visit_expr(f) for f in parts.fields], axis=1))
         shape = ConcatShape(outer, inners, dtype)
         gv = self._kernel(("concat", shape), lambda: concat_kernel(shape), "edgec_concat")
         self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
@@ -153,14 +193,20 @@ class _Rewriter(relax.PyExprMutator):
         shape = conv_shape(conv)
         tile = chain.tile
         epi = chain.epilogue
-        key = (shape, tile, epi.describe(), epi.act, epi.act2)
+        blocked = self.blocked.get(chain.tail.var)
+        out_block = blocked.block if blocked else 0
+        in_block = self.blocked[conv.args[0]].block if conv.args[0] in self.blocked else 0
+        if blocked:
+            tile = blocked.tile
+        key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block)
         depthwise = isinstance(tile, DepthwiseTile)
         if depthwise:
             gv = self._kernel(key, lambda: depthwise_kernel(shape, tile, epi),
                               "edgec_dw" + epi.describe())
         else:
-            gv = self._kernel(key, lambda: conv2d_kernel(shape, tile, epi),
-                              "edgec_" + epi.describe())
+            name = "edgec_" + epi.describe() + (f"_nchw{out_block}c" if out_block else "")
+            gv = self._kernel(key, lambda: conv2d_kernel(shape, tile, epi, in_block=in_block,
+                                                         out_block=out_block), name)
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
         weight = chain.weight.reshape(shape.c, shape.kh, shape.kw) if depthwise \
             else pack_weights(chain.weight, shape.groups, tile.ob)
@@ -169,9 +215,13 @@ class _Rewriter(relax.PyExprMutator):
             x = self.builder_.emit(relax.op.reshape(x, [shape.n, shape.c, 1, shape.w]))
         args = [x, relax.const(weight)]
         grouped = not depthwise and shape.groups > 1
-        kernel_out = output_shape(shape, epi.shuffle) if grouped \
-            else (shape.n, shape.o, *shape.out_hw)
-        reshaped = list(kernel_out) != _shape(chain.tail.var)
+        if out_block:  # read only by edgec conv kernels, which take it blocked
+            kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block)
+        elif grouped:
+            kernel_out = output_shape(shape, epi.shuffle)
+        else:
+            kernel_out = (shape.n, shape.o, *shape.out_hw)
+        reshaped = not out_block and list(kernel_out) != _shape(chain.tail.var)
         if epi.bias is not None:
             args.append(relax.const(epi.bias))
         if epi.post is not None:

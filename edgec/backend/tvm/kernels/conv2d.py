@@ -100,7 +100,7 @@ class ConvTile:
     pixels: bool = False  # vectors run along the output row, channels are broadcast
 
 
-def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
+def choose_tile(shape: ConvShape, unit: VectorUnit, *, pixels: bool = True) -> ConvTile | None:
     """The tile with the least padded work and the fewest loads per FMA, among
     those with ``saturating_accumulators`` to ``preferred_accumulators``
     accumulators (more spill; fewer starve the FMA units). Measured on Zen 4:
@@ -111,7 +111,7 @@ def choose_tile(shape: ConvShape, unit: VectorUnit) -> ConvTile | None:
     """
     og = shape.o // shape.groups
     _, ow = shape.out_hw
-    if (shape.c // shape.groups) * shape.kh * shape.kw <= PIXEL_MAX_K:
+    if pixels and (shape.c // shape.groups) * shape.kh * shape.kw <= PIXEL_MAX_K:
         return _pixel_tile(og, ow, unit)
     best, best_score = None, -1.0
     for lanes, vector_counts, max_accs in _vector_options(og, unit):
@@ -188,8 +188,23 @@ def output_shape(shape: ConvShape, shuffle: bool = False) -> tuple[int, ...]:
     return (shape.n, shape.groups, shape.o // shape.groups, oh, ow)
 
 
-def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue) -> Kernel:
-    """(x, packed weights[, bias][, residual]) -> y."""
+def blocked_shape(n: int, c: int, h: int, w: int, cb: int) -> tuple[int, ...]:
+    """NCHW[cb]c: channel blocks of ``cb`` innermost (``cb`` divides ``c``)."""
+    return (n, c // cb, h, w, cb)
+
+
+def can_write_blocked(shape: ConvShape, tile: ConvTile, cb: int) -> bool:
+    """Whether the kernel can write NCHW[cb]c: an ungrouped conv whose channel
+    tiles are whole blocks and cover the channels exactly (pixel tiles would
+    need the transpose back)."""
+    return (shape.groups == 1 and not tile.pixels and tile.lanes == cb
+            and tile.ob % cb == 0 and shape.o % tile.ob == 0)
+
+
+def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue, *, in_block: int = 0,
+                  out_block: int = 0) -> Kernel:
+    """(x, packed weights[, bias][, residual]) -> y. ``in_block`` / ``out_block``:
+    x / y (and the residual) in NCHW[b]c instead of NCHW (see layout.py)."""
     s = shape
     g = s.groups
     cg, og = s.c // g, s.o // g
@@ -202,9 +217,18 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue) -> Kernel:
     wp = (owp - 1) * sw + (s.kw - 1) * dw + 1
     f32 = "float32"
 
-    x = te.placeholder((s.n, s.c, s.h, s.w), f32, name="x")
+    if in_block:
+        xb = te.placeholder(blocked_shape(s.n, s.c, s.h, s.w, in_block), f32, name="x")
+
+        class _Planes:  # x[n, c, y, x] read from the blocked layout
+            def __getitem__(self, idx):
+                n, c, y, xx = idx
+                return xb[n, c // in_block, y, xx, c % in_block]
+        x = _Planes()
+    else:
+        xb = x = te.placeholder((s.n, s.c, s.h, s.w), f32, name="x")
     wpk = te.placeholder((g, obg, cg, s.kh, s.kw, ob), f32, name="w_packed")
-    inputs = [x, wpk]
+    inputs = [xb, wpk]
     # Rows of all channels side by side ([N, H, C, W]): the rows one output row
     # reads are contiguous, instead of C planes whose power-of-two-ish strides
     # alias in the L1 cache. One pass over the input, with the padding.
@@ -215,7 +239,7 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue) -> Kernel:
     # stride s spreads s apart: the copy splits each row into its s phases
     # ([N, H, C, s, W/s]) so those inputs are contiguous again.
     phases = sw if tile.pixels else 1
-    relayout = relayout or phases > 1
+    relayout = relayout or phases > 1 or (tile.pixels and bool(in_block))
     if relayout:
         if tile.pixels:
             wph = owp + ((s.kw - 1) * dw) // sw
@@ -250,11 +274,17 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue) -> Kernel:
         return te.sum(xin(n, y * sh + ry * dh, gi * cg + rc, xx * sw + rx * dw)
                       * wpk[gi, b, rc, ry, rx, oi], axis=[rc, ry, rx])
 
-    out_shape = output_shape(s, epi.shuffle)
+    if out_block and not can_write_blocked(s, tile, out_block):
+        raise ValueError(f"{s} with {tile} cannot write {out_block}-channel blocks")
+    out_shape = blocked_shape(s.n, s.o, oh, ow, out_block) if out_block \
+        else output_shape(s, epi.shuffle)
     tail = EpilogueTensors(epi, s.o, out_shape)
     inputs += tail.inputs
 
     def channel_of(idx):
+        if out_block:
+            n, blk, y, xx, lane = idx
+            return n, 0, blk * out_block + lane, y, xx
         if g == 1:
             n, o, y, xx = idx
             return n, 0, o, y, xx
@@ -290,8 +320,10 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue) -> Kernel:
     workload = te.create_prim_func([*inputs, out])
     parallel = s.flops >= MIN_PARALLEL_FLOPS
     rows_outer = 4 * g * obg * cg * s.kh * s.kw * ob <= ROWS_OUTER_MAX_WEIGHT_BYTES
-    sch = (_schedule_pixels if tile.pixels else _schedule)(workload, tile, parallel, relayout,
-                                                           rows_outer)
+    if tile.pixels:
+        sch = _schedule_pixels(workload, tile, parallel, relayout, rows_outer)
+    else:
+        sch = _schedule(workload, tile, parallel, relayout, rows_outer, bool(out_block))
     return Kernel(workload, sch, s.flops)
 
 
@@ -303,7 +335,7 @@ def _row_order(n, gi, b, y, rows_outer: bool) -> tuple:
 
 
 def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool,
-              rows_outer: bool) -> Schedule:
+              rows_outer: bool, blocked_out: bool = False) -> Schedule:
     sch = Schedule(func)
     acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(acc, 0, "local")  # the register tile; compacted to [xt, ob] when lowered
@@ -311,13 +343,19 @@ def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool,
     xo, xi = sch.split(xx, [None, tile.xt])
     order = _row_order(n, gi, b, y, rows_outer)
     sch.reorder(*order, xo, rc, ry, rx, xi, oi)
-    # The epilogue writes each register tile into a row buffer; the row goes out
-    # to the NCHW planes whole (a tile touches ob planes: written a few floats
-    # at a time they thrash the cache when planes are large).
-    row = sch.cache_write(out, 0, "local")
-    sch.reverse_compute_at(out, xo)
-    rows = sch.fuse(*order)
-    sch.reverse_compute_at(row, rows)
+    if blocked_out:
+        # NCHW[b]c output: each pixel's channel block is one vector, stored as is
+        sch.reverse_compute_at(out, xo)
+        rows = sch.fuse(*order)
+        sch.vectorize(sch.get_loops(out)[-1])
+    else:
+        # The epilogue writes each register tile into a row buffer; the row goes
+        # out to the NCHW planes whole (a tile touches ob planes: written a few
+        # floats at a time they thrash the cache when planes are large).
+        row = sch.cache_write(out, 0, "local")
+        sch.reverse_compute_at(out, xo)
+        rows = sch.fuse(*order)
+        sch.reverse_compute_at(row, rows)
     if parallel:
         sch.parallel(rows)
     sch.unroll(xi)
