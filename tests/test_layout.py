@@ -167,3 +167,66 @@ def test_blocked_layout_under_emulated_arm(target, tmp_path):
     art = _compile_and_verify(tmp_path, target)
     assert _blocked_convs(art) == {"A", "B", "C", "D", "E"}
     assert all("_nchw4c" in name for name in art.manifest["kernels"] if "_nchw" in name)
+
+
+def mobile_graph(*, c0=8, ch=32, h=13, w=11, stride=2, seed=0) -> onnx.ModelProto:
+    """MobileNet's blocks: P1 (1x1, relu) -> DW1 (3x3 depthwise, relu) -> P2 (1x1)
+    + P1 -> DW2 (5x5 depthwise, ``stride``, relu) -> P3 (1x1) -> Sigmoid -> y."""
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+
+    def conv(name, src, cin, cout, k, group=1, stride=1, act="Relu"):
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal((cout, cin // group, k, k)) / np.sqrt(cin // group * k * k))
+            .astype(np.float32), f"{name}_w"))
+        inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32),
+                                             f"{name}_b"))
+        nodes.append(helper.make_node("Conv", [src, f"{name}_w", f"{name}_b"], [f"{name}_c"],
+                                      name=f"/{name}/Conv", kernel_shape=[k, k], group=group,
+                                      strides=[stride, stride], pads=[k // 2] * 4))
+        if act is None:
+            return f"{name}_c"
+        nodes.append(helper.make_node(act, [f"{name}_c"], [name], name=f"/{name}/{act}"))
+        return name
+
+    p1 = conv("P1", "x", c0, ch, 1)
+    d1 = conv("DW1", p1, ch, ch, 3, group=ch)
+    p2 = conv("P2", d1, ch, ch, 1, act=None)
+    nodes.append(helper.make_node("Add", [p2, p1], ["P2_add"], name="/P2/Add"))
+    d2 = conv("DW2", "P2_add", ch, ch, 5, group=ch, stride=stride)
+    conv("P3", d2, ch, 16, 1, act="Sigmoid")
+    oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
+    graph = helper.make_graph(
+        nodes, "mobile", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c0, h, w])],
+        [helper.make_tensor_value_info("P3", TensorProto.FLOAT, [1, 16, oh, ow])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("target,stride", [("x86", 2), ("x86", 1), ("x86-avx512", 2)])
+def test_depthwise_convs_run_blocked_between_blocked_convs(target, stride, tmp_path):
+    """DW1 and DW2 read and write blocks between the 1x1 convs; P3 feeds a
+    Sigmoid (TVM's kernel) and writes NCHW. Results match onnxruntime
+    (padding, stride 2, a 5x5 filter, the residual)."""
+    if target == "x86-avx512" and edgec.resolve_target("host").name != "x86/zen4-avx512":
+        pytest.skip("this machine has no AVX-512")
+    model = tmp_path / "mobile.onnx"
+    onnx.save(mobile_graph(stride=stride), str(model))
+    art = edgec.compile(model, target=target, output=tmp_path / "mobile.edgec")
+    blocked = {n.split("/")[1] for name, e in art.manifest["kernels"].items() if "_nchw" in name
+               for n in e.get("onnx_nodes", []) if n.endswith("/Conv")}
+    assert blocked == {"P1", "DW1", "P2", "DW2"}
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()
+
+
+@pytest.mark.cross
+def test_blocked_depthwise_under_emulated_arm(tmp_path):
+    model = tmp_path / "mobile.onnx"
+    onnx.save(mobile_graph(), str(model))
+    art = edgec.compile(model, target="arm", output=tmp_path / "mobile.edgec")
+    assert any(name.startswith("edgec_dw") and "_nchw4c" in name
+               for name in art.manifest["kernels"])
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()

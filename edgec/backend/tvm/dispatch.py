@@ -32,7 +32,12 @@ from .kernels.conv2d import (
     output_shape,
     pack_weights,
 )
-from .kernels.depthwise import DepthwiseTile, depthwise_kernel
+from .kernels.depthwise import (
+    DepthwiseTile,
+    depthwise_blocked_kernel,
+    depthwise_kernel,
+    pack_blocked_weights,
+)
 from .kernels.epilogue import Epilogue
 from .kernels.generic import Kernel
 from .kernels.matmul import MatmulShape, MatmulTile, matmul_kernel, pack_b
@@ -112,9 +117,10 @@ class _Rewriter(relax.PyExprMutator):
         pool = relax.op.nn.max_pool2d if _op(call) == "relax.nn.max_pool2d" \
             else relax.op.nn.avg_pool2d
         y = pool(self.visit_expr(call.args[0]), **common)
-        if binding.var not in self.blocked:
-            y = relax.op.permute_dims(self.builder_.emit(y), [0, 1, 4, 2, 3])
-            y = relax.op.reshape(self.builder_.emit(y), _shape(binding.var))
+        if binding.var not in self.blocked:  # bound under the node's name: provenance
+            name = binding.var.name
+            y = relax.op.permute_dims(self.builder_.emit(y, name_hint=name), [0, 1, 4, 2, 3])
+            y = relax.op.reshape(self.builder_.emit(y, name_hint=name), _shape(binding.var))
         return self._emit_as(binding, y)
 
     def _concat(self, binding):
@@ -196,11 +202,14 @@ class _Rewriter(relax.PyExprMutator):
         blocked = self.blocked.get(chain.tail.var)
         out_block = blocked.block if blocked else 0
         in_block = self.blocked[conv.args[0]].block if conv.args[0] in self.blocked else 0
-        if blocked:
+        if blocked and blocked.tile is not None:  # a conv's channel tile
             tile = blocked.tile
         key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block)
         depthwise = isinstance(tile, DepthwiseTile)
-        if depthwise:
+        if depthwise and out_block:
+            gv = self._kernel(key, lambda: depthwise_blocked_kernel(shape, out_block, epi),
+                              "edgec_dw" + epi.describe() + f"_nchw{out_block}c")
+        elif depthwise:
             gv = self._kernel(key, lambda: depthwise_kernel(shape, tile, epi),
                               "edgec_dw" + epi.describe())
         else:
@@ -208,8 +217,12 @@ class _Rewriter(relax.PyExprMutator):
             gv = self._kernel(key, lambda: conv2d_kernel(shape, tile, epi, in_block=in_block,
                                                          out_block=out_block), name)
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
-        weight = chain.weight.reshape(shape.c, shape.kh, shape.kw) if depthwise \
-            else pack_weights(chain.weight, shape.groups, tile.ob)
+        if depthwise:
+            weight = chain.weight.reshape(shape.c, shape.kh, shape.kw)
+            if out_block:
+                weight = pack_blocked_weights(weight, out_block)
+        else:
+            weight = pack_weights(chain.weight, shape.groups, tile.ob)
         x = self.visit_expr(conv.args[0])
         if _op(conv) == "relax.nn.conv1d":  # [N, C, W] -> [N, C, 1, W]: the same bytes
             x = self.builder_.emit(relax.op.reshape(x, [shape.n, shape.c, 1, shape.w]))

@@ -10,11 +10,13 @@ at 208-227 GFLOP/s blocked against 104-185 written as NCHW.
 
 A conv output is kept blocked when every reader takes it blocked: another
 edgec conv kernel (as its input, or as its residual: a residual has the
-layout of the output it is added to, so both sides must agree), a max or
+layout of the output it is added to, so both sides must agree), a depthwise
+conv whose output is kept blocked too (its blocked template reads and writes
+blocks: one vector FMA per tap over a block of channels), a max or
 average pool (TVM's pools have layout attributes; one whose readers need
 NCHW converts its smaller output back), or a channel concat whose output is
-kept blocked too. Everything else (depthwise kernels, TVM's other kernels,
-the graph's outputs) reads NCHW, and the conv feeding it writes NCHW itself,
+kept blocked too. Everything else (TVM's other kernels, the graph's
+outputs) reads NCHW, and the conv feeding it writes NCHW itself,
 so no conversion pass over a conv's output is ever added. The blocked
 kernels carry ``_nchw{b}c`` in their names, and ``--save-temps`` shows the
 5-D tensors in relax-kernels.py.
@@ -28,6 +30,7 @@ from tvm import relax
 
 from .chains import Chain, _dtype, _Finder, _op, _shape, conv_shape
 from .kernels.conv2d import ConvTile, can_write_blocked, choose_tile
+from .kernels.depthwise import DepthwiseTile
 from .kernels.vector_unit import VectorUnit
 
 
@@ -48,6 +51,12 @@ CONCAT = "relax.concat"
 def _plain_conv2d(chain: Chain) -> bool:
     return (_op(chain.head.value) == "relax.nn.conv2d" and isinstance(chain.tile, ConvTile)
             and conv_shape(chain.head.value).groups == 1)
+
+
+def _blocked_depthwise(chain: Chain, block: int) -> bool:
+    """A depthwise conv the blocked template takes (it reads and writes blocks)."""
+    return (_op(chain.head.value) == "relax.nn.conv2d" and isinstance(chain.tile, DepthwiseTile)
+            and conv_shape(chain.head.value).c % block == 0 and not chain.epilogue.shuffle)
 
 
 def _channels_blocked(var, block: int) -> bool:
@@ -91,6 +100,9 @@ def plan_layouts(chains: list[Chain], finder: _Finder, unit: VectorUnit) -> dict
         tile = choose_tile(shape, unit, pixels=False)
         if tile is not None and can_write_blocked(shape, tile, block):
             candidates[c.tail.var] = (c, Blocked(block, tile))
+    for c in chains:
+        if _blocked_depthwise(c, block) and isinstance(c.tail.var, relax.DataflowVar):
+            candidates[c.tail.var] = (c, Blocked(block))
     claimed = set(by_member)
     for var, value in finder.value.items():
         if var not in claimed and isinstance(var, relax.DataflowVar):
@@ -106,6 +118,9 @@ def plan_layouts(chains: list[Chain], finder: _Finder, unit: VectorUnit) -> dict
         if head is not None and _plain_conv2d(head) and head.head.value.args[0].same_as(var) \
                 and conv_shape(head.head.value).c % block == 0:
             return True
+        if head is not None and _blocked_depthwise(head, block) and \
+                head.head.value.args[0].same_as(var):
+            return head.tail.var in kept  # the blocked depthwise kernel writes blocks too
         owner = by_member.get(user.var)
         if owner is not None:
             return owner.residual is not None and owner.residual.same_as(var) and \
@@ -124,6 +139,8 @@ def plan_layouts(chains: list[Chain], finder: _Finder, unit: VectorUnit) -> dict
                 reads_blocked(var, u, kept) for u in users)
             if ok and isinstance(node, Chain) and node.residual is not None:
                 ok = node.residual in kept  # the residual is added in the output's layout
+            if ok and isinstance(node, Chain) and isinstance(node.tile, DepthwiseTile):
+                ok = node.head.value.args[0] in kept  # ... and reads blocks
             if ok and not isinstance(node, Chain):
                 ok = all(src in kept for src in _sources(node))
             if not ok:
