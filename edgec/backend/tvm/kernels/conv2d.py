@@ -356,16 +356,26 @@ def _schedule(func, tile: ConvTile, parallel: bool, relayout: bool,
         sch.reverse_compute_at(out, xo)
         rows = sch.fuse(*order)
         sch.reverse_compute_at(row, rows)
+    _register_tile(sch, acc, rows, unrolled=xi, vectors=oi, reduction=rc, tile=tile,
+                   parallel=parallel, relayout=relayout)
+    return sch
+
+
+def _register_tile(sch: Schedule, acc, rows, *, unrolled, vectors, reduction, tile: ConvTile,
+                   parallel: bool, relayout: bool) -> None:
+    """What both tile kinds end with: threads over the rows, the tile's scalar
+    axis unrolled and its vector axis split into unrolled vectors of lanes,
+    the accumulators' zeroing taken out of the reduction, the input copy
+    split into fill and copy."""
     if parallel:
         sch.parallel(rows)
-    sch.unroll(xi)
-    vo, vi = sch.split(oi, [None, tile.lanes])
+    sch.unroll(unrolled)
+    vo, vi = sch.split(vectors, [None, tile.lanes])
     sch.unroll(vo)
     sch.vectorize(vi)
-    sch.decompose_reduction(acc, rc)
+    sch.decompose_reduction(acc, reduction)
     if relayout:
         decompose_pad(sch, "pad", outer=2, parallel=parallel)
-    return sch
 
 
 def _schedule_pixels(func, tile: ConvTile, parallel: bool, relayout: bool,
@@ -385,15 +395,8 @@ def _schedule_pixels(func, tile: ConvTile, parallel: bool, relayout: bool,
     rows = sch.fuse(*order)
     sch.reverse_compute_at(row, xo)
     sch.reverse_compute_at(out, rows)
-    if parallel:
-        sch.parallel(rows)
-    sch.unroll(oi)
-    vo, vi = sch.split(xi, [None, tile.lanes])
-    sch.unroll(vo)
-    sch.vectorize(vi)
     _, rvi = sch.split(sch.get_loops(row)[-1], [None, tile.lanes])
     sch.vectorize(rvi)
-    sch.decompose_reduction(acc, rc)
-    if relayout:
-        decompose_pad(sch, "pad", outer=2, parallel=parallel)
+    _register_tile(sch, acc, rows, unrolled=oi, vectors=xi, reduction=rc, tile=tile,
+                   parallel=parallel, relayout=relayout)
     return sch
