@@ -10,6 +10,8 @@ and epilogue; what does not match stays for TVM's default lowering.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import tvm
 from tvm import relax
@@ -47,6 +49,20 @@ from .tuning_db import Schedules
 
 #: shorter rows (a concat along a late axis) stay with TVM's kernel
 MIN_CONCAT_ROW = 64
+#: a grouped 1x1 conv runs on its map flattened to one row while a group's
+#: input is at most this big (it stays in L2 while every channel block of
+#: the group streams it)
+FLAT_MAX_GROUP_BYTES = 256 * 1024
+
+
+def _flattens(shape: ConvShape) -> bool:
+    """A grouped pointwise conv (ShuffleNet's): flattened, its rows have no
+    tails to pad and pixel tiles run the whole map. Measured on Zen 4: 136
+    channels in 4 groups at 28x28 103 -> 48 us, 272 at 14x14 64 -> 51 us
+    (onnxruntime runs these as GEMMs over H*W too)."""
+    return (1 < shape.groups < shape.c and shape.kh == shape.kw == 1 and shape.h > 1
+            and shape.stride == (1, 1) and shape.dilation == (1, 1) and not any(shape.pad)
+            and 4 * (shape.c // shape.groups) * shape.h * shape.w <= FLAT_MAX_GROUP_BYTES)
 
 
 @relax.expr_functor.mutator
@@ -204,6 +220,10 @@ class _Rewriter(relax.PyExprMutator):
         in_block = self.blocked[conv.args[0]].block if conv.args[0] in self.blocked else 0
         if blocked and blocked.tile is not None:  # a conv's channel tile
             tile = blocked.tile
+        flat = not (in_block or out_block) and _flattens(shape)
+        if flat:  # one row of H*W pixels: [N, C, H, W] and [N, C, 1, H*W] are the same bytes
+            shape = replace(shape, h=1, w=shape.h * shape.w)
+            tile = choose_tile(shape, self.unit)
         key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block)
         depthwise = isinstance(tile, DepthwiseTile)
         if depthwise and out_block:
@@ -224,7 +244,7 @@ class _Rewriter(relax.PyExprMutator):
         else:
             weight = pack_weights(chain.weight, shape.groups, tile.ob)
         x = self.visit_expr(conv.args[0])
-        if _op(conv) == "relax.nn.conv1d":  # [N, C, W] -> [N, C, 1, W]: the same bytes
+        if _op(conv) == "relax.nn.conv1d" or flat:  # -> [N, C, 1, W]: the same bytes
             x = self.builder_.emit(relax.op.reshape(x, [shape.n, shape.c, 1, shape.w]))
         args = [x, relax.const(weight)]
         grouped = not depthwise and shape.groups > 1
