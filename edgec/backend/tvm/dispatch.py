@@ -147,11 +147,11 @@ class _Rewriter(relax.PyExprMutator):
         call = binding.value
         parts = call.args[0]
         out = _shape(binding.var)
-        blocked = self.blocked.get(binding.var)
-        if blocked is not None:
-            out = list(blocked_shape(out[0], out[1], out[2], out[3], blocked.block))
         if not isinstance(parts, relax.Tuple) or out is None or len(parts.fields) < 2:
             return None
+        blocked = self.blocked.get(binding.var)
+        if blocked is not None:
+            out = list(blocked_shape(*out, blocked.block))
         shapes = [_shape(f) for f in parts.fields]
         dtype = _dtype(binding.var)
         if any(sh is None for sh in shapes) or \

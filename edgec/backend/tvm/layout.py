@@ -93,16 +93,15 @@ def plan_layouts(chains: list[Chain], finder: _Finder, unit: VectorUnit) -> dict
     by_member = {m.var: c for c in chains for m in c.members}
     candidates: dict = {}  # var -> (chain or the pass-through binding, Blocked)
     for c in chains:
-        if not _plain_conv2d(c) or c.epilogue.shuffle or \
-                not isinstance(c.tail.var, relax.DataflowVar):
+        if not isinstance(c.tail.var, relax.DataflowVar):
             continue
-        shape = conv_shape(c.head.value)
-        tile = choose_tile(shape, unit, pixels=False)
-        if tile is not None and can_write_blocked(shape, tile, block):
-            candidates[c.tail.var] = (c, Blocked(block, tile))
-    for c in chains:
-        if _blocked_depthwise(c, block) and isinstance(c.tail.var, relax.DataflowVar):
+        if _blocked_depthwise(c, block):
             candidates[c.tail.var] = (c, Blocked(block))
+        elif _plain_conv2d(c) and not c.epilogue.shuffle:
+            shape = conv_shape(c.head.value)
+            tile = choose_tile(shape, unit, pixels=False)
+            if tile is not None and can_write_blocked(shape, tile, block):
+                candidates[c.tail.var] = (c, Blocked(block, tile))
     claimed = set(by_member)
     for var, value in finder.value.items():
         if var not in claimed and isinstance(var, relax.DataflowVar):

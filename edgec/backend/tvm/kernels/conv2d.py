@@ -236,33 +236,22 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue, *, in_block: 
     # is read in place through the same [N, H, C, W] view.
     relayout = bool(top or left or hp > s.h or wp > s.w or s.h * s.w * 4 >= RELAYOUT_BYTES)
     # Pixel tiles load a vector of neighbouring output pixels' inputs, which a
-    # stride s spreads s apart: the copy splits each row into its s phases
-    # ([N, H, C, s, W/s]) so those inputs are contiguous again.
+    # stride s spreads s apart: their copy splits each row into its s phases
+    # ([N, H, C, s, W/s]) so those inputs are contiguous again. Channel tiles
+    # keep one phase: [N, H, C, 1, W].
     phases = sw if tile.pixels else 1
     relayout = relayout or phases > 1 or (tile.pixels and bool(in_block))
     if relayout:
-        if tile.pixels:
-            wph = owp + ((s.kw - 1) * dw) // sw
-            xp5 = te.compute(
-                (s.n, hp, s.c, phases, wph),
-                lambda n, y, c, ph, xh: tirx.if_then_else(
-                    tirx.all(y >= top, y < s.h + top, xh * sw + ph >= left,
-                             xh * sw + ph < s.w + left),
-                    x[n, c, y - top, xh * sw + ph - left], tirx.const(0.0, f32)),
-                name="pad")
+        xp = te.compute(
+            (s.n, hp, s.c, phases, (wp - 1) // phases + 1),
+            lambda n, y, c, ph, xh: tirx.if_then_else(
+                tirx.all(y >= top, y < s.h + top, xh * phases + ph >= left,
+                         xh * phases + ph < s.w + left),
+                x[n, c, y - top, xh * phases + ph - left], tirx.const(0.0, f32)),
+            name="pad")
 
-            def xin(n, y, c, xx):  # padded-input column xx of row y
-                return xp5[n, y, c, xx % sw, xx // sw]
-        else:
-            xp = te.compute(
-                (s.n, hp, s.c, wp),
-                lambda n, y, c, xx: tirx.if_then_else(
-                    tirx.all(y >= top, y < s.h + top, xx >= left, xx < s.w + left),
-                    x[n, c, y - top, xx - left], tirx.const(0.0, f32)),
-                name="pad")
-
-            def xin(n, y, c, xx):
-                return xp[n, y, c, xx]
+        def xin(n, y, c, xx):  # padded-input column xx of row y
+            return xp[n, y, c, xx % phases, xx // phases] if phases > 1 else xp[n, y, c, 0, xx]
     else:
         def xin(n, y, c, xx):  # the same [N, H, C, W] view, read in place
             return x[n, c, y, xx]
