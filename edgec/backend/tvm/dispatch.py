@@ -44,6 +44,8 @@ from .kernels.epilogue import Epilogue
 from .kernels.generic import Kernel
 from .kernels.matmul import MatmulShape, MatmulTile, matmul_kernel, pack_b
 from .kernels.vector_unit import VectorUnit
+from .kernels.winograd import WinogradTile, choose_winograd, pack_winograd_weights, winograd_kernel
+from .kernels.winograd import applies as applies_winograd
 from .layout import plan_layouts
 from .tuning_db import Schedules
 
@@ -224,9 +226,14 @@ class _Rewriter(relax.PyExprMutator):
         if flat:  # one row of H*W pixels: [N, C, H, W] and [N, C, 1, H*W] are the same bytes
             shape = replace(shape, h=1, w=shape.h * shape.w)
             tile = choose_tile(shape, self.unit)
-        key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block)
         depthwise = isinstance(tile, DepthwiseTile)
-        if depthwise and out_block:
+        if not depthwise and applies_winograd(shape, in_block, out_block, self.unit):
+            tile = choose_winograd(shape, self.unit) or tile
+        key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block)
+        if isinstance(tile, WinogradTile):
+            gv = self._kernel(key, lambda: winograd_kernel(shape, tile, epi, block=out_block),
+                              f"edgec_{epi.describe()}_winograd{tile.m}_nchw{out_block}c")
+        elif depthwise and out_block:
             gv = self._kernel(key, lambda: depthwise_blocked_kernel(shape, out_block, epi),
                               "edgec_dw" + epi.describe() + f"_nchw{out_block}c")
         elif depthwise:
@@ -237,7 +244,9 @@ class _Rewriter(relax.PyExprMutator):
             gv = self._kernel(key, lambda: conv2d_kernel(shape, tile, epi, in_block=in_block,
                                                          out_block=out_block), name)
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
-        if depthwise:
+        if isinstance(tile, WinogradTile):
+            weight = pack_winograd_weights(chain.weight, tile.m, tile.gemm.ob)
+        elif depthwise:
             weight = chain.weight.reshape(shape.c, shape.kh, shape.kw)
             if out_block:
                 weight = pack_blocked_weights(weight, out_block)
