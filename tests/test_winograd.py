@@ -157,3 +157,55 @@ def test_winograd_under_emulated_arm(m, tmp_path, monkeypatch):
     name = _check(tmp_path, monkeypatch, m, target="arm", n=2, h=9, w=11, c=16, o=16,
                   residual=True)
     assert name.endswith("_nchw4c")
+
+
+def deep_graph(*, blocks=4, c=64, h=28, seed=0) -> onnx.ModelProto:
+    """x -> 1x1 -> ``blocks`` x (3x3 relu, 3x3 + shortcut relu) -> 1x1 -> y:
+    ResNet's basic blocks, with weights scaled to keep activations O(1)."""
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+
+    def conv(name, src, cin, cout, k):
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal((cout, cin, k, k)) * np.sqrt(1.0 / (cin * k * k)))
+            .astype(np.float32), f"{name}_w"))
+        inits.append(numpy_helper.from_array(
+            (0.1 * rng.standard_normal(cout)).astype(np.float32), f"{name}_b"))
+        nodes.append(helper.make_node("Conv", [src, f"{name}_w", f"{name}_b"], [f"{name}_c"],
+                                      name=f"/{name}/Conv", kernel_shape=[k, k],
+                                      pads=[k // 2] * 4))
+        return f"{name}_c"
+
+    def relu(name, src):
+        nodes.append(helper.make_node("Relu", [src], [name], name=f"/{name}/Relu"))
+        return name
+
+    last = relu("P", conv("P", "x", 3, c, 1))
+    for i in range(blocks):
+        a = relu(f"A{i}", conv(f"A{i}", last, c, c, 3))
+        b = conv(f"B{i}", a, c, c, 3)
+        nodes.append(helper.make_node("Add", [b, last], [f"B{i}_add"], name=f"/B{i}/Add"))
+        last = relu(f"B{i}", f"B{i}_add")
+    conv("Q", last, c, 8, 1)
+    graph = helper.make_graph(
+        nodes, "deep", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, h, h])],
+        [helper.make_tensor_value_info("Q_c", TensorProto.FLOAT, [1, 8, h, h])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.compile
+def test_rounding_stays_within_tolerance_through_eight_layers(tmp_path):
+    """Eight F(4, 3) convs in a row, chosen by the cost model as in ResNet-50
+    (64 channels at 28x28), still match onnxruntime within the default
+    float32 tolerance."""
+    path = tmp_path / "deep.onnx"
+    onnx.save(deep_graph(), str(path))
+    art = edgec.compile(path, target="x86", output=tmp_path / "deep.edgec")
+    convs = {n for name, entry in art.manifest["kernels"].items() if "_winograd4_" in name
+             for n in entry.get("onnx_nodes", []) if n.endswith("/Conv")}
+    assert len(convs) == 8, sorted(art.manifest["kernels"])
+    report = edgec.verify(path, art)
+    assert report.ok, report.to_json()
+    print("max abs error", max(c.max_abs_err for c in report.checks))
