@@ -122,6 +122,11 @@ CASES = {
     "dw-5x5-clip": dict(c=8, o=8, group=8, k=(5, 5), pads=(2, 2, 2, 2), act="clip", w=37),
     "dw-dilated-residual": dict(c=12, o=12, group=12, dilation=(2, 2), pads=(2, 2, 2, 2),
                                 residual=True, bias=False),
+    # stride phases in the padded plane, with dilation and uneven padding
+    "dw-stride2-dilated": dict(c=8, o=8, group=8, h=17, w=23, stride=(2, 2), dilation=(2, 2),
+                               pads=(2, 1, 1, 2), act="relu"),
+    "dw-stride3-5x5-batch2": dict(c=4, o=4, group=4, n=2, h=19, w=29, k=(5, 5),
+                                  stride=(3, 3), pads=(2, 2, 2, 2)),
 }
 
 
@@ -169,7 +174,8 @@ def test_conv_matches_onnxruntime_avx512_if_here(name, tmp_path):
 @pytest.mark.parametrize("target", ["arm", "arm-dotprod"])
 @pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "grouped-odd", "clip-relu6",
                                   "bias-relu-residual", "batch3", "dw-3x3", "dw-stride2-odd",
-                                  "pixels-stem-stride2", "pixels-1x1-residual"])
+                                  "dw-stride2-dilated", "pixels-stem-stride2",
+                                  "pixels-1x1-residual"])
 def test_conv_matches_onnxruntime_emulated_arm(name, target, tmp_path):
     _check(tmp_path, CASES[name], target)
 
