@@ -56,10 +56,15 @@ def test_direct_conv_kept_where_winograd_costs_more():
     assert winograd.choose_winograd(shape, AVX512) is None
 
 
-def test_applies_only_to_3x3_stride_1_blocked_convs():
+def test_applies_only_to_3x3_stride_1_convs_with_whole_channel_vectors():
     base = ConvShape(1, 32, 9, 9, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     assert winograd.applies(base, 16, 16, AVX512)
-    assert not winograd.applies(base, 0, 16, AVX512)  # NCHW input
+    assert winograd.applies(base, 0, 0, AVX512)  # NCHW in and out
+    # NCHW input is transformed a register of channels at a time
+    assert not winograd.applies(ConvShape(1, 24, 9, 9, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1),
+                                          1), 0, 0, AVX512)
+    assert winograd.applies(ConvShape(1, 24, 9, 9, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+                            8, 0, AVX512)
     assert not winograd.applies(ConvShape(1, 32, 9, 9, 32, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1),
                                           1), 16, 16, AVX512)
     assert not winograd.applies(ConvShape(1, 32, 9, 9, 32, 3, 3, (1, 1), (1, 1, 1, 1), (2, 2),
@@ -71,9 +76,11 @@ def test_applies_only_to_3x3_stride_1_blocked_convs():
 
 
 def sandwich_graph(*, n=1, c=32, o=48, h=13, w=11, pads=(1, 1, 1, 1), residual=False,
-                   seed=0) -> onnx.ModelProto:
+                   pre=True, post="conv", seed=0) -> onnx.ModelProto:
     """x -> P (1x1, relu) -> W (3x3 with ``pads``, bias, relu [+ P, relu]) ->
-    Q (1x1) -> y: P and Q are convs, so W reads and writes blocks."""
+    Q (1x1) -> y: P and Q are convs, so W reads and writes blocks. Without
+    ``pre`` W reads x (NCHW, c channels); with ``post="sigmoid"`` a Sigmoid
+    reads W's output (NCHW)."""
     rng = np.random.default_rng(seed)
     inits, nodes = [], []
 
@@ -91,17 +98,22 @@ def sandwich_graph(*, n=1, c=32, o=48, h=13, w=11, pads=(1, 1, 1, 1), residual=F
         nodes.append(helper.make_node("Relu", [f"{name}_c"], [name], name=f"/{name}/Relu"))
         return name
 
-    p = conv("P", "x", 8, c, 1, (0, 0, 0, 0), True)
+    cin = 8 if pre else c
+    p = conv("P", "x", cin, c, 1, (0, 0, 0, 0), True) if pre else "x"
     wout = conv("W", p, c, o, 3, pads, not residual)
     if residual:  # o == c: ResNet's identity shortcut
         nodes.append(helper.make_node("Add", [wout, p], ["W_add"], name="/W/Add"))
         nodes.append(helper.make_node("Relu", ["W_add"], ["W"], name="/W/Relu"))
         wout = "W"
-    conv("Q", wout, o, 16, 1, (0, 0, 0, 0), False)
     oh, ow = h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2
+    if post == "conv":
+        y, oc = conv("Q", wout, o, 16, 1, (0, 0, 0, 0), False), 16
+    else:
+        nodes.append(helper.make_node("Sigmoid", [wout], ["y"], name="/y/Sigmoid"))
+        y, oc = "y", o
     graph = helper.make_graph(
-        nodes, "sandwich", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, 8, h, w])],
-        [helper.make_tensor_value_info("Q_c", TensorProto.FLOAT, [n, 16, oh, ow])], inits)
+        nodes, "sandwich", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, cin, h, w])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [n, oc, oh, ow])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -121,7 +133,7 @@ def _check(tmp_path, monkeypatch, m, target="x86", **params):
     onnx.save(sandwich_graph(**params), str(path))
     art = edgec.compile(path, target=target, output=tmp_path / "sandwich.edgec")
     names = _winograd_kernels(art)
-    assert len(names) == 1 and f"_winograd{m}_" in names[0], list(art.manifest["kernels"])
+    assert len(names) == 1 and f"_winograd{m}" in names[0], list(art.manifest["kernels"])
     report = edgec.verify(path, art)
     assert report.ok, report.to_json()
     return names[0]
@@ -139,6 +151,36 @@ def _check(tmp_path, monkeypatch, m, target="x86", **params):
 def test_winograd_matches_onnxruntime(m, params, tmp_path, monkeypatch):
     name = _check(tmp_path, monkeypatch, m, **params)
     assert name.endswith("_nchw8c")  # the x86 target: AVX2's 8-lane blocks
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("params,blocked_out", [
+    (dict(pre=False, c=16, o=24), True),  # NCHW graph input, blocked output
+    (dict(post="sigmoid", o=24), False),  # blocked input, NCHW output
+    (dict(pre=False, post="sigmoid", n=2, c=16, o=20, h=9, w=14), False),  # NCHW both
+], ids=["nchw-in", "nchw-out", "nchw-both"])
+def test_winograd_reads_and_writes_nchw(m, params, blocked_out, tmp_path, monkeypatch):
+    """Where a neighbour is not an edgec conv (a graph input, a Sigmoid):
+    NCHW input is transposed to channels last in the padded copy, NCHW
+    output leaves through a channels-last buffer and one transpose."""
+    name = _check(tmp_path, monkeypatch, m, **params)
+    assert name.endswith("_nchw8c") == blocked_out, name
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("params", [dict(h=13, w=11), dict(pre=False, post="sigmoid", n=2,
+                                                             c=16, o=24, h=15, w=9)],
+                         ids=["blocked", "nchw"])
+def test_winograd_in_strips_matches_onnxruntime(m, params, tmp_path, monkeypatch):
+    """Large maps run in strips of tile rows, a strip per thread; forced here
+    to one tile row per strip, so the last strip has rows past the map."""
+    monkeypatch.setattr(winograd, "STRIPS_FROM_BYTES", 0)
+    monkeypatch.setattr(winograd, "STRIP_BYTES", 1)
+    shape = ConvShape(1, 32, 13, 11, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert winograd.strip_rows(shape, m) == 1
+    _check(tmp_path, monkeypatch, m, **params)
 
 
 @pytest.mark.compile
@@ -209,3 +251,13 @@ def test_rounding_stays_within_tolerance_through_eight_layers(tmp_path):
     report = edgec.verify(path, art)
     assert report.ok, report.to_json()
     print("max abs error", max(c.max_abs_err for c in report.checks))
+
+
+@pytest.mark.cross
+def test_winograd_nchw_in_strips_under_emulated_arm(tmp_path, monkeypatch):
+    """NCHW in and out, one tile row per strip, NEON's 4 lanes, under qemu."""
+    monkeypatch.setattr(winograd, "STRIPS_FROM_BYTES", 0)
+    monkeypatch.setattr(winograd, "STRIP_BYTES", 1)
+    name = _check(tmp_path, monkeypatch, 4, target="arm", pre=False, post="sigmoid", c=8, o=12,
+                  h=11, w=10)
+    assert "_nchw" not in name

@@ -231,8 +231,11 @@ class _Rewriter(relax.PyExprMutator):
             tile = choose_winograd(shape, self.unit) or tile
         key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block)
         if isinstance(tile, WinogradTile):
-            gv = self._kernel(key, lambda: winograd_kernel(shape, tile, epi, block=out_block),
-                              f"edgec_{epi.describe()}_winograd{tile.m}_nchw{out_block}c")
+            gv = self._kernel(key, lambda: winograd_kernel(
+                shape, tile, epi, in_block=in_block, out_block=out_block,
+                lanes=in_block or self.unit.lanes),
+                f"edgec_{epi.describe()}_winograd{tile.m}"
+                + (f"_nchw{out_block}c" if out_block else ""))
         elif depthwise and out_block:
             gv = self._kernel(key, lambda: depthwise_blocked_kernel(shape, out_block, epi),
                               "edgec_dw" + epi.describe() + f"_nchw{out_block}c")

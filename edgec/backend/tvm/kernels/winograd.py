@@ -22,11 +22,12 @@ that for m = 4, measured against onnxruntime in the tests.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 
 import numpy as np
 from tvm import te, tirx
-from tvm.s_tir import Schedule
+from tvm.s_tir import Schedule, ScheduleError
 
 from .conv2d import ConvShape, ConvTile, blocked_shape, cdiv, choose_tile, decompose_pad
 from .epilogue import Epilogue, EpilogueTensors
@@ -43,6 +44,16 @@ WEIGHT_COST = 8
 #: multiply-adds one transformed input or output value costs (the transforms
 #: are a few adds each, but a pass over memory)
 TRANSFORM_COST = 4
+
+#: a strip's transformed input (V) is kept under this size, so a strip's stages
+#: run in one core's L2 (measured on Zen 4: PP-OCRv4 det's 96->24 at 160x160,
+#: 22 MB of V in one piece, ran 1.5x slower than the direct conv)
+STRIP_BYTES = 512 * 1024
+#: but only for maps whose whole V is larger than this: with few strips the
+#: threads get uneven shares, and each stage threaded over the whole map ran
+#: faster (ResNet-50's 256->256 at 14x14, 0.6 MB of V: 394 us as one piece,
+#: 690 us as two strips)
+STRIPS_FROM_BYTES = 4 * 1024 * 1024
 
 # (B^T, G, A^T) of F(m, 3) with the interpolation points of Lavin & Gray
 # (0, +-1, +-2 and infinity), in exact fractions
@@ -75,13 +86,13 @@ class WinogradTile:
 
 
 def applies(shape: ConvShape, in_block: int, out_block: int, unit: VectorUnit) -> bool:
-    """3x3, stride 1, no dilation, ungrouped, padding at most 1, channels in
-    whole vectors, and blocked data on both sides (what the layout pass
-    gives convs between convs)."""
+    """3x3, stride 1, no dilation, ungrouped, padding at most 1, and input
+    channels in whole vectors (of the input's block, or of the registers
+    for NCHW input)."""
     return (shape.kh == shape.kw == 3 and shape.stride == (1, 1) and shape.dilation == (1, 1)
             and shape.groups == 1 and max(shape.pad) <= 1
-            and in_block == out_block == unit.lanes and shape.c % unit.lanes == 0
-            and shape.o % unit.lanes == 0)
+            and shape.c % (in_block or unit.lanes) == 0
+            and (not out_block or shape.o % out_block == 0))
 
 
 def pack_winograd_weights(weight: np.ndarray, m: int, ob: int) -> np.ndarray:
@@ -120,88 +131,179 @@ def _combine(coefs, terms):
     return expr
 
 
+def strip_rows(shape: ConvShape, m: int) -> int:
+    """Tile rows per strip: all of them while the whole transformed input is
+    at most STRIPS_FROM_BYTES, else as many as keep a strip's within STRIP_BYTES."""
+    oh, ow = shape.out_hw
+    th, tw = cdiv(oh, m), cdiv(ow, m)
+    per_row = (m + 2) ** 2 * tw * shape.c * 4
+    if th * per_row <= STRIPS_FROM_BYTES:
+        return th
+    return max(1, min(th, STRIP_BYTES // per_row))
+
+
 def winograd_kernel(shape: ConvShape, tile: WinogradTile, epi: Epilogue, *,
-                    block: int) -> Kernel:
-    """(x, U[, bias][, residual]) -> y, x and y in NCHW[block]c."""
+                    in_block: int, out_block: int, lanes: int) -> Kernel:
+    """(x, U[, bias][, residual]) -> y; x in NCHW[in_block]c or NCHW (0), y
+    and the residual in NCHW[out_block]c or NCHW. ``lanes``: the input
+    transform's vector width (it divides the channels).
+
+    Each image is cut into strips of whole tile rows, and every stage has
+    the strip as its first axis. A map whose transformed input fits
+    STRIP_BYTES is one strip and each stage runs threaded; larger maps run
+    strip by strip, a strip per thread, all stages back to back, so the
+    intermediates stay in that core's cache."""
     s, m, alpha = shape, tile.m, tile.alpha
     bt, _, at = (a.tolist() for a in matrices(m))
     oh, ow = s.out_hw
     th, tw = cdiv(oh, m), cdiv(ow, m)
-    tiles = s.n * th * tw
+    tr = strip_rows(s, m)
+    ns, hs = cdiv(th, tr), tr * m  # strips per image, output rows per strip
+    tiles = tr * tw  # per strip
     xt, ob = tile.gemm.xt, tile.gemm.ob
-    ppad, obk = cdiv(tiles, xt) * xt, cdiv(s.o, ob)
-    hp, wp = th * m + 2, tw * m + 2
+    ppad, opad = cdiv(tiles, xt) * xt, cdiv(s.o, ob) * ob
+    wp = tw * m + 2
     top, left = s.pad[0], s.pad[1]
     f32 = "float32"
 
-    x = te.placeholder(blocked_shape(s.n, s.c, s.h, s.w, block), f32, name="x")
-    u = te.placeholder((alpha * alpha, obk, s.c, ob), f32, name="u")
-    # padded input, channels last: a tile's channels are contiguous vectors
-    xp = te.compute(
-        (s.n, hp, wp, s.c),
-        lambda n, y, xx, c: tirx.if_then_else(
-            tirx.all(y >= top, y < s.h + top, xx >= left, xx < s.w + left),
-            x[n, c // block, y - top, xx - left, c % block], tirx.const(0.0, f32)),
-        name="pad")
+    if in_block:
+        x = te.placeholder(blocked_shape(s.n, s.c, s.h, s.w, in_block), f32, name="x")
 
-    def tile_origin(p):
+        def x_at(n, c, y, xx):
+            return x[n, c // in_block, y, xx, c % in_block]
+    else:
+        x = te.placeholder((s.n, s.c, s.h, s.w), f32, name="x")
+
+        def x_at(n, c, y, xx):
+            return x[n, c, y, xx]
+    u = te.placeholder((alpha * alpha, opad // ob, s.c, ob), f32, name="u")
+
+    def pad_value(q, y, xx, c):  # row y of strip q, padded, channels last
+        n, iy = q // ns, (q % ns) * hs + y - top
+        return tirx.if_then_else(tirx.all(iy >= 0, iy < s.h, xx >= left, xx < s.w + left),
+                                 x_at(n, c, iy, xx - left), tirx.const(0.0, f32))
+
+    xp = te.compute((s.n * ns, hs + 2, wp, s.c), pad_value, name="pad")
+
+    def rows_bt(q, p, e, b, c):  # (B^T d)[e, b]
         p = tirx.min(p, tiles - 1)  # padded GEMM rows repeat the last tile
-        n, t = p // (th * tw), p % (th * tw)
-        return n, (t // tw) * m, (t % tw) * m
-
-    def rows_bt(p, e, b, c):  # (B^T d)[e, b]
-        n, y0, x0 = tile_origin(p)
-        col = [xp[n, y0 + a, x0 + b, c] for a in range(alpha)]
+        y0, x0 = (p // tw) * m, (p % tw) * m
+        col = [xp[q, y0 + a, x0 + b, c] for a in range(alpha)]
         return _select(e, [_combine(bt[k], col) for k in range(alpha)])
 
-    t1 = te.compute((ppad, alpha, alpha, s.c), rows_bt, name="bt_d")
+    t1 = te.compute((s.n * ns, ppad, alpha, alpha, s.c), rows_bt, name="bt_d")
 
-    def v_value(xi, p, c):  # (B^T d B)[e, nu]
+    def v_value(q, xi, p, c):  # (B^T d B)[e, nu]
         e, nu = xi // alpha, xi % alpha
-        row = [t1[p, e, b, c] for b in range(alpha)]
+        row = [t1[q, p, e, b, c] for b in range(alpha)]
         return _select(nu, [_combine(bt[k], row) for k in range(alpha)])
 
-    v = te.compute((alpha * alpha, ppad, s.c), v_value, name="v")
+    v = te.compute((s.n * ns, alpha * alpha, ppad, s.c), v_value, name="v")
     rc = te.reduce_axis((0, s.c), "rc")
-    mm = te.compute((alpha * alpha, ppad, obk * ob),
-                    lambda xi, p, o: te.sum(v[xi, p, rc] * u[xi, o // ob, rc, o % ob], axis=rc),
+    mm = te.compute((s.n * ns, alpha * alpha, ppad, opad),
+                    lambda q, xi, p, o: te.sum(v[q, xi, p, rc] * u[xi, o // ob, rc, o % ob],
+                                               axis=rc),
                     name="gemm")
 
-    def at_rows(p, i, nu, o):  # (A^T M)[i, nu]
-        col = [mm[e * alpha + nu, p, o] for e in range(alpha)]
+    def at_rows(q, p, i, nu, o):  # (A^T M)[i, nu]
+        col = [mm[q, e * alpha + nu, p, o] for e in range(alpha)]
         return _select(i, [_combine(at[k], col) for k in range(m)])
 
-    s1 = te.compute((ppad, m, alpha, obk * ob), at_rows, name="at_m")
-    out_shape = blocked_shape(s.n, s.o, oh, ow, block)
-    tail = EpilogueTensors(epi, s.o, out_shape)
+    s1 = te.compute((s.n * ns, ppad, m, alpha, opad), at_rows, name="at_m")
 
-    def out_value(n, blk, y, xx, lane):
-        p = n * th * tw + (y // m) * tw + xx // m
-        o = blk * block + lane
-        row = [s1[p, y % m, nu, o] for nu in range(alpha)]
-        value = _select(xx % m, [_combine(at[k], row) for k in range(m)])
-        return tail.apply(value, o, (n, blk, y, xx, lane))
+    def transformed(n, y, xx, o):  # (A^T M A) at output (y, xx)
+        q, yy = n * ns + y // hs, y % hs
+        row = [s1[q, (yy // m) * tw + xx // m, yy % m, nu, o] for nu in range(alpha)]
+        return _select(xx % m, [_combine(at[k], row) for k in range(m)])
+
+    if out_block:
+        out_shape = blocked_shape(s.n, s.o, oh, ow, out_block)
+        tail = EpilogueTensors(epi, s.o, out_shape)
+
+        def out_value(n, blk, y, xx, lane):
+            o = blk * out_block + lane
+            return tail.apply(transformed(n, y, xx, o), o, (n, blk, y, xx, lane))
+    else:
+        # NCHW: the tiles' outputs, channels last, then one transpose with the
+        # epilogue (rows of all channels stay in L1 while the planes' rows are written)
+        ycl = te.compute((s.n, ns * hs, tw * m, opad), transformed, name="ycl")
+        out_shape = (s.n, s.o, oh, ow)
+        tail = EpilogueTensors(epi, s.o, out_shape)
+
+        def out_value(n, o, y, xx):
+            return tail.apply(ycl[n, y, xx, o], o, (n, o, y, xx))
 
     out = te.compute(out_shape, out_value, name="out")
     inputs = [x, u, *tail.inputs]
     workload = te.create_prim_func([*inputs, out])
-    sch = _schedule(workload, tile, block, (th, tw), s.flops >= MIN_PARALLEL_FLOPS)
+    sch = _schedule(workload, tile, lanes, (ns, tr), s.flops >= MIN_PARALLEL_FLOPS,
+                    nchw_in=not in_block, nchw_out=not out_block)
     return Kernel(workload, sch, s.flops)
 
 
-def _schedule(func, tile: WinogradTile, lanes: int, tiles_hw: tuple[int, int],
-              parallel: bool) -> Schedule:
+def _schedule(func, tile: WinogradTile, lanes: int, strips: tuple[int, int],
+              parallel: bool, nchw_in: bool, nchw_out: bool) -> Schedule:
     sch = Schedule(func)
     m = tile.m
+    ns, tr = strips  # strips per image, tile rows per strip
+    out_lanes = tile.gemm.lanes
+    by_strip = ns > 1  # a strip per thread, its stages back to back
+    par_stage = parallel and not by_strip
 
     def par(loop):
-        if parallel:
+        if par_stage:
             sch.parallel(loop)
 
+    # output side first (compute_at goes from consumers to producers)
+    out = sch.get_sblock("out")
+    if nchw_out:
+        final, out = out, sch.get_sblock("ycl")
+        n, y, xx, o = sch.get_loops(out)
+        blk, lane = sch.split(o, [None, out_lanes])
+    else:
+        final = None
+        n, blk, y, xx, lane = sch.get_loops(out)
+    ys, ty, i = sch.split(y, [None, tr, m])
+    tx, j = sch.split(xx, [None, m])
+    sch.reorder(n, ys, ty, tx, blk, i, j, lane)
+    strip = sch.fuse(n, ys)
+    s1 = sch.get_sblock("at_m")
+    sch.compute_at(s1, blk)
+    sch.set_scope(s1, 0, "local")
+    *_, si, snu, so = sch.get_loops(s1)
+    sch.unroll(si)
+    sch.unroll(snu)
+    sch.vectorize(so)
+    sch.unroll(i)
+    sch.unroll(j)
+    sch.vectorize(lane)
+    acc = sch.get_sblock("gemm")
+    gemm = sch.cache_write(acc, 0, "local")  # acc now accumulates in registers
+    v, t1, pad = sch.get_sblock("v"), sch.get_sblock("bt_d"), sch.get_sblock("pad")
+    if by_strip:
+        if parallel:
+            sch.parallel(strip)
+        for block in (gemm, acc, v):
+            sch.compute_at(block, strip)
+    else:
+        par(sch.fuse(strip, ty, tx))
+    # the GEMMs: xt tiles x ob channels of accumulators, as in the direct conv
+    *outer, xi, p, o, rc = sch.get_loops(acc)
+    po, pi = sch.split(p, [None, tile.gemm.xt])
+    oo, oi = sch.split(o, [None, tile.gemm.ob])
+    sch.reorder(xi, oo, po, rc, pi, oi)
+    sch.reverse_compute_at(gemm, po)
+    par(sch.fuse(*outer, xi, oo, po) if not by_strip else po)
+    sch.unroll(pi)
+    vo, vi = sch.split(oi, [None, out_lanes])
+    sch.unroll(vo)
+    sch.vectorize(vi)
+    sch.decompose_reduction(acc, rc)
+    *_, wo = sch.get_loops(gemm)
+    sch.vectorize(sch.split(wo, [None, out_lanes])[1])
     # input transform: per tile and channel vector, B^T d in a local buffer,
     # then V's (m+2)^2 vectors
-    v, t1 = sch.get_sblock("v"), sch.get_sblock("bt_d")
-    xi, p, c = sch.get_loops(v)
+    *outer, xi, p, c = sch.get_loops(v)
     co, ci = sch.split(c, [None, lanes])
     sch.reorder(p, co, xi, ci)
     sch.compute_at(t1, co)
@@ -212,42 +314,24 @@ def _schedule(func, tile: WinogradTile, lanes: int, tiles_hw: tuple[int, int],
     sch.vectorize(tc)
     sch.unroll(xi)
     sch.vectorize(ci)
-    par(p)
-    decompose_pad(sch, "pad", outer=2, parallel=parallel)
-    # the GEMMs: xt tiles x ob channels of accumulators, as in the direct conv
-    acc = sch.get_sblock("gemm")
-    gemm = sch.cache_write(acc, 0, "local")  # acc now accumulates in registers
-    xi, p, o, rc = sch.get_loops(acc)
-    po, pi = sch.split(p, [None, tile.gemm.xt])
-    oo, oi = sch.split(o, [None, tile.gemm.ob])
-    sch.reorder(xi, oo, po, rc, pi, oi)
-    sch.reverse_compute_at(gemm, po)
-    rows = sch.fuse(xi, oo, po)
-    par(rows)
-    sch.unroll(pi)
-    vo, vi = sch.split(oi, [None, lanes])
-    sch.unroll(vo)
-    sch.vectorize(vi)
-    sch.decompose_reduction(acc, rc)
-    *_, wo = sch.get_loops(gemm)
-    sch.vectorize(sch.split(wo, [None, lanes])[1])
-    # output transform: per tile and channel block, A^T M in a local buffer,
-    # then the m x m outputs through the epilogue
-    out, s1 = sch.get_sblock("out"), sch.get_sblock("at_m")
-    n, blk, y, xx, lane = sch.get_loops(out)
-    ty, i = sch.split(y, [tiles_hw[0], m])
-    tx, j = sch.split(xx, [tiles_hw[1], m])
-    sch.reorder(n, ty, tx, blk, i, j, lane)
-    sch.compute_at(s1, blk)
-    sch.set_scope(s1, 0, "local")
-    *_, si, snu, so = sch.get_loops(s1)
-    sch.unroll(si)
-    sch.unroll(snu)
-    sch.vectorize(so)
-    sch.unroll(i)
-    sch.unroll(j)
-    sch.vectorize(lane)
-    par(sch.fuse(n, ty, tx))
+    if by_strip:
+        sch.compute_at(pad, strip)
+    if nchw_in:
+        # read the NCHW planes along their rows: channel vectors would be
+        # gathers across planes (measured: 96->24 at 160x160 7.3 -> 2.9 ms)
+        *_, pxx, pc = sch.get_loops(pad)
+        sch.reorder(pc, pxx)
+    if by_strip:
+        with contextlib.suppress(ScheduleError):
+            sch.decompose_padding(pad, sch.get_loops(pad)[-1])
+    else:
+        par(sch.fuse(*outer, p))
+        decompose_pad(sch, "pad", outer=2, parallel=par_stage)
+    if final is not None:
+        fn, fo, fy, fx = sch.get_loops(final)
+        sch.reorder(fn, fy, fo, fx)
+        if parallel:
+            sch.parallel(sch.fuse(fn, fy))
     return sch
 
 
