@@ -261,3 +261,25 @@ def test_winograd_nchw_in_strips_under_emulated_arm(tmp_path, monkeypatch):
     name = _check(tmp_path, monkeypatch, 4, target="arm", pre=False, post="sigmoid", c=8, o=12,
                   h=11, w=10)
     assert "_nchw" not in name
+
+
+@pytest.mark.compile
+def test_random_winograd_shapes(tmp_path, monkeypatch):
+    """Seeded random shapes, a property test in miniature: channels in whole
+    8-lane vectors, any size, padding 0 or 1 per side, batch 1-2, blocked
+    or NCHW neighbours, F(2, 3) and F(4, 3), sometimes in strips."""
+    rng = np.random.default_rng(2026)
+    for i in range(6):
+        pads = tuple(int(p) for p in rng.integers(0, 2, 4))
+        params = dict(n=int(rng.integers(1, 3)), c=8 * int(rng.integers(1, 5)),
+                      o=int(rng.integers(1, 41)), h=int(rng.integers(3, 20)),
+                      w=int(rng.integers(3, 20)), pads=pads, pre=bool(rng.integers(0, 2)),
+                      post=["conv", "sigmoid"][int(rng.integers(0, 2))], seed=i)
+        if not params["pre"]:  # the graph input has the conv's channels
+            params["c"] = 8 * int(rng.integers(1, 3))
+        strips = bool(rng.integers(0, 2))
+        monkeypatch.setattr(winograd, "STRIPS_FROM_BYTES", 0 if strips else 4 << 20)
+        monkeypatch.setattr(winograd, "STRIP_BYTES", 1 if strips else 512 << 10)
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        _check(folder, monkeypatch, [2, 4][i % 2], **params)
