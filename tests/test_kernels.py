@@ -311,32 +311,75 @@ def test_matmul_matches_onnxruntime_emulated_arm(name, tmp_path):
     _check_matmul(tmp_path, MATMUL_CASES[name], "arm")
 
 
-def conv_transpose_graph(*, c=6, o=5, h=7, w=9, k=2, bias=True, seed=0) -> onnx.ModelProto:
+def conv_transpose_graph(*, c=6, o=5, h=7, w=9, k=2, bias=True, tail="Sigmoid", n=1,
+                         seed=0) -> onnx.ModelProto:
+    """x -> ConvTranspose (kernel = stride = k) -> ``tail`` -> y. ``tail``:
+    "Sigmoid" (TVM's op), or "bn-relu-add" (BatchNormalization, Relu and an
+    Add of the input upsampled by Resize: what the kernel's write-back absorbs)."""
     rng = np.random.default_rng(seed)
     inits = [numpy_helper.from_array((rng.standard_normal((c, o, k, k)) * 0.3)
                                      .astype(np.float32), "W")]
     if bias:
         inits.append(numpy_helper.from_array(rng.standard_normal(o).astype(np.float32), "B"))
-    node = helper.make_node("ConvTranspose", ["x", "W", "B"] if bias else ["x", "W"], ["c"],
-                            name="/up/ConvTranspose", kernel_shape=[k, k], strides=[k, k])
-    act = helper.make_node("Sigmoid", ["c"], ["y"], name="/up/Sigmoid")
+    nodes = [helper.make_node("ConvTranspose", ["x", "W", "B"] if bias else ["x", "W"], ["c"],
+                              name="/up/ConvTranspose", kernel_shape=[k, k], strides=[k, k])]
+    if tail == "Sigmoid":
+        nodes.append(helper.make_node("Sigmoid", ["c"], ["y"], name="/up/Sigmoid"))
+    else:  # o == c
+        inits += [numpy_helper.from_array(v.astype(np.float32), name) for name, v in (
+            ("g", rng.uniform(0.5, 2, o)), ("b", rng.standard_normal(o)),
+            ("mu", rng.standard_normal(o)), ("var", rng.uniform(0.5, 2, o)),
+            ("scales", np.array([1, 1, k, k])))]
+        nodes += [
+            helper.make_node("BatchNormalization", ["c", "g", "b", "mu", "var"], ["bn"],
+                             name="/up/BatchNormalization"),
+            helper.make_node("Relu", ["bn"], ["r"], name="/up/Relu"),
+            helper.make_node("Resize", ["x", "", "scales"], ["skip"], name="/skip/Resize",
+                             mode="nearest"),
+            helper.make_node("Add", ["r", "skip"], ["y"], name="/up/Add")]
     graph = helper.make_graph(
-        [node, act], "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, o, h * k, w * k])], inits)
+        nodes, "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, h, w])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, o, h * k, w * k])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-@pytest.mark.parametrize("params", [{}, dict(k=3, o=1, bias=False, c=24)], ids=["2x2", "3x3"])
-def test_conv_transpose_kernel_equal_stride(params, tmp_path):
-    """ConvTranspose with kernel == stride (upsampling heads) runs as a 1x1 conv
-    kernel plus a pixel shuffle."""
+def _check_transpose(tmp_path, params, target, ops, opt_level=None):
     model = tmp_path / "up.onnx"
     onnx.save(conv_transpose_graph(**params), str(model))
-    art = edgec.compile(model, target="x86", output=tmp_path / "up.edgec")
-    entry = art.manifest["kernels"]["edgec_conv2d_transpose"]
-    assert entry["onnx_nodes"] == ["/up/ConvTranspose"]
+    art = edgec.compile(model, target=target, output=tmp_path / "up.edgec", opt_level=opt_level)
+    (name,) = [k for k in art.manifest["kernels"] if k.startswith("edgec_conv2d_transpose")]
+    assert art.manifest["kernels"][name]["ops"] == ops, art.manifest["kernels"]
+    # the pixel shuffle is the kernel's write-back, not a transpose pass of TVM's
+    assert not any("transpose" in k for k in art.manifest["kernels"] if k != name)
     report = edgec.verify(model, art)
     assert report.ok, report.to_json()
+
+
+@pytest.mark.parametrize("params,ops", [
+    ({}, ["ConvTranspose"]),
+    (dict(k=3, o=1, bias=False, c=24), ["ConvTranspose"]),
+    # the BatchNorm is folded into the ConvTranspose's weights by edgec's passes
+    (dict(c=8, o=8, h=5, w=11, n=2, tail="bn-relu-add"), ["ConvTranspose", "Relu", "Add"]),
+    (dict(c=80, o=16, k=4, h=3, w=5), ["ConvTranspose"]),  # long reduction: pixel tiles anyway
+], ids=["2x2", "3x3", "2x2-bn-relu-residual-batch2", "4x4-80ch"])
+def test_conv_transpose_kernel_equal_stride(params, ops, tmp_path):
+    """ConvTranspose with kernel == stride (upsampling heads) runs as a 1x1 conv
+    whose kernel writes the pixel-shuffled output, with what follows it
+    (bias, BatchNorm, ReLU, a residual) in its write-back."""
+    _check_transpose(tmp_path, params, "x86", ops)
+
+
+def test_conv_transpose_folds_a_batchnorm_the_passes_left(tmp_path):
+    """At -O1 the BatchNorm reaches dispatch: its scale goes into the weights of
+    each output channel's k x k pixels, its shift into their bias."""
+    _check_transpose(tmp_path, dict(c=8, o=8, h=5, w=7, tail="bn-relu-add"), "x86",
+                     ["ConvTranspose", "BatchNormalization", "Relu", "Add"], opt_level=1)
+
+
+@pytest.mark.cross
+def test_conv_transpose_under_emulated_arm(tmp_path):
+    _check_transpose(tmp_path, dict(c=8, o=8, h=5, w=6, tail="bn-relu-add"), "arm",
+                     ["ConvTranspose", "Relu", "Add"])
 
 
 def test_batchnorm_left_by_the_onnx_passes_is_folded_into_the_kernel(tmp_path):

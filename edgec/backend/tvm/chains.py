@@ -11,7 +11,7 @@ transposes the importer wraps them in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import tvm
@@ -151,7 +151,8 @@ def _head(finder: _Finder, binding):
     """(kind, weight, output channels, bias shapes accepted) of a chain's first op."""
     call = binding.value
     op = _op(call)
-    if op not in ("relax.nn.conv2d", "relax.nn.conv1d", "relax.matmul"):
+    if op not in ("relax.nn.conv2d", "relax.nn.conv1d", "relax.matmul",
+                  "relax.nn.conv2d_transpose"):
         return None
     a = call.attrs
     if a.out_dtype is not None and str(a.out_dtype) not in ("", "float32", "void"):
@@ -168,6 +169,11 @@ def _head(finder: _Finder, binding):
             return None
         oc = weight.shape[0]
         return "conv2d", weight, oc, ((1, oc, 1, 1), (oc, 1, 1))
+    if op == "relax.nn.conv2d_transpose":  # kernel = stride: a 1x1 conv + pixel shuffle
+        if pixel_shuffle_of(call) is None:
+            return None
+        oc = weight.shape[1]
+        return "conv2d_transpose", weight, oc, ((1, oc, 1, 1), (oc, 1, 1))
     if op == "relax.nn.conv1d":  # runs as a conv2d of height 1
         if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCW", "OIW", "NCW"):
             return None
@@ -286,7 +292,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             current = nxt.var
             continue
         if op == "relax.nn.batch_norm" and stage in ("bias", "act"):
-            folded = _inference_batch_norm(finder, nxt, oc, 1 if kind == "conv2d"
+            folded = _inference_batch_norm(finder, nxt, oc, 1 if kind != "matmul"
                                            else len(_shape(current)) - 1)
             if folded is None:
                 break
@@ -377,9 +383,22 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
         epi.bias = shift.astype(np.float32)
     if post is not None:
         epi.post = np.ascontiguousarray(post, np.float32)
-    if scale is not None:  # output channel o of the weights: dim 0 (OIHW) or 1 ([K, N])
-        weight = weight * (scale[:, None, None, None] if kind == "conv2d" else scale[None, :])
+    if scale is not None:  # output channel o of the weights: dim 0 (OIHW) or 1 ([K, N], IOHW)
+        weight = weight * (scale[:, None, None, None] if kind == "conv2d" else
+                           scale[None, :, None, None] if kind == "conv2d_transpose" else
+                           scale[None, :])
         weight = weight.astype(np.float32)
+    if kind == "conv2d_transpose":
+        # channel (o, i, j) of the 1x1 conv is output pixel (i, j) of channel o:
+        # W[c, o, i, j] -> W'[(o, i, j), c], per-channel epilogue values repeated
+        c, o, kh, kw = weight.shape
+        weight = np.ascontiguousarray(weight.transpose(1, 2, 3, 0)).reshape(o * kh * kw, c, 1, 1)
+        if epi.bias is not None:
+            epi.bias = np.repeat(epi.bias, kh * kw)
+        if epi.post is not None:
+            epi.post = np.repeat(epi.post, kh * kw, axis=0)
+        shape = conv_shape(call)
+        return Chain(binding, members, epi, weight, shuffle_tile(shape, unit, kh), residual)
     if kind == "matmul":
         x_shape = _shape(call.args[0])
         shape = MatmulShape(int(np.prod(x_shape[:-1])), x_shape[-1], oc)
@@ -393,9 +412,42 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
     return Chain(binding, members, epi, weight, tile, residual)
 
 
-def conv_shape(call) -> ConvShape:
-    """The conv2d a conv2d or conv1d call computes (a conv1d is one of height 1)."""
+def pixel_shuffle_of(call) -> int | None:
+    """k for a ConvTranspose whose kernel equals its stride (k x k, no padding,
+    groups or dilation; the upsampling heads of detection models), else None."""
+    if _op(call) != "relax.nn.conv2d_transpose":
+        return None
     a = call.attrs
+    kh, kw = _shape(call.args[1])[2:]
+    if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "IOHW", "NCHW") or \
+            int(a.groups) != 1 or kh != kw or [int(v) for v in a.strides] != [kh, kw] or \
+            any(int(v) for v in a.padding) or any(int(v) for v in a.output_padding) or \
+            any(int(v) != 1 for v in a.dilation):
+        return None
+    return kh
+
+
+def shuffle_tile(shape: ConvShape, unit: VectorUnit, k: int) -> ConvTile:
+    """A pixel tile whose channel blocks hold whole k x k groups, so the kernel
+    can write them pixel-shuffled (see conv2d_kernel)."""
+    tile = choose_tile(shape, unit)
+    if not tile.pixels:
+        tile = choose_tile(replace(shape, c=1), unit)  # the pixel tile for these widths
+    k2 = k * k
+    ob = max(k2, tile.ob - tile.ob % k2)
+    vectors = max(1, min(tile.xt // tile.lanes, unit.preferred_accumulators // ob))
+    return ConvTile(ob, vectors * tile.lanes, tile.lanes, pixels=True)
+
+
+def conv_shape(call) -> ConvShape:
+    """The conv2d a conv2d or conv1d call computes (a conv1d is one of height 1;
+    a ConvTranspose with kernel = stride = k, the 1x1 conv to k*k*O channels)."""
+    a = call.attrs
+    k = pixel_shuffle_of(call)
+    if k is not None:
+        n, c, h, w = _shape(call.args[0])
+        o = _shape(call.args[1])[1]
+        return ConvShape(n, c, h, w, o * k * k, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
     strides, dilation = [int(v) for v in a.strides], [int(v) for v in a.dilation]
     padding = [int(v) for v in a.padding]
     if _op(call) == "relax.nn.conv1d":

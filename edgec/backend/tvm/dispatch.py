@@ -4,8 +4,9 @@ Each chain chains.py finds in ``main``'s dataflow blocks becomes one
 ``call_tir`` of a scheduled kernel from ``kernels/``, its weights packed now
 as constants; batched, 1-D and grouped operands are reshaped around it (free
 views in the VM). A ConvTranspose whose kernel equals its stride becomes a
-1x1 conv plus a pixel shuffle. Kernels are shared by chains of the same shape
-and epilogue; what does not match stays for TVM's default lowering.
+1x1 conv whose kernel writes its output pixel-shuffled. Kernels are shared
+by chains of the same shape and epilogue; what does not match stays for
+TVM's default lowering.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .chains import (
     _shape,
     conv_shape,
     find_chain,
+    pixel_shuffle_of,
 )
 from .kernels.concat import ConcatShape, concat_kernel
 from .kernels.conv2d import (
@@ -40,7 +42,6 @@ from .kernels.depthwise import (
     depthwise_kernel,
     pack_blocked_weights,
 )
-from .kernels.epilogue import Epilogue
 from .kernels.generic import Kernel
 from .kernels.matmul import MatmulShape, MatmulTile, matmul_kernel, pack_b
 from .kernels.vector_unit import VectorUnit
@@ -106,8 +107,7 @@ class _Rewriter(relax.PyExprMutator):
             return
         chain = self.tail.get(binding.var)
         if chain is None:
-            rewrite = {"relax.nn.conv2d_transpose": self._transpose_as_conv,
-                       "relax.concat": self._concat,
+            rewrite = {"relax.concat": self._concat,
                        "relax.nn.max_pool2d": self._blocked_pool,
                        "relax.nn.avg_pool2d": self._blocked_pool}.get(_op(binding.value))
             new = rewrite(binding) if rewrite is not None else None
@@ -176,40 +176,6 @@ class _Rewriter(relax.PyExprMutator):
             [outer, shape.total], dtype)))
         return self._emit_as(binding, relax.op.reshape(y, out))
 
-    def _transpose_as_conv(self, binding):
-        """A ConvTranspose whose kernel equals its stride (the upsampling heads of
-        detection models) is a 1x1 conv to O*kh*kw channels and a pixel shuffle:
-        the conv goes to the conv2d kernel, the shuffle (a transpose that
-        FuseOps merges with what follows) to TVM."""
-        call = binding.value
-        a = call.attrs
-        weight = self.finder.const(call.args[1])
-        x_shape, out = _shape(call.args[0]), _shape(binding.var)
-        if weight is None or weight.dtype != np.float32 or x_shape is None or out is None \
-                or weight.ndim != 4 or _dtype(call.args[0]) != "float32":
-            return None
-        c, o, kh, kw = weight.shape
-        if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "IOHW", "NCHW") or \
-                int(a.groups) != 1 or [int(v) for v in a.strides] != [kh, kw] or \
-                any(int(v) for v in a.padding) or any(int(v) for v in a.output_padding) or \
-                any(int(v) != 1 for v in a.dilation):
-            return None
-        n, _, h, w = x_shape
-        shape = ConvShape(n, c, h, w, o * kh * kw, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1)
-        tile = choose_tile(shape, self.unit)
-        epi = Epilogue(ops=["conv2d_transpose"])
-        gv = self._kernel((shape, tile, epi.describe(), None, None),
-                          lambda: conv2d_kernel(shape, tile, epi), "edgec_conv2d_transpose")
-        self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
-        # W[c, o, i, j] -> W'[(o, i, j), c]: output channel (o, i, j) of the 1x1 conv
-        w1 = np.ascontiguousarray(weight.transpose(1, 2, 3, 0)).reshape(o * kh * kw, c, 1, 1)
-        y = self.builder_.emit(relax.call_tir(
-            gv, [self.visit_expr(call.args[0]), relax.const(pack_weights(w1, 1, tile.ob))],
-            relax.TensorType([n, o * kh * kw, h, w], "float32")))
-        y = self.builder_.emit(relax.op.reshape(y, [n, o, kh, kw, h, w]))
-        y = self.builder_.emit(relax.op.permute_dims(y, [0, 1, 4, 2, 5, 3]))
-        return self._emit_as(binding, relax.op.reshape(y, out))
-
     def _kernel_call(self, chain: Chain):
         if isinstance(chain.tile, MatmulTile):
             return self._matmul_call(chain)
@@ -229,7 +195,8 @@ class _Rewriter(relax.PyExprMutator):
         depthwise = isinstance(tile, DepthwiseTile)
         if not depthwise and applies_winograd(shape, in_block, out_block, self.unit):
             tile = choose_winograd(shape, self.unit) or tile
-        key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block)
+        shuffle = pixel_shuffle_of(conv) or 0  # a ConvTranspose as a 1x1 conv
+        key = (shape, tile, epi.describe(), epi.act, epi.act2, in_block, out_block, shuffle)
         if isinstance(tile, WinogradTile):
             gv = self._kernel(key, lambda: winograd_kernel(
                 shape, tile, epi, in_block=in_block, out_block=out_block,
@@ -245,7 +212,8 @@ class _Rewriter(relax.PyExprMutator):
         else:
             name = "edgec_" + epi.describe() + (f"_nchw{out_block}c" if out_block else "")
             gv = self._kernel(key, lambda: conv2d_kernel(shape, tile, epi, in_block=in_block,
-                                                         out_block=out_block), name)
+                                                         out_block=out_block, shuffle=shuffle),
+                              name)
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
         if isinstance(tile, WinogradTile):
             weight = pack_winograd_weights(chain.weight, tile.m, tile.gemm.ob)
@@ -262,6 +230,9 @@ class _Rewriter(relax.PyExprMutator):
         grouped = not depthwise and shape.groups > 1
         if out_block:  # read only by edgec conv kernels, which take it blocked
             kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block)
+        elif shuffle:  # [N, O, H, k, W, k]: the bytes of the op's [N, O, H*k, W*k]
+            kernel_out = (shape.n, shape.o // shuffle ** 2, shape.out_hw[0], shuffle,
+                          shape.out_hw[1], shuffle)
         elif grouped:
             kernel_out = output_shape(shape, epi.shuffle)
         else:

@@ -201,10 +201,21 @@ def can_write_blocked(shape: ConvShape, tile: ConvTile, cb: int) -> bool:
             and tile.ob % cb == 0 and shape.o % tile.ob == 0)
 
 
+def can_pixel_shuffle(shape: ConvShape, tile: ConvTile, k: int) -> bool:
+    """Whether the kernel can write its output pixel-shuffled by ``k``: an
+    ungrouped conv on pixel tiles whose blocks hold whole k x k groups of channels."""
+    return shape.groups == 1 and tile.pixels and tile.ob % (k * k) == 0 \
+        and shape.o % (k * k) == 0
+
+
 def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue, *, in_block: int = 0,
-                  out_block: int = 0) -> Kernel:
+                  out_block: int = 0, shuffle: int = 0) -> Kernel:
     """(x, packed weights[, bias][, residual]) -> y. ``in_block`` / ``out_block``:
-    x / y (and the residual) in NCHW[b]c instead of NCHW (see layout.py)."""
+    x / y (and the residual) in NCHW[b]c instead of NCHW (see layout.py).
+    ``shuffle`` = k: y pixel-shuffled, [N, O/k^2, H, k, W, k] (the bytes of
+    [N, O/k^2, H*k, W*k]; channel (o, i, j) of the conv is pixel (i, j) of
+    channel o), so a ConvTranspose with kernel = stride = k is this 1x1 conv
+    with no transpose pass after it."""
     s = shape
     g = s.groups
     cg, og = s.c // g, s.o // g
@@ -265,12 +276,21 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue, *, in_block: 
 
     if out_block and not can_write_blocked(s, tile, out_block):
         raise ValueError(f"{s} with {tile} cannot write {out_block}-channel blocks")
-    out_shape = blocked_shape(s.n, s.o, oh, ow, out_block) if out_block \
-        else output_shape(s, epi.shuffle)
+    if shuffle and (out_block or not can_pixel_shuffle(s, tile, shuffle)):
+        raise ValueError(f"{s} with {tile} cannot write a pixel shuffle by {shuffle}")
+    if shuffle:
+        out_shape = (s.n, s.o // (shuffle * shuffle), oh, shuffle, ow, shuffle)
+    elif out_block:
+        out_shape = blocked_shape(s.n, s.o, oh, ow, out_block)
+    else:
+        out_shape = output_shape(s, epi.shuffle)
     tail = EpilogueTensors(epi, s.o, out_shape)
     inputs += tail.inputs
 
     def channel_of(idx):
+        if shuffle:
+            n, o, y, i, xx, j = idx
+            return n, 0, (o * shuffle + i) * shuffle + j, y, xx
         if out_block:
             n, blk, y, xx, lane = idx
             return n, 0, blk * out_block + lane, y, xx
