@@ -241,6 +241,18 @@ def winograd_kernel(shape: ConvShape, tile: WinogradTile, epi: Epilogue, *,
     return Kernel(workload, sch, s.flops)
 
 
+def _half_transform_at(sch: Schedule, block, loop) -> None:
+    """B^T d or A^T M (one side of a transform) for one tile and channel
+    vector, in registers under ``loop``: its two matrix loops unrolled (the
+    constant coefficients fold), the channels in a vector."""
+    sch.compute_at(block, loop)
+    sch.set_scope(block, 0, "local")
+    *_, rows, cols, channels = sch.get_loops(block)
+    sch.unroll(rows)
+    sch.unroll(cols)
+    sch.vectorize(channels)
+
+
 def _schedule(func, tile: WinogradTile, lanes: int, strips: tuple[int, int],
               parallel: bool, nchw_in: bool, nchw_out: bool) -> Schedule:
     sch = Schedule(func)
@@ -267,13 +279,7 @@ def _schedule(func, tile: WinogradTile, lanes: int, strips: tuple[int, int],
     tx, j = sch.split(xx, [None, m])
     sch.reorder(n, ys, ty, tx, blk, i, j, lane)
     strip = sch.fuse(n, ys)
-    s1 = sch.get_sblock("at_m")
-    sch.compute_at(s1, blk)
-    sch.set_scope(s1, 0, "local")
-    *_, si, snu, so = sch.get_loops(s1)
-    sch.unroll(si)
-    sch.unroll(snu)
-    sch.vectorize(so)
+    _half_transform_at(sch, sch.get_sblock("at_m"), blk)
     sch.unroll(i)
     sch.unroll(j)
     sch.vectorize(lane)
@@ -306,12 +312,7 @@ def _schedule(func, tile: WinogradTile, lanes: int, strips: tuple[int, int],
     *outer, xi, p, c = sch.get_loops(v)
     co, ci = sch.split(c, [None, lanes])
     sch.reorder(p, co, xi, ci)
-    sch.compute_at(t1, co)
-    sch.set_scope(t1, 0, "local")
-    *_, e, b, tc = sch.get_loops(t1)
-    sch.unroll(e)
-    sch.unroll(b)
-    sch.vectorize(tc)
+    _half_transform_at(sch, t1, co)
     sch.unroll(xi)
     sch.vectorize(ci)
     if by_strip:
