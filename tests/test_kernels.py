@@ -59,6 +59,9 @@ def conv_graph(*, n=1, c=8, h=9, w=11, o=20, k=(3, 3), stride=(1, 1), pads=(1, 1
                   numpy_helper.from_array(np.array(6.0, np.float32), "hi")]
         nodes.append(helper.make_node("Clip", [last, "lo", "hi"], ["a"], name="/act/Clip"))
         last = "a"
+    elif act is not None:
+        nodes += activation_nodes(act, last, "a", inits)
+        last = "a"
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, h, w])]
     oh = (h + pads[0] + pads[2] - dilation[0] * (k[0] - 1) - 1) // stride[0] + 1
     ow = (w + pads[1] + pads[3] - dilation[1] * (k[1] - 1) - 1) // stride[1] + 1
@@ -70,7 +73,30 @@ def conv_graph(*, n=1, c=8, h=9, w=11, o=20, k=(3, 3), stride=(1, 1), pads=(1, 1
         nodes.append(helper.make_node("Identity", [last], ["y"], name="/out/Identity"))
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, o, oh, ow])
     graph = helper.make_graph(nodes, "conv", inputs, [y], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opset, ir = (20, 9) if act == "gelu" else (17, 8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                             ir_version=ir)
+
+
+def activation_nodes(act: str, x: str, y: str, inits: list) -> list:
+    """ONNX nodes computing activation ``act`` of ``x`` into ``y``: "sigmoid",
+    "silu" (x * Sigmoid(x)), "gelu" (the Gelu op, opset 20), "gelu-erf" (x *
+    (Erf(x / sqrt 2) + 1) * 0.5, as exported before it)."""
+    if act == "sigmoid":
+        return [helper.make_node("Sigmoid", [x], [y], name="/act/Sigmoid")]
+    if act == "silu":
+        return [helper.make_node("Sigmoid", [x], ["act_s"], name="/act/Sigmoid"),
+                helper.make_node("Mul", [x, "act_s"], [y], name="/act/Mul")]
+    if act == "gelu":
+        return [helper.make_node("Gelu", [x], [y], name="/act/Gelu")]
+    assert act == "gelu-erf"
+    inits += [numpy_helper.from_array(np.array(v, np.float32), name)
+              for name, v in (("sqrt2", 2 ** 0.5), ("one", 1.0), ("half", 0.5))]
+    return [helper.make_node("Div", [x, "sqrt2"], ["act_d"], name="/act/Div"),
+            helper.make_node("Erf", ["act_d"], ["act_e"], name="/act/Erf"),
+            helper.make_node("Add", ["act_e", "one"], ["act_a"], name="/act/Add"),
+            helper.make_node("Mul", [x, "act_a"], ["act_m"], name="/act/Mul"),
+            helper.make_node("Mul", ["act_m", "half"], [y], name="/act/Mul_1")]
 
 
 def save_with_tail(graph: onnx.ModelProto, nodes: list, inits: list, path: Path) -> Path:
@@ -104,6 +130,12 @@ CASES = {
     "grouped-odd": dict(c=12, o=18, group=3, act="relu", residual=True),  # 6 ch per group
     "grouped-shufflenet": dict(c=240, o=60, group=3, k=(1, 1), pads=(0, 0, 0, 0), h=7, w=7),
     "relu": dict(act="relu"),
+    # activations with a gate or a transcendental, fused into the write-back
+    "sigmoid": dict(act="sigmoid", o=12),
+    "silu-residual": dict(act="silu", residual=True, o=16),
+    "gelu": dict(act="gelu", o=24, k=(1, 1), pads=(0, 0, 0, 0)),
+    "gelu-erf": dict(act="gelu-erf", o=9, h=6, w=33),
+    "dw-silu": dict(c=16, o=16, group=16, act="silu"),
     "clip-relu6": dict(act="clip", o=48),
     "residual-relu": dict(residual=True, o=32),
     "bias-relu-residual": dict(act="relu", residual=True, o=16, stride=(2, 2), h=12, w=12),
@@ -135,6 +167,12 @@ def _kernels(art) -> dict:
             if k.startswith(("edgec_conv2d", "edgec_dwconv2d"))}
 
 
+def _assert_activation_fused(model: Path, entry: dict) -> None:
+    """Every node of the activation (named /act/...) is in the kernel's write-back."""
+    act = {n.name for n in onnx.load(str(model)).graph.node if n.name.startswith("/act/")}
+    assert act <= set(entry["onnx_nodes"]), (act, entry["onnx_nodes"])
+
+
 def _check(tmp_path: Path, params: dict, target: str, seed: int = 0) -> None:
     model = tmp_path / "m.onnx"
     onnx.save(conv_graph(seed=seed, **params), str(model))
@@ -150,6 +188,7 @@ def _check(tmp_path: Path, params: dict, target: str, seed: int = 0) -> None:
     if params.get("act") == "clip":  # ReLU6, rewritten as 6 * HardSigmoid(x / 6) to fuse
         assert "/act/Clip" in entry["onnx_nodes"]
         assert len(art.manifest["kernels"]) == 1, art.manifest["kernels"]
+    _assert_activation_fused(model, entry)
     report = edgec.verify(model, art, seed=seed)
     assert report.ok, report.to_json()
 
@@ -175,7 +214,7 @@ def test_conv_matches_onnxruntime_avx512_if_here(name, tmp_path):
 @pytest.mark.parametrize("name", ["3x3-odd-channels", "stride2-odd", "grouped-odd", "clip-relu6",
                                   "bias-relu-residual", "batch3", "dw-3x3", "dw-stride2-odd",
                                   "dw-stride2-dilated", "pixels-stem-stride2",
-                                  "pixels-1x1-residual"])
+                                  "pixels-1x1-residual", "silu-residual", "dw-silu"])
 def test_conv_matches_onnxruntime_emulated_arm(name, target, tmp_path):
     _check(tmp_path, CASES[name], target)
 
@@ -268,6 +307,9 @@ def matmul_graph(*, lead=(1, 7), k=19, n=33, gemm=False, bias=True, act=None,
     if act == "relu":
         nodes.append(helper.make_node("Relu", [last], ["a"], name="/act/Relu"))
         last = "a"
+    elif act is not None:
+        nodes += activation_nodes(act, last, "a", inits)
+        last = "a"
     if residual:
         inputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [*lead, n]))
         nodes.append(helper.make_node("Add", [last, "r"], ["s"], name="/res/Add"))
@@ -275,7 +317,9 @@ def matmul_graph(*, lead=(1, 7), k=19, n=33, gemm=False, bias=True, act=None,
     nodes.append(helper.make_node("Identity", [last], ["y"], name="/out/Identity"))
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [*lead, n])
     graph = helper.make_graph(nodes, "mm", inputs, [y], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opset, ir = (20, 9) if act == "gelu" else (17, 8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                             ir_version=ir)
 
 
 MATMUL_CASES = {
@@ -284,6 +328,9 @@ MATMUL_CASES = {
     "gemm-transB-row": dict(lead=(1,), gemm=True, k=64, n=10),
     "gemm-rows": dict(lead=(13,), gemm=True, k=40, n=48),
     "no-bias-wide": dict(lead=(4,), bias=False, n=130, k=7),
+    # a transformer MLP's first layer: bias + GELU (both spellings)
+    "gelu": dict(lead=(2, 9), act="gelu", k=32, n=64),
+    "gelu-erf-residual": dict(lead=(11,), act="gelu-erf", k=24, n=40, residual=True),
     "single-column": dict(lead=(1, 9), n=1, k=16),
 }
 
@@ -296,6 +343,7 @@ def _check_matmul(tmp_path: Path, params: dict, target: str, seed: int = 0) -> N
     assert len(ours) == 1, art.manifest["kernels"]
     (entry,) = ours.values()
     assert entry["onnx_nodes"][0] in ("/fc/MatMul", "/fc/Gemm")
+    _assert_activation_fused(model, entry)
     report = edgec.verify(model, art, seed=seed)
     assert report.ok, report.to_json()
 
@@ -306,7 +354,7 @@ def test_matmul_matches_onnxruntime_x86(name, tmp_path):
 
 
 @pytest.mark.cross
-@pytest.mark.parametrize("name", ["4d-bias-relu-residual", "gemm-rows"])
+@pytest.mark.parametrize("name", ["4d-bias-relu-residual", "gemm-rows", "gelu-erf-residual"])
 def test_matmul_matches_onnxruntime_emulated_arm(name, tmp_path):
     _check_matmul(tmp_path, MATMUL_CASES[name], "arm")
 

@@ -131,10 +131,15 @@ class _Finder:
         return users[0] if len(users) == 1 else None
 
 
+_UNARY_ACTIVATIONS = {"relax.nn.relu": "relu", "relax.sigmoid": "sigmoid",
+                      "relax.nn.silu": "silu", "relax.nn.gelu": "gelu",
+                      "relax.nn.gelu_tanh": "gelu_tanh"}
+
+
 def _activation(finder: _Finder, value) -> tuple | None:
     op = _op(value)
-    if op == "relax.nn.relu":
-        return ("relu",)
+    if op in _UNARY_ACTIVATIONS:
+        return (_UNARY_ACTIVATIONS[op],)
     if op == "relax.clip" and len(value.args) == 3:
         bounds = []
         for a in value.args[1:]:  # IntImm/FloatImm, or a PrimValue wrapping one
@@ -218,6 +223,64 @@ def _hardswish(finder: _Finder, var, claimed: set) -> list | None:
     return None if any(b.var in claimed for b in chain) else chain
 
 
+def _two_users(finder: _Finder, var) -> list | None:
+    """The two bindings that read ``var`` (a gated activation's), else None."""
+    if finder.users.get(var, 0) != 2 or not isinstance(var, relax.DataflowVar):
+        return None
+    users = finder.by_input.get(var, [])
+    return users if len(users) == 2 else None
+
+
+def _silu(finder: _Finder, var, claimed: set) -> list | None:
+    """The bindings of x * sigmoid(x) (SiLU / Swish as ONNX exports spell it)."""
+    users = _two_users(finder, var)
+    sig = [b for b in users or [] if _op(b.value) == "relax.sigmoid"]
+    if len(sig) != 1:
+        return None
+    mul = finder.sole_user(sig[0].var)
+    other = next(b for b in users if not b.var.same_as(sig[0].var))
+    if mul is None or not mul.var.same_as(other.var) or _op(mul.value) != "relax.multiply":
+        return None
+    chain = [sig[0], mul]
+    return None if any(b.var in claimed for b in chain) else chain
+
+
+def _erf_gelu(finder: _Finder, var, claimed: set) -> list | None:
+    """The bindings of x * (erf(x / sqrt 2) + 1) * 0.5 (GELU as exported before
+    ONNX had a Gelu op; x / sqrt 2 may be x * (1 / sqrt 2))."""
+    users = _two_users(finder, var)
+    if users is None:
+        return None
+
+    def is_scale(b):
+        op = _op(b.value)
+        c = [_scalar(finder, a) for a in b.value.args if not a.same_as(var)]
+        return len(c) == 1 and c[0] is not None and (
+            (op == "relax.divide" and abs(c[0] - 2 ** 0.5) < 1e-4) or
+            (op == "relax.multiply" and abs(c[0] - 0.5 ** 0.5) < 1e-4))
+
+    scale = [b for b in users if is_scale(b)]
+    if len(scale) != 1:
+        return None
+    erf = finder.sole_user(scale[0].var)
+    add = erf and finder.sole_user(erf.var)
+    mul = add and finder.sole_user(add.var)
+    half = mul and finder.sole_user(mul.var)
+    other = next(b for b in users if not b.var.same_as(scale[0].var))
+    if half is None or _op(erf.value) != "relax.erf" or _op(add.value) != "relax.add" or \
+            not any(_scalar(finder, a) == 1.0 for a in add.value.args) or \
+            not mul.var.same_as(other.var) or _op(mul.value) != "relax.multiply" or \
+            _op(half.value) != "relax.multiply" or \
+            not any(_scalar(finder, a) == 0.5 for a in half.value.args):
+        return None
+    chain = [scale[0], erf, add, mul, half]
+    return None if any(b.var in claimed for b in chain) else chain
+
+
+#: gated activations (the input is read twice), as (kind, pattern finder)
+_GATED = (("hardswish", _hardswish), ("silu", _silu), ("gelu", _erf_gelu))
+
+
 def _channel_shuffle(finder: _Finder, var, groups: int, claimed: set) -> list | None:
     """The bindings of a channel shuffle of ``var`` ([N, C, H, W] -> reshape
     [N, G, C/G, H, W] -> permute (0, 2, 1, 3, 4) -> reshape [N, C, H, W]) with
@@ -275,12 +338,14 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
     post = None  # [oc, 2] scale and shift after it
     while True:
         if stage in ("bias", "act"):
-            swish = _hardswish(finder, current, claimed)
-            if swish is not None:
-                epi.act = ("hardswish",)
-                epi.ops.append("hardswish")
-                members += swish
-                current = swish[-1].var
+            gated = next(((kind, found) for kind, find in _GATED
+                          if (found := find(finder, current, claimed))),
+                         None)
+            if gated is not None:
+                epi.act = (gated[0],)
+                epi.ops.append(gated[0])
+                members += gated[1]
+                current = gated[1][-1].var
                 stage = "act1done"
                 continue
         nxt = finder.sole_user(current)

@@ -3,7 +3,8 @@
 Applied in this order: + bias[channel], first activation, * scale[channel]
 + shift[channel] (an affine after the activation, PP-LCNet's), + residual
 tensor, second activation. That covers Conv+BN(+ReLU), ResNet's
-Conv+BN+Add+ReLU, the MobileNet family's Clip (ReLU6) and HardSwish.
+Conv+BN+Add+ReLU, the MobileNet family's Clip (ReLU6) and HardSwish, YOLO's
+SiLU, a detection head's Sigmoid, and a transformer MLP's GELU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from tvm import te, tirx
 @dataclass
 class Epilogue:
     bias: np.ndarray | None = None  # [channels] float32
-    act: tuple | None = None  # ("relu",), ("clip", lo, hi) or ("hardswish",)
+    act: tuple | None = None  # ("relu",), ("clip", lo, hi), ("hardswish",), ("sigmoid",),
+    # ("silu",), ("gelu",) or ("gelu_tanh",)
     post: np.ndarray | None = None  # [channels, 2]: scale, shift after the activation
     residual: bool = False  # a tensor of the output's shape is added
     shuffle: bool = False  # grouped conv: channels written group-interleaved
@@ -40,6 +42,17 @@ def activate(value, act: tuple | None):
         gate = tirx.min(tirx.max(value * tirx.const(1.0 / 6.0, f32) + tirx.const(0.5, f32),
                                  tirx.const(0.0, f32)), tirx.const(1.0, f32))
         return value * gate
+    if act[0] == "sigmoid":
+        return tirx.sigmoid(value)
+    if act[0] == "silu":  # x * sigmoid(x) (Swish)
+        return value * tirx.sigmoid(value)
+    if act[0] == "gelu":  # x * (1 + erf(x / sqrt 2)) / 2
+        half = tirx.const(0.5, f32)
+        return value * (half + half * tirx.erf(value * tirx.const(0.5 ** 0.5, f32)))
+    if act[0] == "gelu_tanh":  # x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) / 2
+        inner = tirx.const((2.0 / np.pi) ** 0.5, f32) * (
+            value + tirx.const(0.044715, f32) * value * value * value)
+        return tirx.const(0.5, f32) * value * (tirx.const(1.0, f32) + tirx.tanh(inner))
     raise ValueError(f"unknown activation {act[0]}")
 
 
