@@ -362,7 +362,7 @@ def test_matmul_matches_onnxruntime_emulated_arm(name, tmp_path):
 def conv_transpose_graph(*, c=6, o=5, h=7, w=9, k=2, bias=True, tail="Sigmoid", n=1,
                          seed=0) -> onnx.ModelProto:
     """x -> ConvTranspose (kernel = stride = k) -> ``tail`` -> y. ``tail``:
-    "Sigmoid" (TVM's op), or "bn-relu-add" (BatchNormalization, Relu and an
+    "Sigmoid" (a detection head's), or "bn-relu-add" (BatchNormalization, Relu and an
     Add of the input upsampled by Resize: what the kernel's write-back absorbs)."""
     rng = np.random.default_rng(seed)
     inits = [numpy_helper.from_array((rng.standard_normal((c, o, k, k)) * 0.3)
@@ -404,11 +404,12 @@ def _check_transpose(tmp_path, params, target, ops, opt_level=None):
 
 
 @pytest.mark.parametrize("params,ops", [
-    ({}, ["ConvTranspose"]),
-    (dict(k=3, o=1, bias=False, c=24), ["ConvTranspose"]),
+    ({}, ["ConvTranspose", "Sigmoid"]),
+    (dict(k=3, o=1, bias=False, c=24), ["ConvTranspose", "Sigmoid"]),
     # the BatchNorm is folded into the ConvTranspose's weights by edgec's passes
     (dict(c=8, o=8, h=5, w=11, n=2, tail="bn-relu-add"), ["ConvTranspose", "Relu", "Add"]),
-    (dict(c=80, o=16, k=4, h=3, w=5), ["ConvTranspose"]),  # long reduction: pixel tiles anyway
+    # a long reduction: pixel tiles anyway
+    (dict(c=80, o=16, k=4, h=3, w=5), ["ConvTranspose", "Sigmoid"]),
 ], ids=["2x2", "3x3", "2x2-bn-relu-residual-batch2", "4x4-80ch"])
 def test_conv_transpose_kernel_equal_stride(params, ops, tmp_path):
     """ConvTranspose with kernel == stride (upsampling heads) runs as a 1x1 conv
