@@ -623,3 +623,46 @@ def test_grouped_pointwise_conv_runs_on_the_flattened_map(tmp_path):
     assert "R.shape([1, 24, 1, 117])" in (temps / "relax-kernels.py").read_text()
     report = edgec.verify(model, art)
     assert report.ok, report.to_json()
+
+
+def attention_graph(*, lead=(2, 3), s=17, d=24, t=None, seed=0) -> onnx.ModelProto:
+    """softmax(Q K^T / sqrt d) V with Q, K, V as inputs [*lead, s|t, d]: both
+    MatMuls multiply two computed tensors."""
+    t = t or s
+    scale = numpy_helper.from_array(np.array(1 / np.sqrt(d), np.float32), "scale")
+    perm = [*range(len(lead)), len(lead) + 1, len(lead)]
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="/att/Transpose", perm=perm),
+             helper.make_node("MatMul", ["q", "kt"], ["qk"], name="/att/MatMul"),
+             helper.make_node("Mul", ["qk", "scale"], ["qks"], name="/att/Mul"),
+             helper.make_node("Softmax", ["qks"], ["p"], name="/att/Softmax", axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"], name="/att/MatMul_1")]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [*lead, n, d])
+              for name, n in (("q", s), ("k", t), ("v", t))]
+    graph = helper.make_graph(nodes, "att", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                             [*lead, s, d])], [scale])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _check_attention(tmp_path, params, target):
+    model = tmp_path / "att.onnx"
+    onnx.save(attention_graph(**params), str(model))
+    art = edgec.compile(model, target=target, output=tmp_path / "att.edgec")
+    nodes = {n for name, entry in art.manifest["kernels"].items()
+             if name.startswith("edgec_batch_matmul") for n in entry["onnx_nodes"]}
+    assert {"/att/MatMul", "/att/MatMul_1"} <= nodes, art.manifest["kernels"]
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()
+
+
+@pytest.mark.parametrize("params", [dict(), dict(lead=(1,), s=5, t=70, d=16),
+                                    dict(lead=(), s=33, d=8)], ids=["4d", "3d-long-keys", "2d"])
+def test_attention_matmuls_run_batched_kernels(params, tmp_path):
+    """Q K^T and A V (no constant operand) run edgec's batched kernel: B is
+    packed into panels inside it, rows and columns padded to the tile."""
+    _check_attention(tmp_path, params, "x86")
+
+
+@pytest.mark.cross
+def test_attention_matmuls_under_emulated_arm(tmp_path):
+    _check_attention(tmp_path, dict(lead=(2,), s=9, t=13, d=12), "arm")

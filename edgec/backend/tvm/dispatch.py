@@ -43,7 +43,14 @@ from .kernels.depthwise import (
     pack_blocked_weights,
 )
 from .kernels.generic import Kernel
-from .kernels.matmul import MatmulShape, MatmulTile, matmul_kernel, pack_b
+from .kernels.matmul import (
+    MatmulShape,
+    MatmulTile,
+    batched_matmul_kernel,
+    choose_matmul_tile,
+    matmul_kernel,
+    pack_b,
+)
 from .kernels.vector_unit import VectorUnit
 from .kernels.winograd import WinogradTile, choose_winograd, pack_winograd_weights, winograd_kernel
 from .kernels.winograd import applies as applies_winograd
@@ -108,6 +115,7 @@ class _Rewriter(relax.PyExprMutator):
         chain = self.tail.get(binding.var)
         if chain is None:
             rewrite = {"relax.concat": self._concat,
+                       "relax.matmul": self._batched_matmul,
                        "relax.nn.max_pool2d": self._blocked_pool,
                        "relax.nn.avg_pool2d": self._blocked_pool}.get(_op(binding.value))
             new = rewrite(binding) if rewrite is not None else None
@@ -140,6 +148,28 @@ class _Rewriter(relax.PyExprMutator):
             y = relax.op.permute_dims(self.builder_.emit(y, name_hint=name), [0, 1, 4, 2, 3])
             y = relax.op.reshape(self.builder_.emit(y, name_hint=name), _shape(binding.var))
         return self._emit_as(binding, y)
+
+    def _batched_matmul(self, binding):
+        """A MatMul of two computed operands (attention's Q K^T and A V) with
+        equal leading dims: the batched kernel on [B, M, K] x [B, K, N] views."""
+        call = binding.value
+        a, b = call.args
+        sa, sb, out = _shape(a), _shape(b), _shape(binding.var)
+        if sa is None or sb is None or out is None or len(sa) < 2 or len(sa) != len(sb) or \
+                sa[:-2] != sb[:-2] or sa[-1] != sb[-2] or self.finder.const(b) is not None or \
+                {_dtype(a), _dtype(b), _dtype(binding.var)} != {"float32"}:
+            return None
+        batch, (m, k), n = int(np.prod(sa[:-2])), sa[-2:], sb[-1]
+        shape = MatmulShape(m, k, n)
+        tile = choose_matmul_tile(shape, self.unit)
+        gv = self._kernel(("bmm", batch, shape, tile),
+                          lambda: batched_matmul_kernel(batch, shape, tile), "edgec_batch_matmul")
+        self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
+        a3 = self.builder_.emit(relax.op.reshape(self.visit_expr(a), [batch, m, k]))
+        b3 = self.builder_.emit(relax.op.reshape(self.visit_expr(b), [batch, k, n]))
+        y = self.builder_.emit(relax.call_tir(gv, [a3, b3],
+                                              relax.TensorType([batch, m, n], "float32")))
+        return self._emit_as(binding, relax.op.reshape(y, out))
 
     def _concat(self, binding):
         """A concat of static-shape tensors whose rows (the dims from the axis

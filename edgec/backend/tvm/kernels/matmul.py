@@ -98,3 +98,46 @@ def matmul_kernel(shape: MatmulShape, tile: MatmulTile, epi: Epilogue) -> Kernel
     sch.vectorize(vi)
     sch.decompose_reduction(blk, kk)
     return Kernel(workload, sch, s.flops)
+
+
+def batched_matmul_kernel(batch: int, shape: MatmulShape, tile: MatmulTile) -> Kernel:
+    """(a [B, M, K], b [B, K, N]) -> [B, M, N] with both operands computed at
+    run time (attention's Q K^T and A V). b is packed into [B, N/NB, K, NB]
+    panels inside the kernel (K*N per batch, against M*K*N multiply-adds), then
+    the same MR x NB register tile as the constant-B kernel runs."""
+    s, f32 = shape, "float32"
+    mp, nbs = cdiv(s.m, tile.mr) * tile.mr, cdiv(s.n, tile.nb)
+    a = te.placeholder((batch, s.m, s.k), f32, name="a")
+    b = te.placeholder((batch, s.k, s.n), f32, name="b")
+    bp = te.compute((batch, nbs, s.k, tile.nb), lambda q, j, kk, ni: tirx.if_then_else(
+        j * tile.nb + ni < s.n, b[q, kk, j * tile.nb + ni], tirx.const(0.0, f32)), name="pack")
+    ap = te.compute((batch, mp, s.k), lambda q, r, kk: tirx.if_then_else(
+        r < s.m, a[q, r, kk], tirx.const(0.0, f32)), name="pad") if mp != s.m else a
+    rk = te.reduce_axis((0, s.k), "rk")
+    acc = te.compute((batch, mp, nbs, tile.nb),
+                     lambda q, r, j, ni: te.sum(ap[q, r, rk] * bp[q, j, rk, ni], axis=[rk]),
+                     name="acc")
+    out = te.compute((batch, s.m, s.n),
+                     lambda q, m, n: acc[q, m, n // tile.nb, n % tile.nb], name="out")
+    workload = te.create_prim_func([a, b, out])
+    sch = Schedule(workload)
+    parallel = batch * s.flops >= MIN_PARALLEL_FLOPS
+    pack = sch.get_sblock("pack")
+    q, j, kk, ni = sch.get_loops(pack)
+    if parallel:
+        sch.parallel(sch.fuse(q, j))
+    sch.vectorize(sch.split(ni, [None, tile.lanes])[1])
+    blk, ob = sch.get_sblock("acc"), sch.get_sblock("out")
+    sch.set_scope(blk, 0, "local")
+    q, r, j, ni, kk = sch.get_loops(blk)
+    ro, ri = sch.split(r, [None, tile.mr])
+    sch.reorder(q, j, ro, kk, ri, ni)
+    sch.reverse_compute_at(ob, ro)
+    if parallel:
+        sch.parallel(sch.fuse(q, j, ro))
+    sch.unroll(ri)
+    vo, vi = sch.split(ni, [None, tile.lanes])
+    sch.unroll(vo)
+    sch.vectorize(vi)
+    sch.decompose_reduction(blk, kk)
+    return Kernel(workload, sch, batch * s.flops)
