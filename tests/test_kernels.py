@@ -666,3 +666,19 @@ def test_attention_matmuls_run_batched_kernels(params, tmp_path):
 @pytest.mark.cross
 def test_attention_matmuls_under_emulated_arm(tmp_path):
     _check_attention(tmp_path, dict(lead=(2,), s=9, t=13, d=12), "arm")
+
+
+def test_activation_search_skips_a_graph_output_reader(tmp_path):
+    """A conv output that is a graph output and also read by a Sigmoid has two
+    readers, one of them the function's output tuple: the gated-activation
+    search (SiLU, GELU) must look past it, not fail on it."""
+    graph = conv_graph(o=12)
+    model = save_with_tail(graph, [
+        helper.make_node("Identity", ["c"], ["y"], name="/out/Identity"),
+        helper.make_node("Sigmoid", ["c"], ["z"], name="/z/Sigmoid")], [], tmp_path / "two.onnx")
+    m = onnx.load(str(model))
+    m.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 12, 9, 11]))
+    onnx.save(m, str(model))
+    art = edgec.compile(model, target="x86", output=tmp_path / "two.edgec")
+    assert any(k.startswith("edgec_conv2d") for k in art.manifest["kernels"])
+    assert edgec.verify(model, art).ok

@@ -79,7 +79,7 @@ def test_tune_measures_templates_then_searches(tuned):
 
     db, report = tuned
     tasks = report["tasks"]
-    assert [t["kernel"] for t in tasks] == ["edgec_matmul_bias_relu", "edgec_matmul_bias"]
+    assert [t["kernel"] for t in tasks] == ["edgec_matmul_bias_relu", "edgec_matmul_bias_sigmoid"]
     assert report["trials"] == 16 and sum(t["trials"] for t in tasks) == 16
     for t in tasks:
         assert 0 < t["best_ms"] <= t["template_ms"], t

@@ -254,6 +254,8 @@ def _erf_gelu(finder: _Finder, var, claimed: set) -> list | None:
 
     def is_scale(b):
         op = _op(b.value)
+        if op not in ("relax.divide", "relax.multiply"):
+            return False  # a tuple of outputs, another op
         c = [_scalar(finder, a) for a in b.value.args if not a.same_as(var)]
         return len(c) == 1 and c[0] is not None and (
             (op == "relax.divide" and abs(c[0] - 2 ** 0.5) < 1e-4) or
