@@ -195,16 +195,22 @@ def _scalar(finder: _Finder, expr) -> float | None:
     return float(c.reshape(())) if c is not None and c.size == 1 else None
 
 
-def _hardswish(finder: _Finder, var, claimed: set) -> list | None:
-    """The bindings of x * clip(x * 1/6 + 1/2, 0, 1) (HardSwish as TVM imports
-    x * HardSigmoid(x)) computed from ``var``, last one last; else None."""
+def _two_users(finder: _Finder, var) -> list | None:
+    """The two bindings that read ``var`` (a gated activation's), else None."""
     if finder.users.get(var, 0) != 2 or not isinstance(var, relax.DataflowVar):
         return None
     users = finder.by_input.get(var, [])
-    scale = [b for b in users if _op(b.value) == "relax.multiply" and
+    return users if len(users) == 2 else None
+
+
+def _hardswish(finder: _Finder, var, claimed: set) -> list | None:
+    """The bindings of x * clip(x * 1/6 + 1/2, 0, 1) (HardSwish as TVM imports
+    x * HardSigmoid(x)) computed from ``var``, last one last; else None."""
+    users = _two_users(finder, var)
+    scale = [b for b in users or [] if _op(b.value) == "relax.multiply" and
              any(_scalar(finder, a) is not None and abs(_scalar(finder, a) - 1 / 6) < 1e-5
                  for a in b.value.args)]
-    if len(users) != 2 or len(scale) != 1:
+    if len(scale) != 1:
         return None
     m1 = scale[0]
     add = finder.sole_user(m1.var)
@@ -221,14 +227,6 @@ def _hardswish(finder: _Finder, var, claimed: set) -> list | None:
         return None
     chain = [m1, add, clip, out]
     return None if any(b.var in claimed for b in chain) else chain
-
-
-def _two_users(finder: _Finder, var) -> list | None:
-    """The two bindings that read ``var`` (a gated activation's), else None."""
-    if finder.users.get(var, 0) != 2 or not isinstance(var, relax.DataflowVar):
-        return None
-    users = finder.by_input.get(var, [])
-    return users if len(users) == 2 else None
 
 
 def _silu(finder: _Finder, var, claimed: set) -> list | None:
