@@ -84,20 +84,27 @@ def matmul_kernel(shape: MatmulShape, tile: MatmulTile, epi: Epilogue) -> Kernel
                      name="out")
     workload = te.create_prim_func([*inputs, out])
     sch = Schedule(workload)
+    _register_tile(sch, tile, s.flops >= MIN_PARALLEL_FLOPS)
+    return Kernel(workload, sch, s.flops)
+
+
+def _register_tile(sch: Schedule, tile: MatmulTile, parallel: bool) -> None:
+    """The "acc" block as MR x NB register tiles, each written out through "out"
+    when done; threads over the column panels and row tiles (and any leading
+    batch axes of the acc block)."""
     blk, ob = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(blk, 0, "local")
-    r, j, ni, kk = sch.get_loops(blk)
+    *batch, r, j, ni, kk = sch.get_loops(blk)
     ro, ri = sch.split(r, [None, tile.mr])
-    sch.reorder(j, ro, kk, ri, ni)
+    sch.reorder(*batch, j, ro, kk, ri, ni)
     sch.reverse_compute_at(ob, ro)
-    if s.flops >= MIN_PARALLEL_FLOPS:
-        sch.parallel(sch.fuse(j, ro))
+    if parallel:
+        sch.parallel(sch.fuse(*batch, j, ro))
     sch.unroll(ri)
     vo, vi = sch.split(ni, [None, tile.lanes])
     sch.unroll(vo)
     sch.vectorize(vi)
     sch.decompose_reduction(blk, kk)
-    return Kernel(workload, sch, s.flops)
 
 
 def batched_matmul_kernel(batch: int, shape: MatmulShape, tile: MatmulTile) -> Kernel:
@@ -123,21 +130,9 @@ def batched_matmul_kernel(batch: int, shape: MatmulShape, tile: MatmulTile) -> K
     sch = Schedule(workload)
     parallel = batch * s.flops >= MIN_PARALLEL_FLOPS
     pack = sch.get_sblock("pack")
-    q, j, kk, ni = sch.get_loops(pack)
+    q, j, _, ni = sch.get_loops(pack)
     if parallel:
         sch.parallel(sch.fuse(q, j))
     sch.vectorize(sch.split(ni, [None, tile.lanes])[1])
-    blk, ob = sch.get_sblock("acc"), sch.get_sblock("out")
-    sch.set_scope(blk, 0, "local")
-    q, r, j, ni, kk = sch.get_loops(blk)
-    ro, ri = sch.split(r, [None, tile.mr])
-    sch.reorder(q, j, ro, kk, ri, ni)
-    sch.reverse_compute_at(ob, ro)
-    if parallel:
-        sch.parallel(sch.fuse(q, j, ro))
-    sch.unroll(ri)
-    vo, vi = sch.split(ni, [None, tile.lanes])
-    sch.unroll(vo)
-    sch.vectorize(vi)
-    sch.decompose_reduction(blk, kk)
+    _register_tile(sch, tile, parallel)
     return Kernel(workload, sch, batch * s.flops)
