@@ -92,6 +92,15 @@ class ConvShape:
         return 2 * self.n * self.o * oh * ow * (self.c // self.groups) * self.kh * self.kw
 
 
+def read_padded(x_at, shape: ConvShape, n, c, y, col):
+    """x[n, c, y - top, col - left] at padded coordinates (y, col), zero in the
+    padding: what every kernel's padded input copy holds."""
+    top, left = shape.pad[0], shape.pad[1]
+    return tirx.if_then_else(
+        tirx.all(y >= top, y < shape.h + top, col >= left, col < shape.w + left),
+        x_at(n, c, y - top, col - left), tirx.const(0.0, "float32"))
+
+
 @dataclass(frozen=True)
 class ConvTile:
     ob: int  # output channels per tile (a multiple of the lanes unless ``pixels``)
@@ -255,10 +264,7 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue, *, in_block: 
     if relayout:
         xp = te.compute(
             (s.n, hp, s.c, phases, (wp - 1) // phases + 1),
-            lambda n, y, c, ph, xh: tirx.if_then_else(
-                tirx.all(y >= top, y < s.h + top, xh * phases + ph >= left,
-                         xh * phases + ph < s.w + left),
-                x[n, c, y - top, xh * phases + ph - left], tirx.const(0.0, f32)),
+            lambda n, y, c, ph, xh: read_padded(lambda *i: x[i], s, n, c, y, xh * phases + ph),
             name="pad")
 
         def xin(n, y, c, xx):  # padded-input column xx of row y

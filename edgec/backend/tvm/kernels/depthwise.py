@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from tvm import te, tirx
+from tvm import te
 from tvm.s_tir import Schedule, ScheduleError
 
-from .conv2d import ConvShape, cdiv
+from .conv2d import ConvShape, cdiv, read_padded
 from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .vector_unit import VectorUnit
@@ -81,10 +81,7 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Ke
     if needs_pad:
         xp = te.compute(
             (s.n, s.c, hp, phases, cdiv(wp, phases)),
-            lambda n, c, y, ph, xh: tirx.if_then_else(
-                tirx.all(y >= top, y < s.h + top, xh * phases + ph >= left,
-                         xh * phases + ph < s.w + left),
-                x[n, c, y - top, xh * phases + ph - left], tirx.const(0.0, f32)),
+            lambda n, c, y, ph, xh: read_padded(lambda *i: x[i], s, n, c, y, xh * phases + ph),
             name="pad")
 
         def xin(n, c, y, col):
@@ -144,7 +141,6 @@ def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue) -> Ker
     s = shape
     oh, ow = s.out_hw
     (sh, sw), (dh, dw) = s.stride, s.dilation
-    top, left, _, _ = s.pad
     cb = s.c // block
     xt = min(BLOCKED_PIXELS, ow)
     owp = cdiv(ow, xt) * xt
@@ -155,9 +151,8 @@ def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue) -> Ker
     rx = te.reduce_axis((0, s.kw), "rx")
 
     def tap(n, b, y, xx, lane):
-        iy, ix = y * sh + ry * dh - top, xx * sw + rx * dw - left
-        return tirx.if_then_else(tirx.all(iy >= 0, iy < s.h, ix >= 0, ix < s.w),
-                                 x[n, b, iy, ix, lane], tirx.const(0.0, f32))
+        return read_padded(lambda n, b, iy, ix: x[n, b, iy, ix, lane], s, n, b,
+                           y * sh + ry * dh, xx * sw + rx * dw)
 
     acc = te.compute(
         (s.n, cb, oh, owp, block),

@@ -29,7 +29,15 @@ import numpy as np
 from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
-from .conv2d import ConvShape, ConvTile, blocked_shape, cdiv, choose_tile, decompose_pad
+from .conv2d import (
+    ConvShape,
+    ConvTile,
+    blocked_shape,
+    cdiv,
+    choose_tile,
+    decompose_pad,
+    read_padded,
+)
 from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .vector_unit import VectorUnit
@@ -163,7 +171,6 @@ def winograd_kernel(shape: ConvShape, tile: WinogradTile, epi: Epilogue, *,
     xt, ob = tile.gemm.xt, tile.gemm.ob
     ppad, opad = cdiv(tiles, xt) * xt, cdiv(s.o, ob) * ob
     wp = tw * m + 2
-    top, left = s.pad[0], s.pad[1]
     f32 = "float32"
 
     if in_block:
@@ -179,9 +186,7 @@ def winograd_kernel(shape: ConvShape, tile: WinogradTile, epi: Epilogue, *,
     u = te.placeholder((alpha * alpha, opad // ob, s.c, ob), f32, name="u")
 
     def pad_value(q, y, xx, c):  # row y of strip q, padded, channels last
-        n, iy = q // ns, (q % ns) * hs + y - top
-        return tirx.if_then_else(tirx.all(iy >= 0, iy < s.h, xx >= left, xx < s.w + left),
-                                 x_at(n, c, iy, xx - left), tirx.const(0.0, f32))
+        return read_padded(x_at, s, q // ns, c, (q % ns) * hs + y, xx)
 
     xp = te.compute((s.n * ns, hs + 2, wp, s.c), pad_value, name="pad")
 
