@@ -92,13 +92,15 @@ class ConvShape:
         return 2 * self.n * self.o * oh * ow * (self.c // self.groups) * self.kh * self.kw
 
 
-def read_padded(x_at, shape: ConvShape, n, c, y, col):
-    """x[n, c, y - top, col - left] at padded coordinates (y, col), zero in the
-    padding: what every kernel's padded input copy holds."""
+def read_padded(x_at, shape: ConvShape, n, c, y, col, fill: float | None = 0.0):
+    """x[n, c, y - top, col - left] at padded coordinates (y, col), ``fill`` in
+    the padding (None: the lowest float, a max pool's): what every kernel's
+    padded input copy holds."""
     top, left = shape.pad[0], shape.pad[1]
+    pad = tirx.min_value("float32") if fill is None else tirx.const(fill, "float32")
     return tirx.if_then_else(
         tirx.all(y >= top, y < shape.h + top, col >= left, col < shape.w + left),
-        x_at(n, c, y - top, col - left), tirx.const(0.0, "float32"))
+        x_at(n, c, y - top, col - left), pad)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ Each output row of a channel is computed in tiles of ``vectors`` x lanes
 pixels held in registers; every filter tap is one broadcast weight times a
 (for stride 1 contiguous) vector of input pixels. Weights stay [C, KH, KW].
 Width is padded to the tile inside the kernel only.
+
+The blocked template also runs pools (pool.py): the same window without
+weights, its taps folded by max or sum.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tvm.s_tir import Schedule, ScheduleError
 from .conv2d import ConvShape, cdiv, read_padded
 from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, Kernel
+from .pool import Pool
 from .vector_unit import VectorUnit
 
 
@@ -58,6 +62,16 @@ def _parallel(s: ConvShape) -> bool:
 
 def is_depthwise(shape: ConvShape) -> bool:
     return shape.groups > 1 and shape.groups == shape.c == shape.o
+
+
+def _fold(pool: Pool | None, tap, weight, axes):
+    """The window's taps folded: sum(x * w) for a depthwise conv, the pool's
+    max or sum for a pool (which has no weights)."""
+    return te.sum(tap * weight, axis=axes) if pool is None else pool.fold(tap, axes)
+
+
+def _result(pool: Pool | None, acc, shape: ConvShape, y, x):
+    return acc if pool is None else pool.finish(acc, shape, y, x)
 
 
 def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Kernel:
@@ -132,12 +146,13 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Ke
 BLOCKED_PIXELS = 8
 
 
-def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue) -> Kernel:
+def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue,
+                             pool: Pool | None = None) -> Kernel:
     """Depthwise conv on NCHW[b]c data (see layout.py): x, y and the residual
     are blocked, the weights [C/b, KH, KW, b]; each tap is a vector FMA over a
     block of channels, for a row tile of BLOCKED_PIXELS pixels. Padding is
-    read as zeros through a branch per tap (no padded copy: depthwise convs
-    are memory-bound)."""
+    read through a branch per tap (no padded copy: depthwise convs and pools
+    are memory-bound). With ``pool``, that pool (no weights)."""
     s = shape
     oh, ow = s.out_hw
     (sh, sw), (dh, dw) = s.stride, s.dilation
@@ -146,24 +161,26 @@ def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue) -> Ker
     owp = cdiv(ow, xt) * xt
     f32 = "float32"
     x = te.placeholder((s.n, cb, s.h, s.w, block), f32, name="x")
-    w = te.placeholder((cb, s.kh, s.kw, block), f32, name="w")
+    w = None if pool else te.placeholder((cb, s.kh, s.kw, block), f32, name="w")
     ry = te.reduce_axis((0, s.kh), "ry")
     rx = te.reduce_axis((0, s.kw), "rx")
 
     def tap(n, b, y, xx, lane):
         return read_padded(lambda n, b, iy, ix: x[n, b, iy, ix, lane], s, n, b,
-                           y * sh + ry * dh, xx * sw + rx * dw)
+                           y * sh + ry * dh, xx * sw + rx * dw, pool.fill if pool else 0.0)
 
     acc = te.compute(
         (s.n, cb, oh, owp, block),
-        lambda n, b, y, xx, lane: te.sum(tap(n, b, y, xx, lane) * w[b, ry, rx, lane],
-                                         axis=[ry, rx]),
+        lambda n, b, y, xx, lane: _fold(pool, tap(n, b, y, xx, lane),
+                                        None if pool else w[b, ry, rx, lane],
+                                        [ry, rx]),
         name="acc")
     out_shape = (s.n, cb, oh, ow, block)
     tail = EpilogueTensors(epi, s.o, out_shape)
     out = te.compute(out_shape, lambda n, b, y, xx, lane: tail.apply(
-        acc[n, b, y, xx, lane], b * block + lane, (n, b, y, xx, lane)), name="out")
-    workload = te.create_prim_func([x, w, *tail.inputs, out])
+        _result(pool, acc[n, b, y, xx, lane], s, y, xx), b * block + lane,
+        (n, b, y, xx, lane)), name="out")
+    workload = te.create_prim_func([x, *([] if pool else [w]), *tail.inputs, out])
     sch = Schedule(workload)
     a, o = sch.get_sblock("acc"), sch.get_sblock("out")
     sch.set_scope(a, 0, "local")
@@ -178,7 +195,7 @@ def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue) -> Ker
     sch.vectorize(lane)
     sch.vectorize(sch.get_loops(o)[-1])
     sch.decompose_reduction(a, ry_l)
-    return Kernel(workload, sch, s.flops)
+    return Kernel(workload, sch, s.flops // 2 if pool else s.flops)  # a pool: one op per tap
 
 
 def pack_blocked_weights(weight, block: int):
