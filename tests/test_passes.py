@@ -181,6 +181,51 @@ def test_bounded_clip_becomes_a_scaled_hardsigmoid(lo, hi, ops_after):
                                np.clip(x, lo, hi), rtol=1e-6, atol=1e-6)
 
 
+def concat_relu_model(*, shared_part=False, relu_output=True) -> onnx.ModelProto:
+    """ShuffleNet's downsampling tail: Relu(Concat(Conv(x), AveragePool(x))).
+    ``shared_part``: the conv's output is also a graph output (a second user)."""
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/branch/Conv",
+                              pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("AveragePool", ["x"], ["p"], name="/short/AveragePool",
+                              kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["c", "p"], ["cat"], name="/cat/Concat", axis=1),
+             helper.make_node("Relu", ["cat"], ["y"], name="/cat/Relu")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7, 4, 5])]
+    if shared_part:
+        outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 4, 4, 5]))
+    if not relu_output:  # the Relu feeds a Sigmoid, the graph's output
+        nodes[-1].output[0] = "r"
+        nodes.append(helper.make_node("Sigmoid", ["r"], ["y"], name="/head/Sigmoid"))
+    return helper.make_model(helper.make_graph(
+        nodes, "cat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 9])],
+        outputs, [w]), opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("relu_output", [True, False])
+def test_relu_moves_ahead_of_concat(relu_output):
+    """Each part gets its own Relu (it fuses into the conv's write-back and
+    TVM's pool) and the concat becomes a plain copy; the graph output keeps
+    its name and the numbers."""
+    model = concat_relu_model(relu_output=relu_output)
+    m = prepared(model)
+    run_pipeline(m, PIPELINES["O2"])
+    assert ops(m) == ["Conv", "AveragePool", "Relu", "Relu", "Concat"] + \
+        ([] if relu_output else ["Sigmoid"])
+    assert {"/cat/Relu/0", "/cat/Relu/1"} <= {n.name for n in m.graph}
+    assert [o.name for o in m.graph.outputs] == ["y"]
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 9)).astype(np.float32)
+    np.testing.assert_allclose(ort_run(ir.serde.serialize_model(m), {"x": x})[0],
+                               ort_run(model, {"x": x})[0], rtol=1e-6, atol=1e-6)
+
+
+def test_relu_stays_after_a_concat_whose_part_is_read_elsewhere():
+    m = prepared(concat_relu_model(shared_part=True))
+    run_pipeline(m, PIPELINES["O2"])
+    assert ops(m) == ["Conv", "AveragePool", "Concat", "Relu"]
+
+
 @pytest.mark.parametrize("level", ["O0", "O1", "O2", "O3"])
 def test_every_level_keeps_the_numbers(level):
     model = flatten_model()

@@ -186,3 +186,41 @@ class Simplify(_RuleSetPass):
              rules.successive_clip_relu_rule, rules.successive_relu_clip_rule,
              *sum_as_add_rules, *hardswish_rules)
     late_rules = clip_rules  # after HardSwish, whose pattern contains a Clip
+
+
+@register("relu-through-concat", "Relu(Concat(a, b, ...)) as Concat(Relu(a), Relu(b), ...), "
+                                 "so each Relu fuses into its producer's write-back")
+class ReluThroughConcat(ir.passes.InPlacePass):
+    """ShuffleNet's downsampling units end in Relu(Concat(conv branch, pool)).
+    After TVM's import that Relu is one more pass over the joined map, with
+    the concat in it (measured on Zen 4: 30-87 us per unit); moved onto the
+    parts, it rides in the conv kernel's write-back and TVM's pool, and the
+    concat is a plain copy. Only parts read by the Concat alone move (else
+    the Relu would be a new tensor beside the old one)."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph, count = model.graph, 0
+        for relu in list(graph):
+            if relu.op_type != "Relu" or relu.domain not in ("", "ai.onnx"):
+                continue
+            concat = relu.inputs[0].producer()
+            if concat is None or concat.op_type != "Concat" or \
+                    concat.domain not in ("", "ai.onnx") or \
+                    len(concat.outputs[0].uses()) != 1 or concat.outputs[0].is_graph_output():
+                continue
+            parts = list(concat.inputs)
+            if any(p is None or len(p.uses()) != 1 or p.is_graph_input() or
+                   p.is_graph_output() or p.const_value is not None for p in parts):
+                continue
+            for i, part in enumerate(parts):
+                moved = ir.Node("", "Relu", [part], name=f"{relu.name}/{i}")
+                graph.insert_before(concat, moved)
+                moved.outputs[0].shape, moved.outputs[0].type = part.shape, part.type
+                concat.replace_input_with(i, moved.outputs[0])
+            # The joined map takes the Relu's output name (it may be a graph output).
+            out, name = relu.outputs[0], relu.outputs[0].name
+            out.replace_all_uses_with(concat.outputs[0], replace_graph_outputs=True)
+            graph.remove(relu, safe=True)
+            concat.outputs[0].name = name
+            count += 1
+        return ir.passes.PassResult(model, count > 0)

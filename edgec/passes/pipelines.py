@@ -38,10 +38,11 @@ define_pipeline("O1", "O0 plus constant/shape folding (If on constants) and dead
                 (*_FRONT, "fold-constants", "remove-dead", "shape-inference", "lower-rnn",
                  "fold-constants", "remove-dead", "shape-inference"))
 _O2 = (*_FRONT, "fold-constants", "remove-dead", "shape-inference", "lower-rnn", "simplify",
-       "fuse-batchnorm", "fuse-pad", "fold-constants", "eliminate-identity", "cse",
-       "remove-dead", "shape-inference")
+       "fuse-batchnorm", "fuse-pad", "relu-through-concat", "fold-constants",
+       "eliminate-identity", "cse", "remove-dead", "shape-inference")
 define_pipeline("O2", "default: O1 plus algebraic simplification, BatchNorm and Pad fused "
-                      "into Conv, common subexpressions merged", _O2)
+                      "into Conv, Relu moved ahead of Concat, common subexpressions merged",
+                _O2)
 define_pipeline("O3", "O2 with unlimited folding: generated weights become constants "
                       "(bigger artifact)",
                 tuple("fold-constants-all" if p == "fold-constants" else p for p in _O2))
