@@ -682,3 +682,48 @@ def test_activation_search_skips_a_graph_output_reader(tmp_path):
     art = edgec.compile(model, target="x86", output=tmp_path / "two.edgec")
     assert any(k.startswith("edgec_conv2d") for k in art.manifest["kernels"])
     assert edgec.verify(model, art).ok
+
+
+def _prim_funcs(text: str) -> dict[str, str]:
+    """name -> body of each TIR function in a --save-temps module dump."""
+    parts = text.split("    @T.prim_func")[1:]
+    return {p.split("def ", 1)[1].split("(", 1)[0]: p for p in parts}
+
+
+def test_elementwise_chains_run_in_one_pass(tmp_path):
+    """FPN's x * gate + x + Upsample(y): TVM fuses the ops into one kernel, and
+    edgec computes the intermediates inside the last op instead of writing
+    each to a buffer of its own; the 2x upsample of a small x2 * g2 + x2
+    keeps that sum's buffer (it would be recomputed per output pixel)."""
+    f = TensorProto.FLOAT
+    inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+             numpy_helper.from_array(np.array([], np.float32), "roi")]
+    nodes = [helper.make_node("Mul", ["x", "g"], ["m"], name="/lat/Mul"),
+             helper.make_node("Add", ["x", "m"], ["a"], name="/lat/Add"),
+             helper.make_node("Resize", ["s", "roi", "scales"], ["u"], name="/up/Resize",
+                              mode="nearest", nearest_mode="floor",
+                              coordinate_transformation_mode="asymmetric"),
+             helper.make_node("Add", ["a", "u"], ["y"], name="/fpn/Add"),
+             helper.make_node("Mul", ["s", "g"], ["m2"], name="/small/Mul"),
+             helper.make_node("Add", ["s", "m2"], ["a2"], name="/small/Add"),
+             helper.make_node("Resize", ["a2", "roi", "scales"], ["y2"], name="/up2/Resize",
+                              mode="nearest", nearest_mode="floor",
+                              coordinate_transformation_mode="asymmetric")]
+    graph = helper.make_graph(
+        nodes, "fpn", [helper.make_tensor_value_info("x", f, [1, 16, 20, 24]),
+                       helper.make_tensor_value_info("g", f, [1, 16, 1, 1]),
+                       helper.make_tensor_value_info("s", f, [1, 16, 10, 12])],
+        [helper.make_tensor_value_info("y", f, [1, 16, 20, 24]),
+         helper.make_tensor_value_info("y2", f, [1, 16, 20, 24])], inits)
+    model = save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                         ir_version=8), tmp_path / "fpn.onnx")
+    art = edgec.compile(model, target="x86", output=tmp_path / "fpn.edgec",
+                        save_temps=tmp_path / "temps")
+    funcs = _prim_funcs((tmp_path / "temps" / "relax-after.py").read_text())
+    (big,) = [b for name, b in funcs.items() if "resize" in name and "add" in name.split(
+        "resize")[-1]]
+    assert "sblock_alloc_buffer" not in big, big  # one pass: no intermediate buffers
+    (small,) = [b for name, b in funcs.items() if "resize" in name and b is not big]
+    assert small.count("sblock_alloc_buffer") == 1, small  # x2 * g2 + x2, kept at 10x12
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()
