@@ -625,6 +625,30 @@ def test_grouped_pointwise_conv_runs_on_the_flattened_map(tmp_path):
     assert report.ok, report.to_json()
 
 
+def test_a_flattened_conv_joins_a_concat_without_a_copy(tmp_path):
+    """ShuffleNet's downsampling tail: Relu(Concat(grouped 1x1 conv, pool)).
+    The conv runs flattened ([N, G, O/G, 1, H*W]) and edgec's concat reads it
+    as [1, O*H*W]: one view of the kernel's output, not a reshape of a
+    reshape, which TVM would fuse into a copy kernel."""
+    g = conv_graph(c=24, o=32, group=4, h=10, w=12, k=(1, 1), pads=(0, 0, 0, 0))
+    g.graph.node.pop()  # the Identity: the conv feeds the concat
+    g.graph.node.extend([
+        helper.make_node("AveragePool", ["x"], ["p"], name="/short/AveragePool",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["c", "p"], ["cat"], name="/cat/Concat", axis=1),
+        helper.make_node("Relu", ["cat"], ["y"], name="/cat/Relu")])
+    g.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 56
+    model = save_model(g, tmp_path / "cat.onnx")
+    temps = tmp_path / "temps"
+    art = edgec.compile(model, target="x86", output=tmp_path / "cat.edgec", save_temps=temps)
+    kernels = art.manifest["kernels"]
+    assert any(k.startswith("edgec_concat") for k in kernels), kernels
+    assert not [k for k in kernels if k.startswith("fused_reshape")], kernels
+    assert "R.shape([1, 24, 1, 120])" in (temps / "relax-kernels.py").read_text()  # flattened
+    report = edgec.verify(model, art)
+    assert report.ok, report.to_json()
+
+
 def attention_graph(*, lead=(2, 3), s=17, d=24, t=None, seed=0) -> onnx.ModelProto:
     """softmax(Q K^T / sqrt d) V with Q, K, V as inputs [*lead, s|t, d]: both
     MatMuls multiply two computed tensors."""

@@ -98,6 +98,18 @@ class _Rewriter(relax.PyExprMutator):
             else self.builder_.emit_output
         return emit(expr, name_hint=binding.var.name)
 
+    def _view(self, expr, shape):
+        """``expr`` reshaped to ``shape``; when ``expr`` is itself a reshape, of
+        the tensor that one views. One reshape of a kernel's output is a free
+        view in the VM, but TVM fuses a reshape of a reshape into a copy
+        kernel: ShuffleNet's grouped conv output read by edgec's concat cost
+        67 us that way."""
+        if isinstance(expr, relax.Var):
+            bound = self.builder_.lookup_binding(expr)
+            if bound is not None and _op(bound) == "relax.reshape":
+                expr = bound.args[0]
+        return relax.op.reshape(expr, shape)
+
     def _kernel(self, key, make, name: str):
         """The GlobalVar of the kernel for ``key``, added on first use (``make()``
         builds the template; the schedule comes from ``self.schedules``)."""
@@ -207,8 +219,8 @@ class _Rewriter(relax.PyExprMutator):
         gv = self._kernel(("bmm", batch, shape, tile),
                           lambda: batched_matmul_kernel(batch, shape, tile), "edgec_batch_matmul")
         self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
-        a3 = self.builder_.emit(relax.op.reshape(self.visit_expr(a), [batch, m, k]))
-        b3 = self.builder_.emit(relax.op.reshape(self.visit_expr(b), [batch, k, n]))
+        a3 = self.builder_.emit(self._view(self.visit_expr(a), [batch, m, k]))
+        b3 = self.builder_.emit(self._view(self.visit_expr(b), [batch, k, n]))
         y = self.builder_.emit(relax.call_tir(gv, [a3, b3],
                                               relax.TensorType([batch, m, n], "float32")))
         return self._emit_as(binding, relax.op.reshape(y, out))
@@ -242,7 +254,7 @@ class _Rewriter(relax.PyExprMutator):
         shape = ConcatShape(outer, inners, dtype)
         gv = self._kernel(("concat", shape), lambda: concat_kernel(shape), "edgec_concat")
         self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
-        args = [self.builder_.emit(relax.op.reshape(self.visit_expr(f), [outer, n]))
+        args = [self.builder_.emit(self._view(self.visit_expr(f), [outer, n]))
                 for f, n in zip(parts.fields, inners, strict=True)]
         y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType(
             [outer, shape.total], dtype)))
@@ -297,7 +309,7 @@ class _Rewriter(relax.PyExprMutator):
             weight = pack_weights(chain.weight, shape.groups, tile.ob)
         x = self.visit_expr(conv.args[0])
         if _op(conv) == "relax.nn.conv1d" or flat:  # -> [N, C, 1, W]: the same bytes
-            x = self.builder_.emit(relax.op.reshape(x, [shape.n, shape.c, 1, shape.w]))
+            x = self.builder_.emit(self._view(x, [shape.n, shape.c, 1, shape.w]))
         args = [x, relax.const(weight)]
         grouped = not depthwise and shape.groups > 1
         if out_block:  # read only by edgec conv kernels, which take it blocked
@@ -316,7 +328,7 @@ class _Rewriter(relax.PyExprMutator):
             args.append(relax.const(epi.post))
         if chain.residual is not None:
             res = self.visit_expr(chain.residual)
-            args.append(self.builder_.emit(relax.op.reshape(res, kernel_out)) if reshaped
+            args.append(self.builder_.emit(self._view(res, kernel_out)) if reshaped
                         else res)
         out = relax.call_tir(gv, args, relax.TensorType(list(kernel_out), "float32"))
         if reshaped:  # [N, G, O/G, H, W] or [N, O, 1, W] -> the op's shape: the same bytes
@@ -335,7 +347,7 @@ class _Rewriter(relax.PyExprMutator):
 
         def as_2d(expr, cols):
             expr = self.visit_expr(expr)
-            return self.builder_.emit(relax.op.reshape(expr, [shape.m, cols])) if flat else expr
+            return self.builder_.emit(self._view(expr, [shape.m, cols])) if flat else expr
 
         args = [as_2d(call.args[0], k), relax.const(pack_b(chain.weight, tile.nb))]
         if epi.bias is not None:
