@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from tvm import te
 from tvm.s_tir import Schedule, ScheduleError
 
-from .conv2d import ConvShape, cdiv, read_padded
+from .conv2d import ConvShape, cdiv, read_clamped, read_padded
 from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .pool import Pool
@@ -93,9 +93,10 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Ke
     phases = sw
     needs_pad = top or left or hp > s.h or wp > s.w or phases > 1
     if needs_pad:
+        read = read_clamped if phases > 1 else read_padded
         xp = te.compute(
             (s.n, s.c, hp, phases, cdiv(wp, phases)),
-            lambda n, c, y, ph, xh: read_padded(lambda *i: x[i], s, n, c, y, xh * phases + ph),
+            lambda n, c, y, ph, xh: read(lambda *i: x[i], s, n, c, y, xh * phases + ph),
             name="pad")
 
         def xin(n, c, y, col):
@@ -135,8 +136,12 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Ke
         # copy of the whole input cost two extra passes over memory.
         pad = sch.get_sblock("pad")
         sch.compute_at(pad, planes)
-        with contextlib.suppress(ScheduleError):
-            sch.decompose_padding(pad, sch.get_loops(pad)[-1])
+        if phases > 1:  # a select per element, in vectors (see read_clamped)
+            _, lanes = sch.split(sch.get_loops(pad)[-1], [None, tile.lanes])
+            sch.vectorize(lanes)
+        else:
+            with contextlib.suppress(ScheduleError):
+                sch.decompose_padding(pad, sch.get_loops(pad)[-1])
     return Kernel(workload, sch, s.flops)
 
 
