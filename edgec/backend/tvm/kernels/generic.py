@@ -1,10 +1,11 @@
 """Threads for the kernels TVM lowers itself (elementwise chains, pooling,
 reductions, layout copies): its default lowering runs each as one serial
 loop nest, and each op of a fused chain as a loop nest of its own writing
-a whole intermediate buffer; elementwise intermediates are first computed
-inside their readers. Each root-level loop nest gets its outer spatial loops fused and
-parallelised when there is enough work to pay for waking the pool; kernels
-that are already scheduled (edgec's own) are left alone.
+a whole intermediate buffer. Elementwise intermediates are first computed
+inside their readers; then each root-level loop nest gets its outer
+spatial loops fused and parallelised when there is enough work to pay for
+waking the pool. Kernels that are already scheduled (edgec's own) are left
+alone.
 """
 
 from __future__ import annotations
