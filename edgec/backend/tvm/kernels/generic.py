@@ -80,10 +80,12 @@ def inline_elementwise(sch: Schedule) -> bool:
     intermediate buffer that the next one reads back. Measured on Zen 4,
     PP-OCRv4 det's x * gate + x + upsample(y) over 96x160x160 wrote three
     9.8 MB intermediates: 1985 -> 514 us inlined. A block read by a bigger
-    one (an 8x upsample of x * gate + x) stays, else it is recomputed per
-    output and read through gathers (229 -> 432 us); so does one read by a
-    reshape (the flat index's div/mod per element, 210 -> 400 us).
-    Reductions and the kernel's outputs stay too."""
+    one (an upsample of x * gate + x) or by a reshape stays: det's upsample
+    kernels that feed its concat ran 229 -> 432 us with the upsample
+    inlined into the reshape (the flat index's div/mod per element), and
+    208 -> 401 us with x * gate + x inlined into the upsample as well
+    (recomputed per output, read through gathers). Reductions and the
+    kernel's outputs stay too."""
     changed, progress = False, True
     while progress:
         progress = False
