@@ -92,15 +92,19 @@ class ConvShape:
         return 2 * self.n * self.o * oh * ow * (self.c // self.groups) * self.kh * self.kw
 
 
+def _in_map(shape: ConvShape, y, col):
+    """Padded coordinates (y, col) fall on the map, not its padding."""
+    top, left = shape.pad[0], shape.pad[1]
+    return tirx.all(y >= top, y < shape.h + top, col >= left, col < shape.w + left)
+
+
 def read_padded(x_at, shape: ConvShape, n, c, y, col, fill: float | None = 0.0):
     """x[n, c, y - top, col - left] at padded coordinates (y, col), ``fill`` in
     the padding (None: the lowest float, a max pool's): what every kernel's
     padded input copy holds."""
     top, left = shape.pad[0], shape.pad[1]
     pad = tirx.min_value("float32") if fill is None else tirx.const(fill, "float32")
-    return tirx.if_then_else(
-        tirx.all(y >= top, y < shape.h + top, col >= left, col < shape.w + left),
-        x_at(n, c, y - top, col - left), pad)
+    return tirx.if_then_else(_in_map(shape, y, col), x_at(n, c, y - top, col - left), pad)
 
 
 def read_clamped(x_at, shape: ConvShape, n, c, y, col):
@@ -114,8 +118,7 @@ def read_clamped(x_at, shape: ConvShape, n, c, y, col):
     top, left = shape.pad[0], shape.pad[1]
     iy = tirx.max(tirx.min(y - top, shape.h - 1), 0)
     ix = tirx.max(tirx.min(col - left, shape.w - 1), 0)
-    inside = tirx.all(y >= top, y < shape.h + top, col >= left, col < shape.w + left)
-    return tirx.Select(inside, x_at(n, c, iy, ix), tirx.const(0.0, "float32"))
+    return tirx.Select(_in_map(shape, y, col), x_at(n, c, iy, ix), tirx.const(0.0, "float32"))
 
 
 @dataclass(frozen=True)
