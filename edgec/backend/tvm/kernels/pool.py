@@ -77,14 +77,19 @@ def pool_of(kind: str, n: int, c: int, h: int, w: int, out_hw: tuple[int, int], 
                        (dh, dw), c)
     if window.out_hw != (oh, ow):
         return None
+    axes = tuple(zip(out_hw, (sh, sw), (dh, dw), (kh, kw), strict=True))
+
+    def counts(bounds) -> list[tuple[int, int]]:
+        """(taps in ``bounds``, taps of the window) for every output row and column."""
+        return [(_taps(b, o, s, d, k), k) for b, (size, s, d, k) in zip(bounds, axes, strict=True)
+                for o in range(size)]
+
     real = ((top, top + h), (left, left + w))
-    for (lo, hi), size, s, d, k in zip(real, out_hw, (sh, sw), (dh, dw), (kh, kw), strict=True):
-        if any(_taps((lo, hi), o, s, d, k) == 0 for o in range(size)):
-            return None
+    if any(inside == 0 for inside, _ in counts(real)):
+        return None
     if kind == "max":
         return window, Pool("max")
     counted = ((0, top + h + bottom), (0, left + w + right)) if count_include_pad else real
-    if all(_taps(b, o, s, d, k) == k for b, size, s, d, k in
-           zip(counted, out_hw, (sh, sw), (dh, dw), (kh, kw), strict=True) for o in range(size)):
+    if all(inside == k for inside, k in counts(counted)):
         counted = None
     return window, Pool("avg", counted)
