@@ -71,7 +71,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check edgec tests models
+	$(BIN)/ruff check edgec tests models setup.py benchmarks
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 from .artifact import Artifact, TensorSpec
 from .errors import EdgecError
-from .targets import Target, resolve_target
+from .target_registry import Target, resolve_target
 
 _COMPILER_API = ("compile", "verify", "inspect", "targets")
 

@@ -11,7 +11,7 @@ from .compiler import Progress, compile_plan, plan_compile
 from .errors import UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES
 from .passes import DEFAULT_PIPELINE
-from .targets import Target, load_targets, resolve_target
+from .target_registry import Target, load_targets, resolve_target
 
 
 def _pipeline(opt_level: int | None, pipeline: str | None) -> str:

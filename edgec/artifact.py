@@ -211,7 +211,7 @@ class Artifact:
     def needs_emulation(self) -> bool:
         """True when this machine cannot run the artifact but qemu-user can."""
         from .bundle.emulate import can_emulate
-        from .targets import host_compatibility
+        from .target_registry import host_compatibility
 
         t = self.target
         ok, _ = host_compatibility(t["name"], t["tvm"]["kind"], t["arch"], t["cpu_flags"])

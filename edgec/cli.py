@@ -500,7 +500,7 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
 def targets_cmd(as_json: bool) -> None:
     """List the target files (name, aliases, description)."""
     from . import api  # the compiler side, loaded only when needed
-    from .targets import pick_host_target
+    from .target_registry import pick_host_target
 
     targets = api.targets()
     host = pick_host_target(targets).name

@@ -29,7 +29,7 @@ from .errors import EdgecError, UnsupportedError, UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings, bind_inputs, load_model
 from .frontend.binding import suggest_binding, unbound_inputs
 from .passes import DEFAULT_PIPELINE, resolve_pipeline, run_pipeline
-from .targets import Target, resolve_target
+from .target_registry import Target, resolve_target
 
 #: Called with a short description as each step starts (the CLI shows a spinner).
 Progress = Callable[[str], None]

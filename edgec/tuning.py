@@ -15,7 +15,7 @@ from .compiler import Progress, load_bound, optimise, plan_compile
 from .errors import UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES
 from .passes import DEFAULT_PIPELINE
-from .targets import Target
+from .target_registry import Target
 
 
 def parse_budget(text: str) -> float:

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from edgec.errors import UsageError
-from edgec.targets import host_arch, host_cpu_flags, load_targets, pick_host_target, resolve_target
+from edgec.target_registry import (
+    host_arch,
+    host_cpu_flags,
+    load_targets,
+    pick_host_target,
+    resolve_target,
+)
 
 REQUIRED_DEVICES = {  # what the foundation issue asks for, by file
     "x86/x86-64-v3": ("llvm", "x86_64"),
@@ -133,3 +139,12 @@ def test_under_declared_cpu_flags_are_caught(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEC_TARGET_PATH", str(tmp_path))
     with pytest.raises(UsageError, match="asimddp"):
         check_cpu_flags(resolve_target("lying"))
+
+
+def test_edgec_targets_is_the_api_function():
+    """The README's `edgec.targets()`: no submodule of that name may shadow it."""
+    import edgec
+
+    found = edgec.targets()
+    assert isinstance(found["arm/raspberry-pi-4"], edgec.Target)
+    assert edgec.resolve_target("arm") == found["arm/raspberry-pi-4"]

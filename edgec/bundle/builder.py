@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import ToolchainError
-from ..targets import host_arch
+from ..target_registry import host_arch
 
 #: compiler the toolchain file uses per arch, and the Debian package that has it
 CROSS = {"aarch64": ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu")}

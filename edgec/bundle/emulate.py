@@ -22,7 +22,7 @@ import numpy as np
 from ..artifact import read_verified
 from ..cache import cache_dir
 from ..errors import ToolchainError, UnsupportedError, UsageError
-from ..targets import host_arch
+from ..target_registry import host_arch
 from .builder import build_bundle
 from .runtime_libs import runtime_libraries
 from .writer import stage_model, stage_runtime, templates_digest

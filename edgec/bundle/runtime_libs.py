@@ -24,7 +24,7 @@ from pathlib import Path
 from ..cache import cache_dir
 from ..errors import UnsupportedError, UsageError
 from ..fsutil import atomic_write
-from ..targets import host_arch
+from ..target_registry import host_arch
 from .elf import elf_arch
 
 #: library -> (distribution, path inside its wheel)

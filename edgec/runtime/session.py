@@ -19,7 +19,7 @@ import numpy as np
 from ..artifact import LIBRARY, TensorSpec, read_verified
 from ..errors import UnsupportedError, UsageError
 from ..stats import LatencyStats
-from ..targets import host_compatibility
+from ..target_registry import host_compatibility
 from . import native
 
 #: TVM's generated code assumes tensor data aligned to 64 bytes (it may use

@@ -25,7 +25,7 @@ from tvm.support import cc as tvm_cc
 from tvm.target import codegen
 
 from ...errors import CompileError, ToolchainError, UsageError, first_line
-from ...targets import Target
+from ...target_registry import Target
 from .dispatch import dispatch_kernels
 from .importer import import_onnx
 from .kernels.generic import ParallelizeDefaultKernels

@@ -40,7 +40,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.support import cc as tvm_cc
 
 from ...errors import CompileError, ToolchainError, UnsupportedError, UsageError, first_line
-from ...targets import Target, host_arch, host_cpu_flags
+from ...target_registry import Target, host_arch, host_cpu_flags
 from .build import (
     cpu_side,
     find_cc,

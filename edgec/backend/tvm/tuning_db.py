@@ -27,7 +27,7 @@ from tvm_ffi.structural import structural_equal
 
 from ...cache import cache_dir
 from ...errors import ArtifactError, UsageError
-from ...targets import Target
+from ...target_registry import Target
 from .kernels.generic import Kernel, finish
 
 WORKLOADS = "database_workload.json"

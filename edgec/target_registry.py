@@ -19,8 +19,12 @@ from typing import Any
 
 from .errors import UnsupportedError, UsageError
 
-#: Where target files live when edgec runs from its checkout (editable install).
-BUNDLED_TARGETS = Path(__file__).resolve().parent.parent / "targets"
+_PACKAGE = Path(__file__).resolve().parent
+#: Where the bundled target files live: inside the package when installed from a
+#: wheel (setup.py maps the checkout's targets/ there), else the checkout's own
+#: targets/ (editable install or a plain checkout on sys.path).
+BUNDLED_TARGETS = next((p for p in (_PACKAGE / "bundled_targets", _PACKAGE.parent / "targets")
+                        if p.is_dir()), _PACKAGE.parent / "targets")
 #: Extra target folders, os.pathsep-separated, searched before the bundled ones.
 TARGET_PATH_ENV = "EDGEC_TARGET_PATH"
 
