@@ -32,6 +32,8 @@ HOST_ALIAS = "host"
 _TOP_KEYS = {"description", "aliases", "tvm", "host", "device", "toolchain"}
 _ARCH_NAMES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 _GPU_KINDS = {"cuda", "opencl", "vulkan", "rocm", "metal"}
+#: (artifact arch, host arch) pairs edgec runs under qemu-user (edgec/bundle/emulate.py).
+EMULATED = {("aarch64", "x86_64")}
 
 
 def normalize_arch(machine: str) -> str:
@@ -140,8 +142,11 @@ def host_compatibility(name: str, kind: str, arch: str,
                        cpu_flags: tuple[str, ...] | list[str]) -> tuple[bool, str]:
     """Can this machine run code built for (kind, arch, cpu_flags)? If not, why and what to do."""
     if arch != host_arch():
+        here = ("run it here under qemu-user with 'edgec run ARTIFACT --emulate' (outputs, no "
+                "latency), " if (arch, host_arch()) in EMULATED and kind == "llvm" else "")
         return False, (f"built for {arch} (target '{name}') and this machine is {host_arch()}; "
-                       "copy it to the device, or compile with --target host to run it here")
+                       f"copy it to the device, {here}or compile with --target host to run it "
+                       "natively here")
     if kind in _GPU_KINDS:
         return False, (f"built for a {kind} GPU (target '{name}'); edgec generated its kernels, "
                        f"but this machine has no {kind} device to run them on")

@@ -266,3 +266,15 @@ def test_bare_traceback_never_reaches_user_without_debug(tmp_path):
     dbg = subprocess.run([sys.executable, "-m", "edgec.cli", "--debug", "compile",
                           str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=120)
     assert dbg.returncode != 0 and "Traceback" in dbg.stderr
+
+
+def test_foreign_arch_names_emulation():
+    """An aarch64 artifact on x86 says how to run it here (qemu), not only "copy it"."""
+    from edgec.target_registry import host_arch, host_compatibility
+
+    if host_arch() != "x86_64":
+        pytest.skip("emulation is offered on x86_64 hosts")
+    ok, why = host_compatibility("arm/raspberry-pi-4", "llvm", "aarch64", ["asimd"])
+    assert not ok and "--emulate" in why and "copy it to the device" in why
+    ok, why = host_compatibility("gpu/jetson-orin", "cuda", "aarch64", ["asimd"])
+    assert not ok and "--emulate" not in why  # a GPU artifact cannot be emulated

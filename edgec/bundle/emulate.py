@@ -22,7 +22,7 @@ import numpy as np
 from ..artifact import read_verified
 from ..cache import cache_dir
 from ..errors import ToolchainError, UnsupportedError, UsageError
-from ..target_registry import host_arch
+from ..target_registry import EMULATED, host_arch
 from .builder import build_bundle
 from .runtime_libs import runtime_libraries
 from .writer import stage_model, stage_runtime, templates_digest
@@ -31,7 +31,7 @@ QEMU = {"aarch64": ("qemu-aarch64", "/usr/aarch64-linux-gnu")}
 
 
 def can_emulate(arch: str) -> bool:
-    return arch in QEMU and arch != host_arch()
+    return (arch, host_arch()) in EMULATED and arch in QEMU
 
 
 def runner(arch: str) -> Path:
