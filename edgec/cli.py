@@ -455,23 +455,20 @@ def _tune_bar():
               help="Take libtvm_runtime.so and libtvm_ffi.so for the target from here.")
 def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path | None) -> None:
     """Write a C/C++ app bundle: the model, the TVM runtime for the target, a C API."""
-    from .bundle.builder import build_bundle
     from .bundle.writer import write_bundle
 
     with _progress() as say:
-        say("writing the bundle (downloads the target's TVM runtime wheels once)")
-        info = write_bundle(artifact, output, runtime_dir=runtime_dir)
+        say("writing the bundle (downloads the target's TVM runtime wheels once)"
+            + (" and building it with CMake" if do_build else ""))
+        info = write_bundle(artifact, output, runtime_dir=runtime_dir, build=do_build)
     out.print(f"bundle for {info.arch} written to {info.path} (see its README.md)")
     out.print(f"runtime footprint: {info.total_bytes / 2**20:.2f} MiB shipped: "
               + ", ".join(f"{Path(k).name} {v / 2**20:.2f} MiB" for k, v in
                           sorted(info.footprint.items(), key=lambda kv: -kv[1])))
     name, size = info.largest()
     out.print(f"  largest: {Path(name).name} ({100 * size / info.total_bytes:.0f}%)")
-    if do_build:
-        with _progress() as say:
-            say("building with CMake")
-            program = build_bundle(info.path, info.arch)
-        out.print(f"built {program}")
+    if info.program is not None:
+        out.print(f"built {info.program}")
 
 
 @cli.command("inspect")

@@ -22,7 +22,7 @@ from conftest import REPO
 from test_bad_input import assert_one_line_error
 
 import edgec
-from edgec.errors import EXIT_BAD_ARTIFACT, EXIT_UNSUPPORTED, EXIT_USAGE
+from edgec.errors import EXIT_BAD_ARTIFACT, EXIT_TOOLCHAIN, EXIT_UNSUPPORTED, EXIT_USAGE
 
 pytestmark = pytest.mark.compile
 
@@ -159,9 +159,10 @@ def test_c_api_misuse_on_emulated_aarch64(cli, artifacts, tmp_path):
 
 @pytest.mark.cross
 def test_arm_bundle_cross_builds_and_matches_onnxruntime_under_qemu(cli, artifacts, image,
-                                                                   tmp_path):
+                                                                   tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # -o relative, as in the README (CMake got a relative path)
     app = tmp_path / "app"
-    res = _bundle(cli, artifacts["arm"], app)
+    res = _bundle(cli, artifacts["arm"], Path("app"))
     assert "bundle for aarch64" in res.out
     for f in ("build/edgec_run", "build/libedgec_model.so", "model/model.so",
               "runtime/lib/libtvm_runtime.so", "runtime/lib/libtvm_ffi.so"):
@@ -206,6 +207,39 @@ def test_output_folder_not_empty(cli, artifacts, tmp_path):
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
 
+@pytest.mark.cross
+def test_failed_build_shows_cmakes_error_and_leaves_nothing(cli, artifacts, tmp_path,
+                                                            monkeypatch):
+    """The real CMake line reaches the user, and the folder goes, so a rerun can work."""
+    from edgec.bundle import builder
+
+    monkeypatch.setitem(builder.TOOLCHAIN_FILES, "aarch64", "cmake/no-such-toolchain.cmake")
+    res = cli("bundle", artifacts["arm"], "-o", tmp_path / "app", "--build")
+    assert_one_line_error(res, EXIT_TOOLCHAIN, "app", "configuring with CMake failed",
+                          "CMake Error", "Could not find toolchain file",
+                          "no-such-toolchain.cmake")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder the user made stays, empty
+    res = cli("bundle", artifacts["arm"], "-o", empty, "--build")
+    assert res.code == EXIT_TOOLCHAIN and empty.is_dir() and not any(empty.iterdir())
+
+
+def test_first_error_picks_the_tools_own_line():
+    from edgec.bundle.builder import first_error
+
+    cmake_log = ("-- The C compiler identification is GNU 12.2.0\n"
+                 "CMake Error at CMakeLists.txt:12 (find_library):\n"
+                 "  Could not find TVM_RUNTIME using the following names: tvm_runtime\n"
+                 "\n-- Configuring incomplete, errors occurred!\n")
+    assert first_error(cmake_log) == ("CMake Error at CMakeLists.txt:12 (find_library): Could "
+                                      "not find TVM_RUNTIME using the following names: "
+                                      "tvm_runtime")
+    gcc_log = ("[ 50%] Building C object\nsrc/a.c:3:1: error: unknown type name 'x'\n"
+               "gmake[2]: *** [Makefile:76: a.o] Error 1\n")
+    assert first_error(gcc_log) == "src/a.c:3:1: error: unknown type name 'x'"
+
+
 def test_runtime_dir_for_the_wrong_architecture(cli, artifacts, tmp_path):
     wrong = tmp_path / "x86-libs"
     wrong.mkdir()
@@ -242,7 +276,7 @@ def test_runtime_wheel_that_cannot_be_had(monkeypatch, tmp_path):
 
 def test_missing_and_truncated_artifacts(cli, artifacts, tmp_path):
     res = cli("bundle", tmp_path / "nope.edgec", "-o", tmp_path / "app")
-    assert_one_line_error(res, EXIT_BAD_ARTIFACT, "nope.edgec", "no such artifact")
+    assert_one_line_error(res, EXIT_USAGE, "nope.edgec", "no such artifact")
     cut = tmp_path / "cut.edgec"
     data = artifacts["x86"].read_bytes()
     cut.write_bytes(data[: len(data) // 2])

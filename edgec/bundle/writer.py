@@ -1,7 +1,8 @@
 """Write a bundle folder from an artifact (layout in templates/README.md).
 
 The folder is assembled next to its destination and renamed into place, so
-a failure never leaves half a bundle. The artifact's hashes are checked
+a failure never leaves half a bundle; a requested build that fails removes
+the folder again, so the same command can simply be rerun. The artifact's hashes are checked
 first, and the runtime libraries are checked to match the target's
 architecture.
 """
@@ -30,6 +31,7 @@ class BundleInfo:
     path: Path
     arch: str
     footprint: dict[str, int]  # bytes of each library that ships with the app
+    program: Path | None = None  # build/edgec_run, when the bundle was built
 
     @property
     def total_bytes(self) -> int:
@@ -48,10 +50,14 @@ def model_io(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_bundle(artifact: Path, out: Path, *, runtime_dir: Path | None = None) -> BundleInfo:
+def write_bundle(artifact: Path, out: Path, *, runtime_dir: Path | None = None,
+                 build: bool = False) -> BundleInfo:
+    """Write the bundle folder ``out`` (absent or empty) for ``artifact``; with
+    ``build``, also build it with CMake, and remove it again if that fails."""
     artifact, out = Path(artifact), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out}: exists and is not empty; remove it or choose another -o")
+    was_empty_dir = out.is_dir()
     with tempfile.TemporaryDirectory(prefix="edgec-bundle-art-") as tmp:
         manifest = read_verified(artifact, extract_to=Path(tmp))
         target = manifest["target"]
@@ -81,7 +87,18 @@ def write_bundle(artifact: Path, out: Path, *, runtime_dir: Path | None = None) 
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-    return BundleInfo(out, arch, footprint)
+    info = BundleInfo(out, arch, footprint)
+    if build:
+        from .builder import build_bundle
+
+        try:
+            info.program = build_bundle(out, arch)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            if was_empty_dir:
+                out.mkdir()
+            raise
+    return info
 
 
 def _fill(stage: Path, manifest: dict, extracted: Path, libs: dict[str, Path],
