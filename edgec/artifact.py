@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError
+from .errors import ArtifactError, UsageError
 from .fsutil import atomic_write
 
 FORMAT = "edgec-artifact"
@@ -89,8 +89,11 @@ def write_artifact(path: Path, manifest: dict[str, Any], members: dict[str, Path
 
 
 def _open(path: Path) -> tarfile.TarFile:
-    if not path.exists():
-        raise ArtifactError(f"{path}: no such artifact; compile one with 'edgec compile'")
+    if not path.exists():  # a usage mistake (exit 2), like any missing file
+        raise UsageError(f"{path}: no such artifact; check the path, or compile one with "
+                         "'edgec compile'")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not an .edgec artifact")
     try:
         return tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as exc:

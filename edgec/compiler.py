@@ -27,7 +27,7 @@ from . import __version__
 from .artifact import LIBRARY, Artifact, TensorSpec, write_artifact
 from .errors import EdgecError, UnsupportedError, UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings, bind_inputs, load_model
-from .frontend.binding import suggest_binding, unbound_inputs
+from .frontend.binding import binding_hint, unbound_inputs
 from .passes import DEFAULT_PIPELINE, resolve_pipeline, run_pipeline
 from .target_registry import Target, resolve_target
 
@@ -147,7 +147,7 @@ def load_bound(plan: CompilePlan):
     loose = unbound_inputs(model)
     if loose:
         raise UsageError(f"{plan.model}: input(s) {', '.join(v.name for v in loose)} have "
-                         f"dynamic dims; bind them, e.g. {suggest_binding(loose)}")
+                         f"dynamic dims; bind them, e.g. {binding_hint(loose)}")
     return loaded, model
 
 
@@ -203,7 +203,9 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
             "tvm_version": tvm_build.tvm_version(),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "source_model": {"file": plan.model.name, "sha256": loaded.sha256,
-                             "opset": loaded.opset, "bytes": loaded.size_bytes},
+                             "opset": loaded.opset, "bytes": loaded.size_bytes,
+                             "inputs": {s.name: loaded.declared_inputs().get(s.name)
+                                        for s in inputs}},
             "target": {**plan.target.to_json(), "tvm_resolved": result.tvm_target,
                        "device_modules": result.device_modules},
             "inputs": [dict(s.to_json(), **({"valid_range": [0, bounds[s.name]]}

@@ -100,7 +100,9 @@ def test_unknown_target_lists_close_names(cli, conv_onnx, tmp_path):
 def test_malformed_input_shape(cli, conv_onnx, tmp_path, spec):
     res = cli("compile", conv_onnx, "-t", "x86", "--input-shape", spec,
               "-o", tmp_path / "o.edgec")
-    assert_one_line_error(res, EXIT_USAGE, "--input-shape", "NAME=D1,D2")
+    # a letter is taken for a placeholder pasted from edgec's own hint
+    assert_one_line_error(res, EXIT_USAGE, "--input-shape",
+                          "a is a placeholder" if "a" in spec else "NAME=D1,D2")
     assert_nothing_written(tmp_path, "conv.onnx")
 
 
@@ -250,8 +252,11 @@ def test_bad_target_file_is_named(cli, conv_onnx, tmp_path, monkeypatch):
 
 
 def test_artifact_errors(cli, tmp_path):
-    missing = tmp_path / "none.edgec"
-    assert_one_line_error(cli("run", missing, "--random"), EXIT_BAD_ARTIFACT, "none.edgec")
+    missing = tmp_path / "none.edgec"  # a missing file is a usage error, as the README says
+    for cmd in (("run", missing, "--random"), ("profile", missing), ("verify", missing,
+                "--model", tmp_path / "m.onnx"), ("bundle", missing, "-o", tmp_path / "app")):
+        assert_one_line_error(cli(*cmd), EXIT_USAGE, "none.edgec", "no such artifact")
+    assert_one_line_error(cli("run", tmp_path, "--random"), EXIT_USAGE, "is a folder")
     junk = tmp_path / "junk.edgec"
     junk.write_bytes(b"\x00garbage" * 100)
     assert_one_line_error(cli("run", junk, "--random"), EXIT_BAD_ARTIFACT, "junk.edgec")
@@ -278,3 +283,61 @@ def test_foreign_arch_names_emulation():
     assert not ok and "--emulate" in why and "copy it to the device" in why
     ok, why = host_compatibility("gpu/jetson-orin", "cuda", "aarch64", ["asimd"])
     assert not ok and "--emulate" not in why  # a GPU artifact cannot be emulated
+
+
+@pytest.fixture(scope="module")
+def static_and_dynamic(tmp_path_factory) -> dict[str, Path]:
+    """conv_model compiled twice: declared static, and with a dynamic batch bound to 1."""
+    import edgec
+
+    d = tmp_path_factory.mktemp("shapes")
+    static = save(conv_model(), d / "static.onnx")
+    dynamic = save(conv_model(batch="batch"), d / "dynamic.onnx")
+    return {"static": edgec.compile(static, target="host", output=d / "static.edgec").path,
+            "dynamic": edgec.compile(dynamic, target="host", output=d / "dynamic.edgec",
+                                     input_shapes={"x": (1, 3, 16, 16)}).path}
+
+
+@pytest.mark.compile
+def test_wrong_shape_input_says_what_can_change(cli, static_and_dynamic, tmp_path):
+    """Recompiling helps only where the model's dims are dynamic; a static model
+    needs data of its shape, and the message says which case it is."""
+    big = tmp_path / "big.npy"
+    np.save(big, np.zeros((2, 3, 16, 16), np.float32))
+    res = cli("run", static_and_dynamic["static"], "--input", f"x={big}")
+    assert_one_line_error(res, EXIT_USAGE, "input 'x' has shape [2, 3, 16, 16]",
+                          "the model itself fixes it to [1,3,16,16]",
+                          "give an array of shape [1, 3, 16, 16]")
+    assert "recompile" not in res.err
+    res = cli("run", static_and_dynamic["dynamic"], "--input", f"x={big}")
+    assert_one_line_error(res, EXIT_USAGE, "recompile with --input-shape x=2,3,16,16")
+    wide = tmp_path / "wide.npy"  # channels are fixed even in the dynamic-batch model
+    np.save(wide, np.zeros((1, 4, 16, 16), np.float32))
+    res = cli("run", static_and_dynamic["dynamic"], "--input", f"x={wide}")
+    assert_one_line_error(res, EXIT_USAGE, "fixes it to [?,3,16,16] ('?': dynamic)")
+
+
+@pytest.mark.compile
+def test_input_files_that_are_not_arrays(cli, static_and_dynamic, tmp_path):
+    art = static_and_dynamic["static"]
+    text = tmp_path / "x.txt"
+    text.write_text("1 2 3\n")
+    res = cli("run", art, "--input", f"x={text}")
+    assert_one_line_error(res, EXIT_USAGE, "x.txt is not a .npy or .npz file", "numpy.save")
+    assert "pickle" not in res.err
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    objz = tmp_path / "obj.npz"
+    np.savez(objz, x=np.array([{"a": 1}], dtype=object))
+    for f in (f"x={obj}", str(objz)):
+        assert_one_line_error(cli("run", art, "--input", f), EXIT_USAGE,
+                              "holds Python objects", "never loads")
+    cut = tmp_path / "cut.npy"
+    np.save(cut, np.zeros((1, 3, 16, 16), np.float32))
+    cut.write_bytes(cut.read_bytes()[:100])
+    assert_one_line_error(cli("run", art, "--input", f"x={cut}"), EXIT_USAGE,
+                          "cut.npy is a damaged .npy/.npz file")
+    badzip = tmp_path / "bad.npz"
+    badzip.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    assert_one_line_error(cli("run", art, "--input", str(badzip)), EXIT_USAGE,
+                          "bad.npz is a damaged")

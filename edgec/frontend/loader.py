@@ -37,6 +37,18 @@ class LoadedModel:
     def opset(self) -> int:
         return default_opset(self.proto)
 
+    def declared_inputs(self) -> dict[str, list[int | str | None]]:
+        """Each graph input's dims as the file declares them: a size, a dim name,
+        or None (unknown); the manifest keeps them so a wrong-shape input can be
+        told whether another shape needs a recompile or cannot work at all."""
+        out = {}
+        for v in self.proto.graph.input:
+            dims = v.type.tensor_type.shape.dim if v.type.tensor_type.HasField("shape") else None
+            out[v.name] = None if dims is None else [
+                d.dim_value if d.HasField("dim_value") and d.dim_value >= 0
+                else (d.dim_param or None) for d in dims]
+        return out
+
 
 def default_opset(model: onnx.ModelProto) -> int:
     for imp in model.opset_import:
