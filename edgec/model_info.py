@@ -36,7 +36,13 @@ from onnx_ir.passes.common.shape_inference import _merge_func
 
 from .backend.tvm.coverage import LOWERED_BY_EDGEC, tvm_onnx_ops
 from .errors import UsageError
-from .frontend.binding import Bindings, bind_inputs, suggest_binding, unbound_inputs
+from .frontend.binding import (
+    Bindings,
+    bind_inputs,
+    binding_hint,
+    suggest_binding,
+    unbound_inputs,
+)
 from .frontend.loader import DEFAULT_MAX_MODEL_BYTES, load_model
 from .passes.shapes import InferShapes
 
@@ -179,6 +185,7 @@ class ModelInfo:
     suggested_flags: str
     bindings: dict | None = None
     warnings: tuple[str, ...] = field(default=())
+    binding_hint: str = ""  # suggested_flags and what their placeholders stand for
 
     @property
     def flops(self) -> int:
@@ -207,6 +214,7 @@ class ModelInfo:
                 "inputs": [t.to_json() for t in self.dynamic_inputs],
                 "dims": list(self.dynamic_dims),
                 "suggested_flags": self.suggested_flags,
+                "hint": self.binding_hint,
             },
             "bindings": self.bindings,
             "warnings": list(self.warnings),
@@ -269,6 +277,7 @@ def inspect_model(path: str | os.PathLike, *, bindings: Bindings | None = None,
         suggested_flags=suggest_binding(dynamic) if dynamic else "",
         bindings=bindings.to_json() if bound else None,
         warnings=tuple(warnings),
+        binding_hint=binding_hint(dynamic) if dynamic else "",
     )
 
 
@@ -740,6 +749,6 @@ def render_model_info(info: ModelInfo, console: Console) -> None:
         names = ", ".join(escape(t.name) + " " + escape(t.shape_text())
                           for t in info.dynamic_inputs)
         console.print(f"[yellow]Dynamic inputs:[/] {names}")
-        console.print(f"Bind them to compile, e.g. [bold]{escape(info.suggested_flags)}[/]")
+        console.print(f"Bind them to compile, e.g. [bold]{escape(info.binding_hint)}[/]")
     else:
         console.print("[green]All input shapes are static.[/]")

@@ -21,6 +21,11 @@ def parse_shape_spec(spec: str) -> tuple[str, tuple[int, ...]]:
     """``"x=1,3,224,224"`` -> ``("x", (1, 3, 224, 224))``."""
     name, eq, dims = spec.rpartition("=")
     dims = dims.replace(" ", "").replace("x", ",") if eq else dims
+    words = [d for d in dims.split(",") if re.fullmatch(r"[A-Za-z_]\w*", d)] if eq else []
+    if name and words:  # a placeholder from edgec's own hint, pasted as it is
+        raise UsageError(f"--input-shape '{spec}': {', '.join(words)} "
+                         f"{'is a placeholder' if len(words) == 1 else 'are placeholders'}; "
+                         "replace each with the size to compile for (a positive integer)")
     if not eq or not name or not _DIMS.match(dims) or any(int(d) == 0 for d in dims.split(",")):
         raise UsageError(f"--input-shape '{spec}': expected NAME=D1,D2,... with positive "
                          "integers, e.g. --input-shape x=1,3,224,224")

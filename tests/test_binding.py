@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from edgec.errors import UsageError
 from edgec.frontend import Bindings, bind_inputs, parse_const_spec, parse_shape_spec
-from edgec.frontend.binding import suggest_binding, unbound_inputs
+from edgec.frontend.binding import binding_hint, suggest_binding, unbound_inputs
 
 
 def model(*inputs) -> ir.Model:
@@ -87,5 +87,22 @@ def test_suggested_flags():
               ("state", TensorProto.FLOAT, [2, "batch", 128]),
               ("img", TensorProto.FLOAT, ["N", 3, "?", "W"]))
     assert suggest_binding(unbound_inputs(m)) == (
-        "--input-shape input=1,<sequence> --input-shape state=2,1,128 "
-        "--input-shape img=1,3,<SIZE>,<W>")
+        "--input-shape input=1,SEQUENCE --input-shape state=2,1,128 "
+        "--input-shape img=1,3,H,W")
+
+
+def test_hint_explains_placeholders_in_words():
+    """PP-OCR's exporter names its dims 'p2o.DynamicDimension.N': the hint must not
+    paste those; it uses placeholders and says what each one is."""
+    m = model(("x", TensorProto.FLOAT, ["p2o.DynamicDimension.0", 3, "p2o.DynamicDimension.1",
+                                        "p2o.DynamicDimension.2"]),
+              ("t", TensorProto.FLOAT, [1, "?", 7, "unk__3"]))
+    hint = binding_hint(unbound_inputs(m))
+    assert hint.startswith("--input-shape x=1,3,H,W --input-shape t=1,D1,7,D3 (replace each "
+                           "placeholder with the size to compile for: ")
+    assert "H = dim 2 of x, 'p2o.DynamicDimension.1' in the model" in hint
+    assert "D1 = dim 1 of t, unnamed in the model" in hint
+    assert "<" not in hint and "DynamicDimension.0" not in hint  # the batch dim is just 1
+    with pytest.raises(UsageError, match=r"H, W are placeholders; replace each"):
+        parse_shape_spec("x=1,3,H,W")
+    assert parse_shape_spec("x=1,3,640,640") == ("x", (1, 3, 640, 640))

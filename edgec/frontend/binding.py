@@ -117,20 +117,58 @@ def unbound_inputs(model: ir.Model) -> list[ir.Value]:
             if v.shape is None or not all(_static(d) for d in v.shape)]
 
 
-def suggest_binding(values: list[ir.Value]) -> str:
-    """An --input-shape flag per value to copy and edit: a dynamic leading (batch) dim
-    becomes 1, wherever its name appears; other dynamic dims show their name (or SIZE)
-    for the user to fill in."""
+_PLACEHOLDER = re.compile(r"^[A-Za-z_]\w{0,15}$")
+
+
+def _placeholders(values: list[ir.Value]) -> dict[tuple[str, int], str]:
+    """(input, dim index) -> what to type there: "1" for a batch dim, else an
+    upper-case placeholder: the dim's own name when it reads as one
+    (``sequence`` -> SEQUENCE), H/W for an image's spatial dims, else D<i>."""
     batch_names = {v.shape[0].value for v in values if v.shape and _named(v.shape[0])}
+    out: dict[tuple[str, int], str] = {}
+    for v in values:
+        shape = list(v.shape or [])
+        image = len(shape) == 4 and shape[1] in (1, 3)
+        for i, d in enumerate(shape):
+            if _static(d):
+                continue
+            if i == 0 or (_named(d) and d.value in batch_names):
+                out[v.name, i] = "1"
+            elif _named(d) and _PLACEHOLDER.match(d.value):
+                out[v.name, i] = d.value.upper()
+            elif image and i >= 2:
+                out[v.name, i] = "HW"[i - 2]
+            else:
+                out[v.name, i] = f"D{i}"
+    return out
+
+
+def suggest_binding(values: list[ir.Value]) -> str:
+    """An --input-shape flag per value: static dims as they are, a dynamic
+    leading (batch) dim as 1 wherever its name appears, other dynamic dims as
+    placeholders (see binding_hint) for the user to replace with sizes."""
+    marks = _placeholders(values)
     flags = []
     for v in values:
-        dims = []
-        for i, d in enumerate(v.shape or []):
-            if _static(d):
-                dims.append(str(d))
-            elif i == 0 or (_named(d) and d.value in batch_names):
-                dims.append("1")
-            else:
-                dims.append(f"<{d.value}>" if _named(d) else "<SIZE>")
-        flags.append(f"--input-shape {v.name}={','.join(dims) or '<DIMS>'}")
+        dims = [str(d) if _static(d) else marks[v.name, i] for i, d in enumerate(v.shape or [])]
+        flags.append(f"--input-shape {v.name}={','.join(dims) or 'D1,D2,...'}")
     return " ".join(flags)
+
+
+def binding_hint(values: list[ir.Value]) -> str:
+    """suggest_binding's flags and, in words, what each placeholder stands for,
+    so the hint can be pasted once the placeholders are replaced."""
+    flags = suggest_binding(values)
+    meaning: dict[str, list[str]] = {}
+    for (name, i), mark in _placeholders(values).items():
+        if mark == "1":
+            continue
+        d = next(v for v in values if v.name == name).shape[i]
+        called = f"'{d.value}'" if _named(d) else "unnamed"
+        meaning.setdefault(mark, []).append(f"dim {i} of {name}, {called} in the model")
+    if any(v.shape is None for v in values):
+        meaning["D1,D2,..."] = ["the full shape of an input whose rank the model leaves open"]
+    if not meaning:
+        return flags
+    legend = "; ".join(f"{mark} = {' and '.join(where)}" for mark, where in meaning.items())
+    return f"{flags} (replace each placeholder with the size to compile for: {legend})"

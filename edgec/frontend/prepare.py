@@ -15,7 +15,7 @@ import onnx_ir as ir
 from ..errors import EdgecError, UsageError
 from ..passes import PassReport, run_pipeline
 from ..passes.pipelines import Observer
-from .binding import Bindings, bind_inputs, suggest_binding, unbound_inputs
+from .binding import Bindings, bind_inputs, binding_hint, unbound_inputs
 from .loader import DEFAULT_MAX_MODEL_BYTES, LoadedModel, load_model
 
 
@@ -35,7 +35,7 @@ def bind(path: Path, bindings: Bindings, *,
     loose = unbound_inputs(model)
     if loose:
         raise UsageError(f"{path}: input(s) {', '.join(v.name for v in loose)} have "
-                         f"dynamic dims; bind them, e.g. {suggest_binding(loose)}")
+                         f"dynamic dims; bind them, e.g. {binding_hint(loose)}")
     return loaded, model
 
 
