@@ -534,11 +534,25 @@ def passes_cmd() -> None:
     out.print(table)
 
 
+#: Width for output that is not a terminal (a log, a pipe, CI): rich would use 80
+#: columns there and cut table cells ("1.3e-..."); rows are never padded to it.
+PIPE_WIDTH = 10_000
+
+
+def _console(*, stderr: bool) -> Console:
+    """A console for stdout or stderr: the terminal's width, COLUMNS when set, and
+    otherwise no limit, so logs keep whole rows and whole numbers."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=PIPE_WIDTH)
+    return console
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and map every failure to one line and an exit code."""
     global out, err
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = _console(stderr=False)
+    err = _console(stderr=True)
     try:
         code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
         return code if isinstance(code, int) else 0  # click returns an Exit's code
