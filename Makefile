@@ -1,25 +1,23 @@
 # edgec: one command to set up and run the demo, one to set up and pass the tests.
-#   make demo   installs everything, compiles a bundled model for this machine,
-#               runs it, verifies it against onnxruntime and prints latency
+#   make demo   installs .venv (and gcc if missing), compiles a bundled model for this
+#               machine, runs it, verifies it against onnxruntime and prints latency
 #   make test   installs everything, fetches the real models, runs the whole test suite
 #   make bench  edgec vs onnxruntime vs TFLite on the real models (README table, chart)
 
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-# Debian packages: the aarch64 cross toolchain (ARM builds), qemu-user (ARM runs) and
-# cmake (C bundles).
-APT_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user cmake
+# Debian packages: gcc (links host builds: all the demo needs), the aarch64 cross toolchain
+# (ARM builds), qemu-user (ARM runs) and cmake (C bundles).
+HOST_CC_PACKAGE := gcc
+APT_PACKAGES := $(HOST_CC_PACKAGE) gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user cmake
 DEMO_MODEL   ?= models/tiny_cnn.onnx
-# The TFLite yardstick's converter: onnx2tf 1.29 (the last for Python 3.11) pins
-# numpy 1.26, onnx 1.19, onnxruntime 1.23 and TensorFlow 2.19, so it gets its own venv.
-TFLITE_VENV     ?= .venv-tflite
-ONNX2TF_VERSION := 1.29.24
 PYTEST_ARGS  ?=
 
-.PHONY: setup system-deps venv tflite-venv runtime-wheels models demo test test-fast bench lint clean
+.PHONY: setup system-deps host-cc venv tflite-venv runtime-wheels wheelhouse models demo test \
+	test-fast bench lint clean
 
-setup: system-deps venv tflite-venv runtime-wheels
+setup: system-deps venv tflite-venv runtime-wheels wheelhouse
 
 system-deps:
 	@missing=""; \
@@ -29,6 +27,9 @@ system-deps:
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+host-cc:
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES=$(HOST_CC_PACKAGE)
 
 venv: $(VENV)/.installed
 
@@ -43,18 +44,22 @@ $(VENV)/.installed: pyproject.toml
 runtime-wheels: venv
 	$(BIN)/python -m edgec.bundle.runtime_libs aarch64
 
-tflite-venv: $(TFLITE_VENV)/.installed
+# The TFLite yardstick's converter (onnx2tf + TensorFlow, 2.6 GB: its own venv, because
+# onnx2tf pins old numpy/onnx) under ~/.cache/edgec, where edgec bench looks for it and
+# builds it itself when it is missing; edgec/baselines/tflite_venv.py has the pin.
+tflite-venv: venv
+	$(BIN)/python -m edgec.baselines.tflite_venv
 
-$(TFLITE_VENV)/.installed:
-	$(PYTHON) -m venv $(TFLITE_VENV)
-	$(TFLITE_VENV)/bin/python -m pip install -q --upgrade pip
-	$(TFLITE_VENV)/bin/python -m pip install -q onnx2tf==$(ONNX2TF_VERSION)
-	@touch $@
+# edgec's dependencies as wheels under ~/.cache/edgec/wheelhouse, for tests/test_install.py
+# (it installs the built wheel into a clean venv, offline); refilled when pyproject.toml's
+# dependencies change.
+wheelhouse: venv
+	$(BIN)/python tests/test_install.py
 
 models: venv
 	$(BIN)/python models/fetch_real.py
 
-demo: setup
+demo: venv host-cc
 	@mkdir -p out
 	$(BIN)/edgec inspect $(DEMO_MODEL)
 	$(BIN)/edgec compile $(DEMO_MODEL) --target host -o out/demo.edgec
@@ -68,7 +73,7 @@ bench: setup models
 	$(BIN)/python benchmarks/run_suite.py
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not install" $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check edgec tests models setup.py benchmarks

@@ -1,4 +1,4 @@
-"""Where edgec keeps things worth not recomputing (converted TFLite models, wheels)."""
+"""Where edgec keeps what is worth not redoing (TFLite conversions and converter venv, wheels)."""
 
 from __future__ import annotations
 

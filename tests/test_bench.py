@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from conftest import REPO
 
 from edgec.artifact import TensorSpec
-from edgec.baselines import tflite
+from edgec.baselines import tflite, tflite_venv
 from edgec.bench import BenchOptions, run_bench
 from edgec.bench.render import geomean, markdown_table, plot, ratio_to_best_peer
 from edgec.errors import EXIT_UNSUPPORTED
@@ -23,17 +25,14 @@ QUICK = {"warmup": 1, "repeat": 6, "budget_s": 0.5}
 
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
-    import os
-
-    old = os.environ.get("EDGEC_CACHE_DIR")
-    os.environ["EDGEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))  # convert for real
-    try:
+    """One real bench: an empty cache, so TFLite converts for real, with the converter
+    venv that make setup built (it lives in the real cache)."""
+    with pytest.MonkeyPatch.context() as mp:
+        py = tflite.converter_python()
+        if py is not None:
+            mp.setenv(tflite_venv.PYTHON_ENV, str(py))
+        mp.setenv("EDGEC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         yield run_bench(TINY, BenchOptions(threads=2, **QUICK))
-    finally:
-        if old is None:
-            os.environ.pop("EDGEC_CACHE_DIR")
-        else:
-            os.environ["EDGEC_CACHE_DIR"] = old
 
 
 def stats_are_plausible(s: dict) -> None:
@@ -65,8 +64,93 @@ def test_report_fields(tiny_report):
 
 
 def test_tflite_converter_is_installed():
-    """make setup builds .venv-tflite; without it the TFLite row could only fail."""
-    assert tflite.converter_python() is not None, "run 'make setup' (builds .venv-tflite)"
+    """make setup builds the converter venv; tests never build it, so without it the
+    TFLite rows here could only fail."""
+    assert tflite.converter_python() is not None, \
+        f"run 'make setup' (builds the TFLite converter venv in {tflite_venv.venv_dir()})"
+
+
+FAKE_PYTHON = "#!/bin/sh\necho 1.29.24 2.19.0\n"  # answers the version query, nothing else
+
+
+def _make_fake_venv(staging, final):
+    """A build step: the venv's python appears in the temp folder, never at the final path."""
+    code = ("import os, sys; staging, final = sys.argv[1:]\n"
+            "if os.path.exists(final): sys.exit('the final path exists mid-build')\n"
+            "os.makedirs(staging + '/bin')\n"
+            f"open(staging + '/bin/python', 'w').write({FAKE_PYTHON!r})\n"
+            "os.chmod(staging + '/bin/python', 0o755)")
+    return ("python -m venv", [sys.executable, "-c", code, str(staging), str(final)])
+
+
+@pytest.fixture
+def lazy_venv(tmp_path, monkeypatch):
+    """The venv edgec would build, in an empty cache, downloads allowed: tests replace
+    the build's steps, so nothing is fetched."""
+    monkeypatch.setenv("EDGEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(tflite_venv.PYTHON_ENV, raising=False)
+    monkeypatch.delenv("EDGEC_NO_DOWNLOAD", raising=False)
+    return tflite_venv.venv_dir()
+
+
+def test_converter_venv_is_built_on_first_need_then_reused(lazy_venv, monkeypatch):
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    abandoned = lazy_venv.with_name(f".{lazy_venv.name}.partial-{dead.pid}")  # a killed build
+    (abandoned / "bin").mkdir(parents=True)
+    (abandoned / "bin" / "python").write_text(FAKE_PYTHON)
+    assert tflite.converter_python() is None  # a half-built venv is never taken for one
+    assert "converter not built yet" in tflite.versions()
+    monkeypatch.setattr(tflite_venv, "_install_steps",
+                        lambda staging: [_make_fake_venv(staging, lazy_venv)])
+    lines: list[str] = []
+    py, conv_version = tflite._converter(build=True, progress=lines.append)
+    assert py == lazy_venv / "bin" / "python" and conv_version == "1.29.24 2.19.0"
+    assert len(lines) == 2
+    assert "onnx2tf==1.29.24" in lines[0] and "2.6 GB on disk" in lines[0]
+    assert str(lazy_venv) in lines[0] and "ready" in lines[1]
+    assert sorted(p.name for p in lazy_venv.parent.iterdir()) == [lazy_venv.name]
+    assert tflite.converter_python() == py
+    assert tflite.versions().startswith("onnx2tf 1.29.24, tensorflow 2.19.0, ")
+
+    def no_second_build(staging):
+        raise AssertionError("built twice")
+
+    monkeypatch.setattr(tflite_venv, "_install_steps", no_second_build)
+    lines.clear()
+    assert tflite_venv.ensure(lines.append) == py and lines == []
+
+
+def test_failed_venv_build_is_the_tflite_reason_and_leaves_nothing(lazy_venv, monkeypatch,
+                                                                   capsys):
+    pip = ("pip install onnx2tf==1.29.24",
+           [sys.executable, "-c", "import sys; sys.exit('ERROR: No matching distribution "
+                                  "found for onnx2tf==1.29.24')"])
+    monkeypatch.setattr(tflite_venv, "_install_steps",
+                        lambda staging: [_make_fake_venv(staging, lazy_venv), pip])
+    with pytest.raises(tflite.TfliteUnavailable) as info:
+        tflite.convert(b"not reached")
+    assert str(info.value) == ("converter venv could not be built: 'pip install "
+                               "onnx2tf==1.29.24' failed: ERROR: No matching distribution "
+                               "found for onnx2tf==1.29.24")
+    assert "tflite: building the converter venv" in capsys.readouterr().err  # stderr default
+    assert list(lazy_venv.parent.iterdir()) == []  # the temp folder went with the failure
+    assert tflite.converter_python() is None
+
+
+def test_no_download_never_builds_the_venv(lazy_venv, monkeypatch):
+    monkeypatch.setenv("EDGEC_NO_DOWNLOAD", "1")
+
+    def build(staging):
+        raise AssertionError("built despite EDGEC_NO_DOWNLOAD=1")
+
+    monkeypatch.setattr(tflite_venv, "_install_steps", build)
+    with pytest.raises(tflite.TfliteUnavailable, match=r"EDGEC_NO_DOWNLOAD=1 forbids building "
+                                                       r"it: run 'make setup'"):
+        tflite.convert(b"not reached")
+    monkeypatch.setenv(tflite_venv.PYTHON_ENV, str(lazy_venv / "missing" / "python"))
+    with pytest.raises(tflite.TfliteUnavailable, match=r"EDGEC_TFLITE_PYTHON=.* does not exist"):
+        tflite.convert(b"not reached")
 
 
 @pytest.mark.compile

@@ -2,12 +2,12 @@
 
 onnx2tf 1.29 (the last release for Python 3.11) pins numpy 1.26, onnx 1.19,
 onnxruntime 1.23 and TensorFlow 2.19, which cannot share edgec's environment,
-so the converter lives in its own virtualenv (``make setup`` builds
-``.venv-tflite``; ``EDGEC_TFLITE_PYTHON`` points elsewhere) and runs as a
-subprocess. The converted model runs here in LiteRT (``ai-edge-litert``,
-falling back to ``tflite_runtime``). Conversions are cached by the sha256 of
-the static-shape ONNX model and the onnx2tf version; failures are cached
-with their reason too, so a model onnx2tf cannot convert costs one attempt.
+so the converter lives in its own virtualenv, built the first time a bench
+needs it (tflite_venv.py says where and how), and runs as a subprocess. The
+converted model runs here in LiteRT (``ai-edge-litert``, falling back to
+``tflite_runtime``). Conversions are cached by the sha256 of the static-shape
+ONNX model and the onnx2tf version; failures are cached with their reason
+too, so a model onnx2tf cannot convert costs one attempt.
 
 Nothing here may reach the internet: onnx2tf downloads a calibration sample
 for 4-D 3-channel inputs unless the file is already in its working folder, so
@@ -29,10 +29,10 @@ import numpy as np
 from ..artifact import TensorSpec
 from ..cache import cache_dir
 from ..fsutil import atomic_write
+from . import tflite_venv
+from .tflite_venv import converter_python
 from .timing import EngineRun, time_calls
 
-PYTHON_ENV = "EDGEC_TFLITE_PYTHON"
-REPO_VENV = Path(__file__).resolve().parents[2] / ".venv-tflite"
 CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CHANNELS_LAST = {3: (0, 2, 1), 4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
@@ -42,19 +42,22 @@ class TfliteUnavailable(Exception):
     """The TFLite row cannot be produced; the message is the reason for the table."""
 
 
-def converter_python() -> Path | None:
-    env = os.environ.get(PYTHON_ENV)
-    if env:
-        return Path(env)
-    candidate = REPO_VENV / "bin" / "python"
-    return candidate if candidate.exists() else None
-
-
-def _converter() -> tuple[Path, str]:
-    py = converter_python()
-    if py is None or not py.exists():
-        raise TfliteUnavailable("converter not installed (make setup builds .venv-tflite, or "
-                                f"set {PYTHON_ENV})")
+def _converter(*, build: bool, progress: tflite_venv.Progress | None = None
+               ) -> tuple[Path, str]:
+    """(converter Python, 'onnx2tf-version tensorflow-version'); ``build``: make the venv
+    if it is missing (a bench about to convert), else only report that it is."""
+    if build:
+        try:
+            py = tflite_venv.ensure(progress)
+        except tflite_venv.ConverterUnavailable as exc:
+            raise TfliteUnavailable(str(exc)) from None
+    else:
+        py = converter_python()
+        if py is None:
+            raise TfliteUnavailable(f"converter not built yet (the first bench with TFLite "
+                                    f"or 'make setup' builds it in {tflite_venv.venv_dir()})")
+        if not py.exists():
+            raise TfliteUnavailable(f"{tflite_venv.PYTHON_ENV}={py} does not exist")
     res = subprocess.run([str(py), "-c", "import importlib.metadata as m; "
                           "print(m.version('onnx2tf'), m.version('tensorflow'))"],
                          capture_output=True, text=True, timeout=60)
@@ -66,7 +69,7 @@ def _converter() -> tuple[Path, str]:
 def versions() -> str:
     """'onnx2tf X tensorflow Y, litert Z' for reports, or why they are unknown."""
     try:
-        conv = _converter()[1].split()
+        conv = _converter(build=False)[1].split()
         conv_text = f"onnx2tf {conv[0]}, tensorflow {conv[1]}"
     except TfliteUnavailable as exc:
         conv_text = str(exc)
@@ -94,9 +97,12 @@ def _failure_reason(log: str) -> str:
     return " ".join(p for p in parts if p)[:300]
 
 
-def convert(static_onnx: bytes, *, timeout_s: float = 1800) -> Path:
-    """The cached .tflite (float32) for a static-shape ONNX model, converting if needed."""
-    py, conv_version = _converter()
+def convert(static_onnx: bytes, *, timeout_s: float = 1800,
+            progress: tflite_venv.Progress | None = None) -> Path:
+    """The cached .tflite (float32) for a static-shape ONNX model, converting if needed
+    (and building the converter venv first if needed; ``progress`` gets its one-line
+    announcements, stderr by default)."""
+    py, conv_version = _converter(build=True, progress=progress)
     key = hashlib.sha256(static_onnx + conv_version.encode()).hexdigest()[:32]
     slot = cache_dir("tflite", key)
     done, failed = slot / "model_float32.tflite", slot / "failed.txt"
@@ -112,7 +118,9 @@ def convert(static_onnx: bytes, *, timeout_s: float = 1800) -> Path:
         env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2",
                    CUDA_VISIBLE_DEVICES="", HTTP_PROXY="http://127.0.0.1:9",
                    HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
-        cmd = [str(py.parent / "onnx2tf"), "-i", "model.onnx", "-o", "out", "-n", "-coion"]
+        # onnx2tf's console script, run through the interpreter (tflite_venv.py: why).
+        cmd = [str(py), "-c", "import sys; from onnx2tf import main; sys.exit(main())",
+               "-i", "model.onnx", "-o", "out", "-n", "-coion"]
         try:
             res = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
                                  timeout=timeout_s)

@@ -207,8 +207,9 @@ def _tflite_worker(static, art, feeds, reference, threads, options: BenchOptions
 
         data = ir.serde.serialize_model(static).SerializeToString(deterministic=True)
         t0 = time.perf_counter()
-        path = tflite.convert(data)
+        path = tflite.convert(data)  # may build the converter venv first
         row.prepare_s = round(time.perf_counter() - t0, 2)
+        row.version = tflite.versions()  # known now, if convert just built the venv
         worker = EngineWorker("tflite", path, feeds, threads=threads, warmup=options.warmup,
                               artifact=art.path)
     except (tflite.TfliteUnavailable, EngineFailed) as exc:  # no conversion, or LiteRT
