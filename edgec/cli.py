@@ -493,14 +493,50 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
 
 
 @cli.command("targets")
+@click.option("--host", "explain", is_flag=True,
+              help="Explain the file 'host' resolves to here: flags seen, each CPU target "
+                   "and why it fits or not, the vector unit and core count it implies.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def targets_cmd(as_json: bool) -> None:
-    """List the target files (name, aliases, description)."""
+def targets_cmd(explain: bool, as_json: bool) -> None:
+    """List the target files (name, aliases, description), or explain the host pick."""
     from . import api  # the compiler side, loaded only when needed
-    from .target_registry import pick_host_target
+    from .errors import UnsupportedError
+    from .target_registry import explain_host
 
     targets = api.targets()
-    host = pick_host_target(targets).name
+    pick = explain_host(targets)
+    if explain:
+        # the unit build.py will hand the kernels, from LLVM's features (loads TVM)
+        from .backend.tvm.kernels.vector_unit import target_vector_unit
+
+        unit = target_vector_unit(pick.chosen) if pick.chosen else None
+        report = pick.to_json() | {"vector_unit": unit.to_json() if unit else None}
+        if as_json:
+            out.print_json(json.dumps(report))
+        else:
+            cpu, cores = pick.cpu, report["num_cores"]
+            lines = [f"CPU: {cpu.vendor or 'no vendor_id'}, family {cpu.family}, model "
+                     f"{cpu.model}, '{cpu.model_name or 'no model name'}' ({cpu.arch})",
+                     "flags seen (SIMD, and those the target files name): "
+                     + (" ".join(pick.simd_flags) or "none"),
+                     f"CPU target files for {cpu.arch}, best first:",
+                     *([f"  {'fits' if f.fits else 'no  '}  {f.target.name}: {f.reason()}"
+                        for f in pick.fits] or ["  none"]),
+                     f"host = {pick.chosen.name if pick.chosen else 'none'}: {pick.why}"]
+            if unit is not None:
+                fma = ("its fma_bits: half-width tiles are tried too"
+                       if unit.fma_lanes < unit.lanes else "as wide as the registers")
+                lines += [f"kernels assume: {unit.name}, {unit.lanes} float32 lanes "
+                          f"({unit.lanes * 32}-bit vectors), {unit.registers} vector registers "
+                          f"({unit.accumulators} for accumulators), FMA datapath "
+                          f"{unit.fma_lanes} lanes ({fma})",
+                          f"num-cores: {cores['value']} ({cores['source']})"]
+            for line in lines:
+                out.print(line, markup=False, soft_wrap=True)
+        if pick.chosen is None:
+            raise UnsupportedError(pick.why)
+        return
+    host = pick.chosen.name if pick.chosen else None
     if as_json:
         out.print_json(json.dumps({n: t.to_json() | {"aliases": list(t.aliases)}
                                    for n, t in targets.items()}))

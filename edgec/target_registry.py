@@ -1,9 +1,10 @@
 """Devices as data: targets/*.toml -> frozen Target values.
 
 A device is a TOML file (see README, "Target files"); adding one never means
-editing code. This module only reads and validates the files and picks the
-best match for this machine; turning a Target into a TVM target dict is the
-backend's job, so nothing here imports TVM.
+editing code. This module only reads and validates the files, describes this
+machine's CPU (/proc/cpuinfo, CPU affinity) and picks the file that fits it
+best ('host'); turning a Target into a tvm.target.Target is the backend's
+job, so nothing here imports TVM.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ TARGET_PATH_ENV = "EDGEC_TARGET_PATH"
 
 HOST_ALIAS = "host"
 _TOP_KEYS = {"description", "aliases", "tvm", "host", "device", "toolchain"}
+_DEVICE_KEYS = {"arch", "cpu_flags", "fma_bits", "vendor", "cpu_families"}
+_TOOLCHAIN_KEYS = {"cc", "flags", "package"}
+NUM_CORES = "num-cores"
+CPUINFO = Path("/proc/cpuinfo")
+#: /proc/cpuinfo flags shown as SIMD by 'edgec targets --host' (with those the files name)
+_SIMD_PREFIXES = ("sse", "ssse", "avx", "amx", "fma", "f16c", "asimd", "sve", "i8mm", "bf16")
 _ARCH_NAMES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 _GPU_KINDS = {"cuda", "opencl", "vulkan", "rocm", "metal"}
 #: (artifact arch, host arch) pairs edgec runs under qemu-user (edgec/bundle/emulate.py).
@@ -45,21 +52,66 @@ def host_arch() -> str:
     return normalize_arch(platform.machine())
 
 
-def host_cpu_flags() -> frozenset[str]:
-    """CPU features the kernel reports as usable (/proc/cpuinfo 'flags' or 'Features').
+@dataclass(frozen=True)
+class HostCPU:
+    """A CPU as /proc/cpuinfo describes it: what 'host' is picked by."""
 
-    The kernel's list is what counts: a VM may hide AVX-512 from a CPU that
-    has it, and code using it would die with SIGILL.
-    """
+    arch: str
+    vendor: str | None = None  # vendor_id (x86 only): GenuineIntel, AuthenticAMD
+    family: int | None = None  # cpu family: Intel 6; AMD 25 (Zen 3, Zen 4), 26 (Zen 5)
+    model: int | None = None
+    model_name: str = ""
+    flags: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arch": self.arch, "vendor": self.vendor, "family": self.family,
+                "model": self.model, "model_name": self.model_name, "flags": sorted(self.flags)}
+
+
+def _int(text: str | None) -> int | None:
     try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def parse_cpuinfo(text: str, arch: str) -> HostCPU:
+    """/proc/cpuinfo text -> HostCPU; the first processor's fields (x86 'flags',
+    aarch64 'Features'), so a test can feed any machine's text."""
+    fields: dict[str, str] = {}
     for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    flags = fields.get("flags", fields.get("Features", ""))
+    return HostCPU(arch=normalize_arch(arch), vendor=fields.get("vendor_id") or None,
+                   family=_int(fields.get("cpu family")), model=_int(fields.get("model")),
+                   model_name=fields.get("model name", ""), flags=frozenset(flags.split()))
+
+
+def host_cpu() -> HostCPU:
+    """This machine's CPU. The kernel's flags are what counts: a VM may hide
+    AVX-512 from a CPU that has it, and code using it would die with SIGILL."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        text = ""
+    return parse_cpuinfo(text, host_arch())
+
+
+def host_cpu_flags() -> frozenset[str]:
+    """CPU features the kernel reports as usable (/proc/cpuinfo 'flags' or 'Features')."""
+    return host_cpu().flags
+
+
+def host_core_count() -> tuple[int, str]:
+    """CPUs this process may run on, and where the number came from: the
+    affinity mask, not the machine's count (taskset, cpusets and containers
+    restrict it; the runtime starts as many threads, see runtime/native.py)."""
+    try:
+        return len(os.sched_getaffinity(0)), "this process's CPU affinity"
+    except (AttributeError, OSError):  # no affinity outside Linux
+        return os.cpu_count() or 1, "os.cpu_count() (no CPU affinity on this OS)"
 
 
 def _freeze(value: Any) -> Any:
@@ -92,6 +144,8 @@ class Target:
     cc_flags: tuple[str, ...] = ()
     cc_package: str | None = None
     fma_bits: int | None = None  # FMA datapath width when narrower than the registers
+    vendor: str | None = None  # the /proc/cpuinfo vendor_id 'host' may pick this file for
+    cpu_families: tuple[int, ...] = ()  # and its 'cpu family' numbers (none: any)
     _tvm: tuple = field(default=(), repr=False)
     _host: tuple | None = field(default=None, repr=False)
 
@@ -114,11 +168,43 @@ class Target:
         return None if self._host is None else _thaw(self._host)
 
     def tvm_dict(self) -> dict[str, Any]:
-        """The complete dict handed to tvm.target.Target, host included."""
+        """The complete dict handed to tvm.target.Target, host included, with
+        num-cores resolved (see cores())."""
         d = self.tvm
         if self._host is not None:
             d["host"] = self.host
+        elif NUM_CORES not in d:
+            cores, _ = self.cores()
+            if cores is not None:
+                d[NUM_CORES] = cores
         return d
+
+    def cores(self) -> tuple[int | None, str]:
+        """(num-cores for TVM, where it comes from): the file's pin; else, for a
+        CPU target of this machine's arch, the CPUs this process may use; else
+        none. Only MetaSchedule reads it (README, 'Targets')."""
+        cpu = self.tvm if self.kind == "llvm" else (self.host or {})
+        if NUM_CORES in cpu:
+            return cpu[NUM_CORES], f"pinned in {self.path}"
+        if self.kind != "llvm":
+            return None, "not set: a GPU target's file may pin it in [host]"
+        if self.arch != host_arch():
+            return None, (f"not set: the code is for {self.arch} and this machine is "
+                          f"{host_arch()}; pin it in the file to tune for the device")
+        return host_core_count()
+
+    def _cores_json(self) -> dict[str, Any]:
+        cores, source = self.cores()
+        return {"value": cores, "source": source}
+
+    def cpu_mismatch(self, cpu: HostCPU) -> str:
+        """Why ``cpu`` is not one this file is made for; "" if it is, or the file names none."""
+        if self.vendor and cpu.vendor != self.vendor:
+            return f"made for {self.vendor} CPUs, this one is {cpu.vendor or 'of no vendor_id'}"
+        if self.cpu_families and cpu.family not in self.cpu_families:
+            return (f"made for {self.vendor} CPU families {_listed(self.cpu_families)}, this "
+                    f"one is family {cpu.family}")
+        return ""
 
     def to_json(self) -> dict[str, Any]:
         """Everything the manifest and --save-temps record about the target."""
@@ -129,7 +215,10 @@ class Target:
             "arch": self.arch,
             "cpu_flags": list(self.cpu_flags),
             **({"fma_bits": self.fma_bits} if self.fma_bits else {}),
+            **({"vendor": self.vendor} if self.vendor else {}),
+            **({"cpu_families": list(self.cpu_families)} if self.cpu_families else {}),
             "tvm": self.tvm_dict(),
+            "num_cores": self._cores_json(),
             "toolchain": {"cc": self.cc, "flags": list(self.cc_flags), "package": self.cc_package},
         }
 
@@ -157,8 +246,92 @@ def host_compatibility(name: str, kind: str, arch: str,
     return True, ""
 
 
+def _listed(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
 def _err(path: Path, msg: str) -> UsageError:
     return UsageError(f"{path}: {msg}; fix the target file (see README, 'Target files')")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _table(path: Path, data: dict, key: str, allowed: set[str]) -> dict:
+    """The [key] table (empty if absent); a misspelt key in it is an error, not ignored."""
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise _err(path, f"[{key}] must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise _err(path, f"unknown key(s) {sorted(unknown)} in [{key}] (known: "
+                         f"{', '.join(sorted(allowed))})")
+    return table
+
+
+def _check_cpu_side(path: Path, tvm: dict, host: dict | None, arch: str) -> None:
+    """The llvm table the CPU code is built from: [tvm] for CPUs, [host] for GPUs."""
+    cpu = tvm if tvm["kind"] == "llvm" else (host or {})
+    where = "[tvm]" if cpu is tvm else "[host]"
+    if cpu.get("kind") != "llvm" or "mtriple" not in cpu:
+        raise _err(path, "the CPU side ([tvm] for CPUs, [host] for GPUs) needs kind='llvm' "
+                         "and an mtriple")
+    if normalize_arch(cpu["mtriple"].split("-")[0]) != arch:
+        raise _err(path, f"mtriple {cpu['mtriple']!r} does not match [device] arch {arch!r}")
+    cores = cpu.get(NUM_CORES)
+    if cores is not None and (not _is_count(cores) or cores < 1):
+        raise _err(path, f"{where} num-cores must be a whole number >= 1, or left out (a CPU "
+                         "target of this machine's arch then gets this process's CPU count)")
+
+
+def _fma_bits(path: Path, device: dict) -> int | None:
+    fma_bits = device.get("fma_bits")
+    if fma_bits is not None and (not _is_count(fma_bits) or fma_bits < 128 or fma_bits % 128):
+        raise _err(path, "[device] fma_bits must be a multiple of 128 (the FMA datapath "
+                         "width, e.g. 256 on Zen 4)")
+    return fma_bits
+
+
+def _cpu_flags(path: Path, device: dict) -> tuple[str, ...]:
+    flags = device.get("cpu_flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise _err(path, "[device] cpu_flags must be a list of /proc/cpuinfo flag names")
+    return tuple(flags)
+
+
+def _cpu_identity(path: Path, device: dict, kind: str,
+                  arch: str) -> tuple[str | None, tuple[int, ...]]:
+    """(vendor, cpu_families): which CPUs 'host' may pick the file for, beyond its flags."""
+    vendor, families = device.get("vendor"), device.get("cpu_families")
+    if vendor is None and families is None:
+        return None, ()
+    if kind != "llvm":
+        raise _err(path, "[device] vendor and cpu_families choose the 'host' CPU target, "
+                         "which a GPU target never is; leave them out")
+    if arch != "x86_64":
+        raise _err(path, "[device] vendor and cpu_families match /proc/cpuinfo 'vendor_id' "
+                         f"and 'cpu family', which {arch} kernels do not report; leave them out")
+    if not isinstance(vendor, str) or not vendor.strip():
+        raise _err(path, "[device] vendor must be a /proc/cpuinfo vendor_id such as "
+                         "'GenuineIntel' or 'AuthenticAMD' (cpu_families need it: family "
+                         "numbers are per vendor)")
+    if families is None:
+        return vendor, ()
+    if not isinstance(families, list) or not families or \
+            not all(_is_count(f) and f >= 0 for f in families):
+        raise _err(path, "[device] cpu_families must be a non-empty list of /proc/cpuinfo "
+                         "'cpu family' numbers, e.g. [25] for AMD Zen 3 and Zen 4")
+    return vendor, tuple(families)
+
+
+def _aliases(path: Path, data: dict) -> tuple[str, ...]:
+    aliases = data.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise _err(path, "'aliases' must be a list of strings")
+    if HOST_ALIAS in aliases:
+        raise _err(path, f"'{HOST_ALIAS}' is reserved: edgec picks the host target itself")
+    return tuple(aliases)
 
 
 def parse_target_file(path: Path, name: str) -> Target:
@@ -179,40 +352,28 @@ def parse_target_file(path: Path, name: str) -> Target:
     host = data.get("host")
     if host is not None and not isinstance(host, dict):
         raise _err(path, "[host] must be a table")
-    device = data.get("device", {})
+    device = _table(path, data, "device", _DEVICE_KEYS)
     arch = device.get("arch")
     if arch not in ("x86_64", "aarch64"):
         raise _err(path, "[device] arch must be 'x86_64' or 'aarch64'")
-    cpu = tvm if tvm["kind"] == "llvm" else (host or {})
-    if cpu.get("kind") != "llvm" or "mtriple" not in cpu:
-        raise _err(path, "the CPU side ([tvm] for CPUs, [host] for GPUs) needs kind='llvm' "
-                         "and an mtriple")
-    if normalize_arch(cpu["mtriple"].split("-")[0]) != arch:
-        raise _err(path, f"mtriple {cpu['mtriple']!r} does not match [device] arch {arch!r}")
-    fma_bits = device.get("fma_bits")
-    if fma_bits is not None and (not isinstance(fma_bits, int) or isinstance(fma_bits, bool)
-                                 or fma_bits < 128 or fma_bits % 128):
-        raise _err(path, "[device] fma_bits must be a multiple of 128 (the FMA datapath "
-                         "width, e.g. 256 on Zen 4)")
-    tool = data.get("toolchain", {})
+    _check_cpu_side(path, tvm, host, arch)
+    vendor, families = _cpu_identity(path, device, tvm["kind"], arch)
+    tool = _table(path, data, "toolchain", _TOOLCHAIN_KEYS)
     if not isinstance(tool.get("cc"), str):
         raise _err(path, "[toolchain] cc (the C compiler that links the library) is required")
-    aliases = data.get("aliases", [])
-    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-        raise _err(path, "'aliases' must be a list of strings")
-    if HOST_ALIAS in aliases:
-        raise _err(path, f"'{HOST_ALIAS}' is reserved: edgec picks the host target itself")
     return Target(
         name=name,
         description=" ".join(desc.split()),
         path=path,
         arch=arch,
-        aliases=tuple(aliases),
-        cpu_flags=tuple(device.get("cpu_flags", [])),
+        aliases=_aliases(path, data),
+        cpu_flags=_cpu_flags(path, device),
         cc=tool["cc"],
         cc_flags=tuple(tool.get("flags", [])),
         cc_package=tool.get("package"),
-        fma_bits=fma_bits,
+        fma_bits=_fma_bits(path, device),
+        vendor=vendor,
+        cpu_families=families,
         _tvm=_freeze(tvm),
         _host=None if host is None else _freeze(host),
     )
@@ -243,16 +404,99 @@ def load_targets() -> dict[str, Target]:
     return found
 
 
-def pick_host_target(targets: dict[str, Target]) -> Target:
-    """The CPU target file that best fits this machine: right arch, most features usable."""
-    arch, flags = host_arch(), host_cpu_flags()
-    fits = [t for t in targets.values()
-            if t.kind == "llvm" and t.arch == arch and set(t.cpu_flags) <= flags]
-    if not fits:
+@dataclass(frozen=True)
+class Fit:
+    """How one CPU target file fits a CPU: the flags it lacks, the vendor or family it is not."""
+
+    target: Target
+    missing: tuple[str, ...]
+    mismatch: str
+
+    @property
+    def fits(self) -> bool:
+        return not self.missing and not self.mismatch
+
+    @property
+    def rank(self) -> tuple:
+        """Files made for the CPU's vendor (and family) beat generic ones, then
+        more cpu_flags (more specific: they let LLVM use more) beat fewer."""
+        t = self.target
+        return (t.vendor is not None, len(t.cpu_flags), len(t.cpu_families), t.name)
+
+    def reason(self) -> str:
+        if not self.fits:
+            lacks = f"this CPU lacks {', '.join(self.missing)}" if self.missing else ""
+            return "; ".join(r for r in (self.mismatch, lacks) if r)
+        t = self.target
+        made = "generic (names no vendor)" if t.vendor is None else f"made for {t.vendor}" + (
+            f" family {_listed(t.cpu_families)}" if t.cpu_families else "")
+        return f"{made}; all {len(t.cpu_flags)} of its cpu_flags present"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target.name, "fits": self.fits, "reason": self.reason(),
+                "missing_flags": list(self.missing), "mismatch": self.mismatch}
+
+
+@dataclass(frozen=True)
+class HostPick:
+    """Which target file 'host' is on a CPU and why ('edgec targets --host')."""
+
+    cpu: HostCPU
+    fits: tuple[Fit, ...]  # every CPU target file of the CPU's arch, best first
+    chosen: Target | None
+
+    @property
+    def simd_flags(self) -> tuple[str, ...]:
+        """The CPU's flags that decide the pick: those the files name, and SIMD ones."""
+        named = {f for fit in self.fits for f in fit.target.cpu_flags}
+        return tuple(sorted(f for f in self.cpu.flags
+                            if f in named or f.startswith(_SIMD_PREFIXES)))
+
+    @property
+    def why(self) -> str:
+        if self.chosen is None:
+            return (f"no target file fits this {self.cpu.arch} CPU; add one under targets/ "
+                    "(see README, 'Adding a device')")
+        t, cpu = self.chosen, self.cpu
+        others = [f.target.name for f in self.fits if f.fits and f.target is not t]
+        also = f"; also fit: {', '.join(others)}" if others else ""
+        if t.vendor is not None:
+            made = t.vendor + (f" family {cpu.family}" if t.cpu_families else "")
+            return (f"made for {made} CPUs, as this one is, and of such files that fit the "
+                    f"most specific ({len(t.cpu_flags)} cpu_flags, all present){also}")
+        return (f"no file made for {cpu.vendor or 'this CPU'} family {cpu.family} fits, so the "
+                f"generic file with the most cpu_flags ({len(t.cpu_flags)}, all present){also}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cpu": self.cpu.to_json(),
+                "simd_flags": list(self.simd_flags), "targets": [f.to_json() for f in self.fits],
+                "chosen": self.chosen.name if self.chosen else None, "why": self.why,
+                "num_cores": self.chosen._cores_json() if self.chosen else
+                {"value": None, "source": "no target fits"}}
+
+
+def explain_host(targets: dict[str, Target] | None = None, cpu: HostCPU | None = None) -> HostPick:
+    """How each CPU target file of ``cpu``'s arch (default: this machine's) fits it, and
+    the pick: all its cpu_flags present and its vendor/family (where it names them)
+    matching; files made for the CPU before generic ones, then the most specific."""
+    targets = load_targets() if targets is None else targets
+    cpu = host_cpu() if cpu is None else cpu
+    fits = sorted((Fit(t, tuple(sorted(set(t.cpu_flags) - cpu.flags)), t.cpu_mismatch(cpu))
+                   for t in targets.values() if t.kind == "llvm" and t.arch == cpu.arch),
+                  key=lambda f: (f.fits, f.rank), reverse=True)
+    chosen = fits[0].target if fits and fits[0].fits else None
+    return HostPick(cpu, tuple(fits), chosen)
+
+
+def pick_host_target(targets: dict[str, Target], cpu: HostCPU | None = None) -> Target:
+    """The CPU target file that best fits this machine (or ``cpu``); see explain_host."""
+    pick = explain_host(targets, cpu)
+    if pick.chosen is None:
         raise UnsupportedError(
-            f"no target file fits this machine ({arch}); add one under targets/ "
-            "(see README, 'Adding a device')")
-    return max(fits, key=lambda t: (len(t.cpu_flags), t.name))
+            f"no target file fits this machine ({pick.cpu.arch}); add one under targets/ "
+            "(see README, 'Adding a device'); 'edgec targets --host' says why each file "
+            "does not")
+    return pick.chosen
 
 
 def resolve_target(spec: str | Target) -> Target:
