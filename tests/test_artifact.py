@@ -161,7 +161,7 @@ def test_session_rejects_wrong_inputs(conv_artifact):
 
     _, path = conv_artifact
     art = edgec.load(path)
-    with pytest.raises(UsageError, match="compiled for"):
+    with pytest.raises(UsageError, match=r"the artifact takes \[1, 3, 16, 16\]"):
         art.run({"x": np.zeros((1, 3, 8, 8), np.float32)})
     with pytest.raises(UsageError, match="missing"):
         art.run({})

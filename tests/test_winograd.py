@@ -185,7 +185,7 @@ def test_winograd_in_strips_matches_onnxruntime(m, params, tmp_path, monkeypatch
 
 @pytest.mark.compile
 def test_winograd_with_avx512_blocks(tmp_path, monkeypatch):
-    if edgec.resolve_target("host").name != "x86/zen4-avx512":
+    if not edgec.resolve_target("x86-avx512").runs_on_host()[0]:
         pytest.skip("this machine has no AVX-512")
     name = _check(tmp_path, monkeypatch, 4, target="x86-avx512", h=15, w=13, c=32, o=64,
                   residual=False)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..target_registry import host_cpu_flags
+from ..errors import EdgecError
+from ..target_registry import host_core_count, host_cpu, load_targets, pick_host_target
 
 _ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "asimd", "asimddp", "sve")
 
@@ -32,10 +32,21 @@ def package_version(dist: str) -> str:
 
 
 def machine_info() -> dict:
-    flags = host_cpu_flags()
+    """The CPU as /proc/cpuinfo names it, with the vendor, family and model that
+    decide edgec's host target (machines of one kind differ: Zen 3, Zen 4,
+    Sapphire Rapids), the target file 'host' resolved to, and the CPUs this
+    process may use (the thread count every engine defaults to)."""
+    cpu = host_cpu()
+    flags = cpu.flags
+    try:
+        host = pick_host_target(load_targets()).name
+    except EdgecError:  # a machine no target file fits still gets its numbers
+        host = "none fits"
     return {
         "cpu": cpu_model(),
-        "cores": os.cpu_count(),
+        "vendor": cpu.vendor, "family": cpu.family, "model": cpu.model,
+        "host_target": host,
+        "cores": host_core_count()[0],
         "arch": platform.machine(),
         "isa": [f for f in _ISA_FLAGS if f in flags],
         "os": f"{platform.system()} {platform.release()}",
@@ -48,5 +59,8 @@ def caption(machine: dict, versions: dict) -> str:
     """One line for charts and tables: where and with what the numbers were taken."""
     isa = "/".join(machine["isa"]) or "no SIMD flags"
     vers = ", ".join(f"{k} {v}" for k, v in versions.items())
-    return (f"{machine['cpu']}, {machine['cores']} cores ({isa}); {vers}; "
+    family = (f" family {machine['family']} model {machine['model']}"
+              if machine.get("family") is not None else "")
+    target = f", edgec host target {machine['host_target']}" if machine.get("host_target") else ""
+    return (f"{machine['cpu']}{family}, {machine['cores']} cores ({isa}){target}; {vers}; "
             f"{machine['date'][:10]}")

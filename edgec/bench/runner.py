@@ -11,7 +11,6 @@ crash of the whole benchmark.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from ..frontend import Bindings
 from ..frontend.prepare import prepare
 from ..passes import DEFAULT_PIPELINE, PIPELINES
 from ..stats import LatencyStats
+from ..target_registry import host_core_count
 from ..tensors import random_inputs
 from ..verification import compare_outputs
 from .machine import machine_info, package_version
@@ -116,7 +116,7 @@ def run_bench(model: str | Path, options: BenchOptions, *,
     unknown = sorted(set(options.baselines) - set(BASELINES))
     if unknown:
         raise UsageError(f"--baseline {','.join(unknown)}: choose from {', '.join(BASELINES)}")
-    threads = options.threads or os.cpu_count() or 1
+    threads = options.threads or host_core_count()[0]  # as edgec run defaults TVM_NUM_THREADS
     if threads < 1:
         raise UsageError(f"--threads {threads}: give 1 or more")
     bindings = Bindings({k: tuple(v) for k, v in options.input_shapes.items()},

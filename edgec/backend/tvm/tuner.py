@@ -40,7 +40,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.support import cc as tvm_cc
 
 from ...errors import CompileError, ToolchainError, UnsupportedError, UsageError, first_line
-from ...target_registry import Target, host_arch, host_cpu_flags
+from ...target_registry import Target, host_arch, host_core_count, host_cpu_flags
 from .build import (
     cpu_side,
     find_cc,
@@ -363,7 +363,7 @@ def _round(task: Task, run: _Run, n: int, seed: int) -> None:
     again = _measure_template(task, task.template, run.t, run.db, run.builder, run.runner)
     task.template_s = min(task.template_s, again)
     task.best_s = min(task.best_s, again)
-    cores = os.cpu_count() or 1
+    cores = host_core_count()[0]  # the CPUs this process may use, as the runtime does
     if task.cost_model is None:
         task.cost_model = ms.cost_model.CostModel.create("xgb", num_tuning_cores=cores)
     ctx = ms.TuneContext(
