@@ -1,8 +1,24 @@
 """edgec: an edge and mobile inference compiler (ONNX in, verified TVM artifact out).
 
+    import numpy as np
     import edgec
+
     art = edgec.compile("model.onnx", target="x86", output="model.edgec")
-    outputs = edgec.load("model.edgec").run({"x": x})
+    outputs = edgec.load("model.edgec").run({"x": np.zeros((1, 3, 224, 224), np.float32)})
+    assert edgec.verify("model.onnx", "model.edgec").ok
+
+The API mirrors the command line (see the README):
+
+- `compile` builds an artifact for a target and returns it as an `Artifact`;
+- `load` opens an artifact; `Artifact.run` runs it, `Artifact.session` keeps
+  it loaded and times it (`edgec.runtime.session.Session`);
+- `verify` compares an artifact with onnxruntime
+  (`edgec.verification.VerifyReport`);
+- `inspect` describes a model without compiling it
+  (`edgec.model_info.ModelInfo`);
+- `targets` and `resolve_target` read the target files into `Target` values;
+- every error is an `EdgecError` (subclasses in `edgec.errors`), with a
+  one-line `message` and the CLI's `exit_code`.
 
 Importing edgec loads neither TVM nor the compiler: ``load`` and
 ``Artifact.run`` need only the TVM runtime, and ``compile``, ``verify`` and
@@ -21,7 +37,16 @@ _COMPILER_API = ("compile", "verify", "inspect", "targets")
 
 
 def load(path) -> Artifact:
-    """Open an artifact (hashes checked now, host compatibility on first run)."""
+    """Open the artifact at ``path`` (a ``.edgec`` file) and return it as an `Artifact`.
+
+    Every member's sha256 is checked now, before anything is loaded; whether
+    this machine can run it is checked on the first run.
+
+    Raises:
+        edgec.errors.UsageError: ``path`` does not exist or is a folder (exit code 2).
+        edgec.errors.ArtifactError: not an artifact, truncated, tampered with or of
+            an unsupported format version (exit code 7).
+    """
     return Artifact(path)
 
 

@@ -31,11 +31,44 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
             max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
             use_tuning_db: bool = True, tuning_db: str | Path | None = None,
             progress: Progress | None = None) -> Artifact:
-    """Compile an ONNX model for ``target`` and write the artifact (default ``<stem>.edgec``).
+    """Compile an ONNX model for ``target`` and write the artifact; ``edgec compile``.
 
-    Kernels with records in the target's tuning database (``tuning_db``, else
-    the one ``edgec tune`` fills by default) get the fastest schedule on record;
-    ``use_tuning_db=False`` keeps every template schedule."""
+    Args:
+        model: the ``.onnx`` file (external data next to it is read too).
+        target: a target file name (``"arm/raspberry-pi-4"``), its short name, an
+            alias (``"x86"``, ``"arm"``), ``"host"`` (the CPU target that best fits
+            this machine) or a `Target` from `resolve_target`.
+        output: where the artifact goes; default ``<model stem>.edgec`` in the
+            current directory. Written atomically: a failed compile leaves no file.
+        input_shapes: ``{input name: shape}`` binding dynamic dims; every dynamic
+            dim must be bound (a named dim bound on one input binds it everywhere).
+        input_consts: ``{input name: value}`` turning inputs into constants (an
+            array, a number or a list); branches and shapes that depend on them fold.
+        opt_level: 0-3, which edgec passes run (``-O``); default 2.
+        pipeline: a pipeline name or comma-separated pass names instead of
+            ``opt_level`` (not both).
+        save_temps: a folder to keep the model after every pass, the Relax
+            modules, the resolved target and a ``reproduce.sh`` (for bug reports).
+        max_model_bytes: bigger models are refused (default 2 GiB).
+        use_tuning_db: apply tuning records. Kernels with records in the target's
+            tuning database (``tuning_db``, else the one ``edgec tune`` fills by
+            default) get the fastest schedule on record; ``False`` keeps every
+            template schedule.
+        tuning_db: a tuning database folder other than the target's default.
+        progress: called with a short message as each stage starts.
+
+    Returns:
+        The written `Artifact`.
+
+    Raises:
+        edgec.errors.UsageError: a missing file, unknown target, bad or
+            contradicting binding, unbound dynamic dim, bad option combination (exit 2).
+        edgec.errors.ModelError: not a valid ONNX model, unsafe external data, too big (exit 3).
+        edgec.errors.UnsupportedError: an op TVM cannot import or edgec cannot lower (exit 4).
+        edgec.errors.ToolchainError: the target's cross compiler is missing or
+            linking failed (exit 5).
+        edgec.errors.CompileError: TVM failed on a model edgec accepted, a bug (exit 6).
+    """
     plan = plan_compile(model, target=target, output=output, input_shapes=input_shapes,
                         input_consts=input_consts, pipeline=_pipeline(opt_level, pipeline),
                         max_model_bytes=max_model_bytes, save_temps=save_temps,
@@ -46,7 +79,38 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
 def verify(model: str | Path, artifact: str | Path | Artifact | None = None, *,
            feeds: dict[str, np.ndarray] | None = None, seed: int = 0,
            rtol: float | None = None, atol: float | None = None, **compile_kwargs):
-    """Compare an artifact (compiled now into a temp file if not given) with onnxruntime."""
+    """Run an artifact and onnxruntime on the same inputs and compare; ``edgec verify``.
+
+    onnxruntime runs ``model``, the original file, never edgec's rewritten
+    graph. Inputs bound to constants at compile time are fed to onnxruntime
+    with the same values. An aarch64 artifact on an x86 machine runs under
+    qemu-user through its C bundle (needs the cross toolchain).
+
+    Args:
+        model: the ONNX file the artifact was compiled from (its sha256 must
+            match the manifest's).
+        artifact: an `Artifact` or the path of one. When None, ``model`` is
+            compiled now into a temporary file with ``compile_kwargs``.
+        feeds: ``{input name: array}``; default random inputs drawn with ``seed``.
+        seed: seed for the random inputs.
+        rtol: relative tolerance for every float output, instead of the per-dtype
+            default (``edgec.verification.DEFAULT_TOLERANCES``).
+        atol: absolute tolerance, likewise.
+        **compile_kwargs: `compile`'s keyword arguments (``target``,
+            ``input_shapes``, ...), used only when ``artifact`` is None.
+
+    Returns:
+        An `edgec.verification.VerifyReport`: ``ok`` is True when every element
+        of every output satisfies ``|edgec - ref| <= atol + rtol * |ref|``
+        (integers and booleans exactly). A mismatch is reported, not raised.
+
+    Raises:
+        edgec.errors.UsageError: ``model`` is missing or not the artifact's
+            source, or an input is missing or of the wrong shape (exit 2).
+        edgec.errors.UnsupportedError: this machine can neither run nor emulate
+            the artifact (a GPU target, missing CPU features) (exit 4).
+        edgec.EdgecError: anything `compile` raises, when it compiles.
+    """
     import tempfile
 
     from .verification import verify_artifact
@@ -62,7 +126,31 @@ def verify(model: str | Path, artifact: str | Path | Artifact | None = None, *,
 def inspect(model: str | Path, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
             input_consts: dict[str, object] | None = None,
             max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES):
-    """Describe a model without compiling it (and without loading TVM)."""
+    """Describe a model without compiling it (and without loading TVM); ``edgec inspect``.
+
+    The model goes through the same checks, bindings and shape inference as a
+    compile, so what it says about dynamic dims and contradictions is what a
+    compile would say.
+
+    Args:
+        model: the ``.onnx`` file.
+        input_shapes: ``{input name: shape}`` to bind dynamic dims first (as `compile`).
+        input_consts: ``{input name: value}`` to bind inputs to constants first.
+        max_model_bytes: bigger models are refused (default 2 GiB).
+
+    Returns:
+        An `edgec.model_info.ModelInfo`: inputs and outputs, op histogram,
+        parameters, FLOPs (2 x MACs; nodes it could not count are listed, never
+        counted as zero), ops TVM cannot import, and the dynamic dims with the
+        ``--input-shape`` flags that would bind them. ``to_json()`` is
+        ``edgec inspect --json``.
+
+    Raises:
+        edgec.errors.ModelError: not a valid ONNX model, unsafe external data,
+            too big (exit 3).
+        edgec.errors.UsageError: a missing file, or a binding that contradicts
+            the model (exit 2).
+    """
     from .frontend import Bindings
     from .model_info import inspect_model
 
@@ -72,7 +160,15 @@ def inspect(model: str | Path, *, input_shapes: dict[str, tuple[int, ...]] | Non
 
 
 def targets() -> dict[str, Target]:
-    """Every target file by name."""
+    """Every target file, by name (``"arm/raspberry-pi-4"``), as `Target` values.
+
+    Folders listed in ``$EDGEC_TARGET_PATH`` are searched before the bundled
+    ``targets/``; the first file with a name wins.
+
+    Raises:
+        edgec.errors.UsageError: a target file is invalid or two files claim the
+            same alias (the message names the file).
+    """
     return load_targets()
 
 

@@ -36,10 +36,12 @@ LIBRARY = "model.so"
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of the file at ``path``, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -49,20 +51,28 @@ def sha256_file(path: Path) -> str:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, static shape and numpy dtype name of a model input or output."""
+    """Name, static shape and numpy dtype name of a model input or output.
+
+    What `Artifact.inputs` and `Artifact.outputs` list: feed ``run`` arrays of
+    exactly this shape, and of this dtype (or one that casts to it within its
+    kind).
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: str
 
     def to_json(self) -> dict:
+        """``{"name", "shape", "dtype"}``, as in the manifest's ``inputs`` and ``outputs``."""
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     @classmethod
     def from_json(cls, d: dict) -> TensorSpec:
+        """The spec from a manifest entry (extra keys such as ``valid_range`` are ignored)."""
         return cls(d["name"], tuple(d["shape"]), d["dtype"])
 
     def describe(self) -> str:
+        """``name dtype[d1,d2,...]``, as messages print it."""
         return f"{self.name} {self.dtype}[{','.join(map(str, self.shape))}]"
 
 
@@ -164,19 +174,40 @@ def _read(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
 
 
 class Artifact:
-    """A compiled model on disk. ``run`` loads the TVM runtime on first use."""
+    """A compiled model on disk: the ``.edgec`` file and its verified manifest.
+
+    Made by `edgec.compile` or `edgec.load`. Opening one checks every member's
+    sha256 but loads no code; ``run`` and ``session`` load the TVM runtime
+    (not the compiler) on first use and check that this machine can run the
+    target's code.
+
+    Attributes:
+        path: the artifact file.
+        manifest: the parsed ``manifest.json`` (see the README's "Artifact
+            format"): source model, target, inputs, outputs, bindings, passes,
+            kernels, member hashes.
+    """
 
     def __init__(self, path: str | os.PathLike, manifest: dict[str, Any] | None = None):
+        """Open ``path``, checking its hashes, unless ``manifest`` is given already.
+
+        Raises:
+            edgec.errors.UsageError: ``path`` does not exist or is a folder.
+            edgec.errors.ArtifactError: not an artifact, truncated, tampered
+                with, or of another format version.
+        """
         self.path = Path(path)
         self.manifest = manifest if manifest is not None else read_verified(self.path)
         self._session = None
 
     @property
     def inputs(self) -> list[TensorSpec]:
+        """The model's inputs in call order, with their compiled (static) shapes."""
         return [TensorSpec.from_json(d) for d in self.manifest["inputs"]]
 
     @property
     def outputs(self) -> list[TensorSpec]:
+        """The model's outputs in order; `run` returns them by these names."""
         return [TensorSpec.from_json(d) for d in self.manifest["outputs"]]
 
     @property
@@ -187,10 +218,26 @@ class Artifact:
 
     @property
     def target(self) -> dict[str, Any]:
+        """The manifest's target: name, arch, cpu_flags, the resolved TVM target dict,
+        toolchain and the kinds of code inside."""
         return self.manifest["target"]
 
     def session(self):
-        """The loaded model (hashes checked again, host compatibility checked)."""
+        """The model loaded into a Relax VM, kept for repeated runs and timing.
+
+        Returns:
+            An `edgec.runtime.session.Session`, made on the first call and reused
+            after: ``session().run(feeds)`` runs once, ``session().time(feeds)``
+            returns latency statistics.
+
+        Raises:
+            edgec.errors.ArtifactError: the file changed since it was opened (the
+                hashes are checked again before the library is loaded).
+            edgec.errors.UnsupportedError: this machine cannot run the target's
+                code (other architecture, GPU target, missing CPU features); the
+                message says what to do (for an aarch64 artifact on x86:
+                ``run(..., emulate=True)``).
+        """
         if self._session is None:
             from .runtime.session import Session
 
@@ -199,10 +246,25 @@ class Artifact:
 
     def run(self, inputs: dict[str, np.ndarray], *, emulate: bool = False
             ) -> dict[str, np.ndarray]:
-        """Run once; ``inputs`` maps input names to arrays of the manifest's shape/dtype.
+        """Run the model once and return its outputs.
 
-        ``emulate=True`` runs an aarch64 artifact through its C bundle under
-        qemu-user (see edgec/bundle/emulate.py) instead of in this process.
+        Args:
+            inputs: ``{input name: array}`` for every input, each of the shape in
+                `inputs` and of its dtype (or one that casts to it within its kind).
+            emulate: run an aarch64 artifact through its C bundle under qemu-user
+                (edgec/bundle/emulate.py) instead of in this process: outputs only,
+                no latency. Needs the cross toolchain and qemu-user.
+
+        Returns:
+            ``{output name: array}``, copies that stay valid after the next run.
+
+        Raises:
+            edgec.errors.UsageError: an input is missing, unknown, or of the wrong
+                shape or dtype.
+            edgec.errors.UnsupportedError: this machine cannot run (or, with
+                ``emulate``, emulate) the artifact, or the emulated run failed.
+            edgec.errors.ToolchainError: ``emulate`` without qemu-user or the
+                cross toolchain installed.
         """
         if emulate:
             from .bundle.emulate import run_emulated
@@ -212,7 +274,12 @@ class Artifact:
 
     @property
     def needs_emulation(self) -> bool:
-        """True when this machine cannot run the artifact but qemu-user can."""
+        """True when this machine cannot run the artifact but qemu-user can.
+
+        That is when ``verify`` emulates by default: an llvm (CPU) target for
+        another architecture edgec emulates here (aarch64 on x86-64). Whether
+        qemu-user is installed is checked when the emulated run starts.
+        """
         from .bundle.emulate import can_emulate
         from .target_registry import host_compatibility
 
@@ -221,5 +288,6 @@ class Artifact:
         return not ok and t["tvm"]["kind"] == "llvm" and can_emulate(t["arch"])
 
     def __repr__(self) -> str:
+        """``Artifact('path', target='name', inputs=[...])``."""
         ins = ", ".join(s.describe() for s in self.inputs)
         return f"Artifact({str(self.path)!r}, target={self.target['name']!r}, inputs=[{ins}])"

@@ -19,56 +19,73 @@ EXIT_BAD_ARTIFACT = 7  # artifact truncated, tampered with or of an unknown form
 
 
 class EdgecError(Exception):
-    """Base class: a message for the user and the exit code that goes with it."""
+    """Base class of every error edgec raises for a user to act on.
+
+    Catch this one to handle them all; the subclasses below say what went
+    wrong. ``str(error)`` is the message alone.
+
+    Attributes:
+        message: one line naming the file, node or option at fault and what to do.
+        exit_code: what the ``edgec`` command exits with for this error (README,
+            "Exit codes"), a class attribute of each subclass.
+    """
 
     exit_code = 1
 
     def __init__(self, message: str):
+        """Wrap ``message``, a single line."""
         super().__init__(message)
         self.message = message
 
     def __str__(self) -> str:
+        """The message, with no class name or traceback."""
         return self.message
 
 
 class UsageError(EdgecError):
-    """The command line or API call asks for something that cannot be done."""
+    """The command line or API call asks for something that cannot be done. Exit code 2."""
 
     exit_code = EXIT_USAGE
 
 
 class ModelError(EdgecError):
-    """The ONNX file itself is unreadable, invalid or unsafe."""
+    """The ONNX file itself is unreadable, invalid or unsafe. Exit code 3."""
 
     exit_code = EXIT_BAD_MODEL
 
 
 class UnsupportedError(EdgecError):
-    """Valid input that edgec, TVM or this host cannot handle."""
+    """Valid input that edgec, TVM or this host cannot handle. Exit code 4."""
 
     exit_code = EXIT_UNSUPPORTED
 
 
 class ToolchainError(EdgecError):
-    """An external tool (cross compiler, nvcc) is missing or failed."""
+    """An external tool (cross compiler, nvcc, cmake, qemu-user) is missing or failed.
+
+    When one is missing, the message names the Debian package to install. Exit code 5.
+    """
 
     exit_code = EXIT_TOOLCHAIN
 
 
 class CompileError(EdgecError):
-    """TVM rejected a model that passed edgec's own checks."""
+    """TVM rejected a model that passed edgec's own checks. Exit code 6.
+
+    A bug in edgec or TVM: rerun with ``--debug --save-temps DIR`` and report it.
+    """
 
     exit_code = EXIT_COMPILE
 
 
 class ArtifactError(EdgecError):
-    """An .edgec artifact is truncated, tampered with or not an artifact."""
+    """An .edgec artifact is truncated, tampered with or not an artifact. Exit code 7."""
 
     exit_code = EXIT_BAD_ARTIFACT
 
 
 class MismatchError(EdgecError):
-    """Outputs differ from the onnxruntime reference beyond tolerance."""
+    """Outputs differ from the onnxruntime reference beyond tolerance. Exit code 1."""
 
     exit_code = EXIT_MISMATCH
 

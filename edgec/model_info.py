@@ -88,12 +88,15 @@ class TensorInfo:
 
     @property
     def is_static(self) -> bool:
+        """True when the rank and every dim are known integers."""
         return self.dims is not None and all(isinstance(d, int) for d in self.dims)
 
     def shape_text(self) -> str:
+        """``[1, 3, batch, ?]``, or ``?`` for an unknown rank."""
         return "?" if self.dims is None else "[" + ", ".join(map(str, self.dims)) + "]"
 
     def to_json(self) -> dict:
+        """``{"name", "dtype", "dims"}``."""
         return {"name": self.name, "dtype": self.dtype,
                 "dims": None if self.dims is None else list(self.dims)}
 
@@ -108,6 +111,7 @@ class OpUse:
     static: bool = True  # only meaningful for lowered_by_edgec: all its nodes have static X
 
     def to_json(self) -> dict:
+        """``{"op", "count", "first_node"}``."""
         return {"op": self.op, "count": self.count, "first_node": self.first_node}
 
 
@@ -129,6 +133,7 @@ class ParamInfo:
     generated_tensors: int = 0
 
     def to_json(self) -> dict:
+        """The counts as a dict (``inspect --json``'s ``params``)."""
         return {"count": self.count, "bytes": self.bytes, "initializers": self.initializers,
                 "constant_nodes": self.constants, "generated_params": self.generated_params,
                 "generated_bytes": self.generated_bytes,
@@ -145,17 +150,21 @@ class ComputeInfo:
 
     @property
     def macs(self) -> int:
+        """Multiply-accumulates of the counted nodes."""
         return sum(self.macs_by_op.values())
 
     @property
     def flops(self) -> int:
+        """2 x `macs` (ResNet-50 is about 8.2 GFLOP by this count)."""
         return 2 * self.macs
 
     @property
     def complete(self) -> bool:
+        """True when no node was left uncounted, so `flops` is the whole model's."""
         return not self.uncounted
 
     def to_json(self) -> dict:
+        """The totals and per-op counts as a dict (``inspect --json``'s ``compute``)."""
         return {"macs": self.macs, "flops": self.flops, "gflops": round(self.flops / 1e9, 4),
                 "macs_by_op": dict(self.macs_by_op), "uncounted": dict(self.uncounted),
                 "complete": self.complete, "notes": list(self.notes)}
@@ -163,7 +172,16 @@ class ComputeInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Everything ``edgec inspect`` reports about one model (after any bindings)."""
+    """Everything ``edgec inspect`` reports about one model (after any bindings).
+
+    Returned by `edgec.inspect`. The main fields: ``inputs`` and ``outputs``
+    (`TensorInfo`), ``op_counts`` (op -> count, largest first), ``params``
+    (`ParamInfo`), ``compute`` (`ComputeInfo`), ``unsupported`` (ops TVM
+    cannot import, each with its first node), ``lowered_by_edgec`` (recurrent
+    ops edgec unrolls), ``dynamic_inputs`` / ``dynamic_dims`` and
+    ``suggested_flags`` (the ``--input-shape`` flags that would bind them),
+    ``warnings``.
+    """
 
     path: str
     sha256: str
@@ -189,6 +207,7 @@ class ModelInfo:
 
     @property
     def flops(self) -> int:
+        """The model's FLOPs, ``compute.flops`` (check ``compute.complete``)."""
         return self.compute.flops
 
     def to_json(self) -> dict:

@@ -21,7 +21,11 @@ def percentile(sorted_ms: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Per-run latency in milliseconds over ``runs`` timed runs (after warm-up)."""
+    """Per-run latency in milliseconds over ``runs`` timed runs (after warm-up).
+
+    The same definition for edgec, onnxruntime and TFLite, so their numbers
+    compare: p90 and p99 by nearest rank, stdev over the samples (0 for one).
+    """
 
     runs: int
     median_ms: float
@@ -33,12 +37,14 @@ class LatencyStats:
 
     @classmethod
     def from_seconds(cls, samples: list[float]) -> LatencyStats:
+        """Statistics of per-run ``samples`` in seconds (at least one)."""
         ms = sorted(s * 1e3 for s in samples)
         return cls(len(ms), statistics.median(ms), statistics.fmean(ms), ms[0],
                    percentile(ms, 90), percentile(ms, 99),
                    statistics.stdev(ms) if len(ms) > 1 else 0.0)
 
     def to_json(self) -> dict:
+        """The fields as a dict, rounded to 4 decimals (bench's ``stats``)."""
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
     def line(self) -> str:

@@ -49,6 +49,7 @@ def normalize_arch(machine: str) -> str:
 
 
 def host_arch() -> str:
+    """This machine's architecture, as target files name it (``x86_64``, ``aarch64``)."""
     return normalize_arch(platform.machine())
 
 
@@ -132,7 +133,28 @@ def _thaw(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Target:
-    """One device: its TVM target, where its code runs and how to link for it."""
+    """One device: its TVM target, where its code runs and how to link for it.
+
+    Read from a target file (``targets/<family>/<device>.toml``) by
+    ``load_targets``; frozen, so a resolved target cannot drift between
+    compile and the manifest.
+
+    Attributes:
+        name: the file's path under its target folder, without ``.toml``
+            (``arm/raspberry-pi-4``).
+        description: the file's one-line description.
+        path: the target file.
+        arch: ``x86_64`` or ``aarch64``: the machine that runs the code.
+        aliases: short names ``resolve_target`` also accepts (``arm``).
+        cpu_flags: /proc/cpuinfo flags the code may use; a host lacking one
+            refuses the artifact instead of dying with SIGILL.
+        cc, cc_flags, cc_package: the C compiler that links the library, its
+            flags, and the Debian package named when it is missing.
+        fma_bits: the FMA datapath width where narrower than the registers
+            (Zen 4: 256), so kernels may use half-width vectors.
+        vendor, cpu_families: the /proc/cpuinfo vendor_id and cpu family
+            numbers ``host`` may pick the file for (none: any CPU).
+    """
 
     name: str
     description: str
@@ -151,10 +173,12 @@ class Target:
 
     @property
     def kind(self) -> str:
+        """TVM's target kind: ``llvm`` for CPUs, ``cuda``/``opencl``/... for GPUs."""
         return self.tvm["kind"]
 
     @property
     def is_gpu(self) -> bool:
+        """Whether the kernels run on a GPU (the [host] table is then the CPU side)."""
         return self.kind in _GPU_KINDS
 
     @property
@@ -380,12 +404,17 @@ def parse_target_file(path: Path, name: str) -> Target:
 
 
 def target_dirs() -> list[Path]:
+    """Where target files are looked for: EDGEC_TARGET_PATH's folders, then the bundled ones."""
     extra = [Path(p) for p in os.environ.get(TARGET_PATH_ENV, "").split(os.pathsep) if p]
     return [*extra, BUNDLED_TARGETS]
 
 
 def load_targets() -> dict[str, Target]:
-    """All target files by name ('arm/raspberry-pi-4'); the first directory wins a name."""
+    """All target files by name ('arm/raspberry-pi-4'); the first directory wins a name.
+
+    Raises:
+        UsageError: a target file is invalid or two files claim one alias (exit 2).
+    """
     found: dict[str, Target] = {}
     for root in target_dirs():
         if not root.is_dir():
@@ -500,7 +529,20 @@ def pick_host_target(targets: dict[str, Target], cpu: HostCPU | None = None) -> 
 
 
 def resolve_target(spec: str | Target) -> Target:
-    """A target from a file name, a short name, an alias or 'host'."""
+    """A target from a file name, a short name, an alias or 'host'.
+
+    Args:
+        spec: ``arm/raspberry-pi-4``, ``raspberry-pi-4``, ``arm``, ``host``, or
+            a ``Target`` (returned as it is).
+
+    Returns:
+        The target; ``host`` is the CPU target file that best fits this
+        machine (see ``explain_host``).
+
+    Raises:
+        UsageError: an unknown name (the message lists close matches).
+        UnsupportedError: ``host`` on a machine no target file fits.
+    """
     if isinstance(spec, Target):
         return spec
     targets = load_targets()

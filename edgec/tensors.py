@@ -18,6 +18,11 @@ from .errors import UsageError
 
 def random_inputs(specs: list[TensorSpec], *, seed: int = 0,
                   int_bounds: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Seeded random inputs for ``specs``: normal floats, booleans, small integers.
+
+    Integers are drawn from ``[0, int_bounds[name])`` (default ``[0, 8)``), so
+    inputs used as Gather indices stay valid (`edgec.Artifact.input_bounds`).
+    """
     rng = np.random.default_rng(seed)
     out = {}
     for spec in specs:

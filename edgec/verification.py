@@ -23,12 +23,33 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
 
 def tolerance_for(dtype: str, rtol: float | None = None,
                   atol: float | None = None) -> tuple[float, float]:
+    """``(rtol, atol)`` for outputs of ``dtype``: the default, overridden where given.
+
+    Dtypes without a default (integers, booleans) get ``(0, 0)``: exact match.
+    """
     base = DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
     return (base[0] if rtol is None else rtol, base[1] if atol is None else atol)
 
 
 @dataclass(frozen=True)
 class OutputCheck:
+    """How one output compared with onnxruntime's.
+
+    Attributes:
+        name: the output's name.
+        shape: onnxruntime's shape of it.
+        dtype: onnxruntime's dtype name.
+        max_abs_err: the largest ``|edgec - ref|`` (inf on a shape, dtype or NaN
+            disagreement).
+        max_rel_err: the largest ``|edgec - ref| / |ref|`` over elements where
+            ``|ref| > atol`` (near zero the absolute term governs).
+        rtol: the relative tolerance applied.
+        atol: the absolute tolerance applied.
+        mismatched: how many elements are outside tolerance.
+        ok: True when none is.
+        problem: a shape, dtype or NaN disagreement in words, else "".
+    """
+
     name: str
     shape: tuple[int, ...]
     dtype: str
@@ -41,6 +62,7 @@ class OutputCheck:
     problem: str = ""  # shape/dtype/NaN disagreement, if any
 
     def to_json(self) -> dict:
+        """The fields as a plain dict (``verify --json``'s ``outputs`` entries)."""
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d
@@ -48,6 +70,11 @@ class OutputCheck:
 
 def compare_output(name: str, got: np.ndarray, ref: np.ndarray, *, rtol: float | None = None,
                    atol: float | None = None) -> OutputCheck:
+    """Compare one output ``got`` with the reference ``ref`` under ``dtype``'s tolerances.
+
+    An element passes when ``|got - ref| <= atol + rtol * |ref|``; NaN must meet
+    NaN and an infinity the same infinity.
+    """
     dtype = str(ref.dtype)
     r, a = tolerance_for(dtype, rtol, atol)
     if got.shape != ref.shape or got.dtype != ref.dtype:
@@ -78,6 +105,8 @@ def compare_output(name: str, got: np.ndarray, ref: np.ndarray, *, rtol: float |
 
 def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
                     rtol: float | None = None, atol: float | None = None) -> list[OutputCheck]:
+    """One `OutputCheck` per reference output, in the reference's order; an output
+    edgec did not produce fails."""
     checks = []
     for name, r in ref.items():
         if name not in got:
@@ -91,7 +120,15 @@ def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
 
 @dataclass
 class VerifyReport:
-    """Result of running an artifact and onnxruntime on the same inputs."""
+    """Result of running an artifact and onnxruntime on the same inputs (`edgec.verify`).
+
+    Attributes:
+        artifact: the artifact's path.
+        model: the ONNX file onnxruntime ran.
+        seed: the seed of the random inputs, or None when the caller gave them.
+        checks: one `OutputCheck` per output.
+        emulated: True when the artifact ran under qemu-user.
+    """
 
     artifact: str
     model: str
@@ -101,9 +138,11 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when every output is within tolerance (what ``edgec verify`` exits 0 for)."""
         return all(c.ok for c in self.checks)
 
     def to_json(self) -> dict:
+        """The report as a plain dict (``edgec verify --json``)."""
         return {"artifact": self.artifact, "model": self.model, "seed": self.seed,
                 "emulated": self.emulated, "ok": self.ok,
                 "outputs": [c.to_json() for c in self.checks]}

@@ -40,6 +40,7 @@ class VirtualMachine:
     """The Relax VM module's packed functions, by the names the VM registers."""
 
     def __init__(self, library: Path):
+        """Load the extracted model library and initialise its VM on the CPU."""
         ffi = native.ffi()
         self.module = ffi.load_module(str(library)).get_function("vm_load_executable")()
         # One (device type, id, allocator) triple per device; the CPU is also the host.
@@ -50,12 +51,15 @@ class VirtualMachine:
         self._main = self.module["main"]
 
     def __call__(self, *args):
+        """Call ``main`` with tensors; returns a tensor or a tuple of them."""
         return self._main(*args)
 
     def set_input(self, func_name: str, *args) -> None:
+        """Store the arguments of ``func_name`` in the VM for `invoke_stateful`."""
         self._set_input(func_name, *args)
 
     def invoke_stateful(self, func_name: str) -> None:
+        """Call ``func_name`` on the stored inputs (no argument conversion: for timing)."""
         self._invoke_stateful(func_name)
 
     def set_instrument(self, instrument) -> None:
@@ -64,9 +68,28 @@ class VirtualMachine:
 
 
 class Session:
-    """One loaded artifact, ready to run on this machine's CPU."""
+    """One loaded artifact, ready to run on this machine's CPU.
+
+    Made by `edgec.Artifact.session`; keeps the library loaded, so repeated
+    runs pay no loading cost. Threads: TVM's pool, sized by
+    ``TVM_NUM_THREADS`` (edgec sets it to every CPU the process may use
+    unless it is set already) before the first session starts.
+
+    Attributes:
+        path: the artifact file.
+        manifest: its verified manifest.
+        inputs: the inputs (`edgec.TensorSpec`) in call order.
+        outputs: the outputs (`edgec.TensorSpec`) in order.
+    """
 
     def __init__(self, path: str | Path):
+        """Check the artifact's hashes and the host, then load its library.
+
+        Raises:
+            edgec.errors.UsageError: ``path`` does not exist.
+            edgec.errors.ArtifactError: the artifact fails its integrity check.
+            edgec.errors.UnsupportedError: this machine cannot run the target's code.
+        """
         self.path = Path(path)
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-run-")
         manifest = read_verified(self.path, extract_to=Path(self._tmp.name))
@@ -134,13 +157,35 @@ class Session:
                 for spec, v in zip(self.outputs, values, strict=True)}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run ``main`` once; as `edgec.Artifact.run`.
+
+        Args:
+            feeds: ``{input name: array}`` for every input, of the compiled shape
+                and dtype (a dtype of the same kind is cast).
+
+        Returns:
+            ``{output name: array}``, copied out of the VM's buffers.
+
+        Raises:
+            edgec.errors.UsageError: an input missing, unknown, or of the wrong
+                shape or dtype.
+        """
         return self._collect(self.vm(*self._args(feeds)))
 
     def time(self, feeds: dict[str, np.ndarray], *, repeat: int = 20) -> LatencyStats:
         """Latency of ``main`` over ``repeat`` runs after one discarded warm-up run.
 
         Inputs are set once; each sample is one ``invoke_stateful`` call
-        between two clock reads (about a microsecond of Python around it).
+        between two clock reads (about a microsecond of Python around it), so
+        the numbers are the model's, not the input conversion's. This is what
+        ``edgec run`` and ``edgec verify`` print.
+
+        Returns:
+            `edgec.stats.LatencyStats` in milliseconds (median, mean, min, p90,
+            p99, stdev, runs).
+
+        Raises:
+            edgec.errors.UsageError: as `run`, for bad ``feeds``.
         """
         return LatencyStats.from_seconds(self.samples(feeds, repeat=repeat))
 
