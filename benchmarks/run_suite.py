@@ -56,8 +56,12 @@ def main() -> int:
         reports.append(report)
     table = markdown_table(reports)
     first = reports[0]
-    header = (f"Measured by `make bench` on {first.machine['cpu']} "
-              f"({first.machine['cores']} cores, {'/'.join(first.machine['isa'])}), "
+    m = first.machine
+    cpu = (f"{m['cpu']} ({m['vendor']} family {m['family']} model {m['model']}; edgec's "
+           f"host target {m['host_target']}; " if m.get("family") is not None
+           else f"{m['cpu']} (")
+    header = (f"Measured by `make bench` on {cpu}"
+              f"{m['cores']} cores, {'/'.join(m['isa'])}), "
               f"{first.threads} threads for every engine, {first.machine['date'][:10]}; "
               f"edgec {first.versions['edgec']} (TVM {first.versions['apache-tvm']}), "
               f"onnxruntime {first.versions['onnxruntime']}, {first.versions['tflite']}. "
