@@ -25,10 +25,10 @@ import onnx_ir as ir
 
 from . import __version__
 from .artifact import LIBRARY, Artifact, TensorSpec, write_artifact
-from .errors import EdgecError, UnsupportedError, UsageError
-from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings, bind_inputs, load_model
-from .frontend.binding import binding_hint, unbound_inputs
-from .passes import DEFAULT_PIPELINE, resolve_pipeline, run_pipeline
+from .errors import UnsupportedError, UsageError
+from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings
+from .frontend.prepare import bind, run_passes
+from .passes import DEFAULT_PIPELINE, resolve_pipeline
 from .target_registry import Target, resolve_target
 
 #: Called with a short description as each step starts (the CLI shows a spinner).
@@ -141,24 +141,12 @@ def _workdir(save_temps: Path | None) -> Iterator[tuple[Path, Path | None]]:
 
 def load_bound(plan: CompilePlan):
     """The plan's model, loaded and checked, with every input bound."""
-    loaded = load_model(plan.model, max_bytes=plan.max_model_bytes)
-    model = ir.serde.deserialize_model(loaded.proto)
-    bind_inputs(model, plan.bindings, plan.model)
-    loose = unbound_inputs(model)
-    if loose:
-        raise UsageError(f"{plan.model}: input(s) {', '.join(v.name for v in loose)} have "
-                         f"dynamic dims; bind them, e.g. {binding_hint(loose)}")
-    return loaded, model
+    return bind(plan.model, plan.bindings, max_bytes=plan.max_model_bytes)
 
 
 def optimise(plan: CompilePlan, model: ir.Model, observe=None) -> list:
     """Run the plan's edgec passes on ``model`` in place; their reports."""
-    try:
-        return run_pipeline(model, plan.passes, observer=observe)
-    except EdgecError as exc:  # passes name the node; the user also needs the file
-        if not exc.message.startswith(str(plan.model)):
-            exc.message = f"{plan.model}: {exc.message}"
-        raise
+    return run_passes(plan.model, model, plan.passes, observer=observe)
 
 
 def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Artifact:
@@ -188,6 +176,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
         inputs = [_spec(v, plan.model, "input") for v in model.graph.inputs]
         outputs = [_spec(v, plan.model, "output") for v in model.graph.outputs]
         bounds = _gather_bounds(model)
+        declared = loaded.declared_inputs()
         proto = ir.serde.serialize_model(model)
 
         from .backend.tvm import build as tvm_build  # the only way into TVM
@@ -204,8 +193,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "source_model": {"file": plan.model.name, "sha256": loaded.sha256,
                              "opset": loaded.opset, "bytes": loaded.size_bytes,
-                             "inputs": {s.name: loaded.declared_inputs().get(s.name)
-                                        for s in inputs}},
+                             "inputs": {s.name: declared.get(s.name) for s in inputs}},
             "target": {**plan.target.to_json(), "tvm_resolved": result.tvm_target,
                        "device_modules": result.device_modules},
             "inputs": [dict(s.to_json(), **({"valid_range": [0, bounds[s.name]]}
