@@ -7,6 +7,8 @@ can start) without importing onnx or onnx-ir.
 from __future__ import annotations
 
 import re
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -39,10 +41,13 @@ def parse_const_spec(spec: str) -> tuple[str, np.ndarray]:
         raise UsageError(f"--input-const '{spec}': expected NAME=VALUE, NAME=V1,V2,... or "
                          "NAME=file.npy, e.g. --input-const sr=16000")
     if value.endswith(".npy"):
-        try:
-            return name, np.load(value, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--input-const {name}: cannot read {value} ({exc})") from None
+        path = Path(value)
+        if not path.is_file():
+            raise UsageError(f"--input-const {name}: {value} does not exist")
+        data = load_array_file(f"--input-const {name}", path)
+        if isinstance(data, dict):
+            raise UsageError(f"--input-const {name}: {value} is an .npz archive; give a .npy")
+        return name, data
     try:
         numbers = [float(v) if any(c in v for c in ".eE") or v in ("nan", "inf", "-inf")
                    else int(v) for v in value.split(",")]
@@ -51,3 +56,34 @@ def parse_const_spec(spec: str) -> tuple[str, np.ndarray]:
                          "numbers; give e.g. sr=16000 or a .npy file") from None
     arr = np.array(numbers)
     return name, (arr.reshape(()) if arr.size == 1 and "," not in value else arr)
+
+
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def load_array_file(flag: str, path: Path):
+    """np.load with pickles refused, and errors (prefixed by ``flag``, the option the
+    file came from) that say what the file is instead; an .npz becomes a dict.
+
+    The magic bytes are checked first: numpy reports any file that is neither
+    .npy nor .npz as "pickled data" and suggests allow_pickle, which edgec
+    never sets (a pickle runs code)."""
+    with path.open("rb") as f:
+        head = f.read(6)
+    if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+        raise UsageError(f"{flag}: {path} is not a .npy or .npz file (no NumPy "
+                         "header); save arrays with numpy.save or numpy.savez")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):  # members load lazily: read them now
+            with data:
+                return {k: data[k] for k in data.files}
+        return data
+    except (ValueError, zipfile.BadZipFile) as exc:
+        if "allow_pickle" in str(exc) or "pickled" in str(exc):
+            raise UsageError(f"{flag}: {path} holds Python objects (a pickled object "
+                             "array), which edgec never loads; save a numeric array") from None
+        raise UsageError(f"{flag}: {path} is a damaged .npy/.npz file "
+                         f"({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path} ({exc.strerror or exc})") from None

@@ -7,13 +7,13 @@ valid indices; other integers are small non-negative numbers.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .artifact import TensorSpec
 from .errors import UsageError
+from .specs import load_array_file
 
 
 def random_inputs(specs: list[TensorSpec], *, seed: int = 0,
@@ -37,37 +37,6 @@ def random_inputs(specs: list[TensorSpec], *, seed: int = 0,
     return out
 
 
-_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
-
-
-def _load_array_file(item: str, path: Path):
-    """np.load with pickles refused, and errors that say what the file is instead.
-
-    The magic bytes are checked first: numpy reports any file that is neither
-    .npy nor .npz as "pickled data" and suggests allow_pickle, which edgec
-    never sets (a pickle runs code)."""
-    with path.open("rb") as f:
-        head = f.read(6)
-    if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
-        raise UsageError(f"--input {item}: {path} is not a .npy or .npz file (no NumPy "
-                         "header); save arrays with numpy.save or numpy.savez")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):  # members load lazily: read them now
-            with data:
-                return {k: data[k] for k in data.files}
-        return data
-    except (ValueError, zipfile.BadZipFile) as exc:
-        if "allow_pickle" in str(exc) or "pickled" in str(exc):
-            raise UsageError(f"--input {item}: {path} holds Python objects (a pickled object "
-                             "array), which edgec never loads; save a numeric array") from None
-        raise UsageError(f"--input {item}: {path} is a damaged .npy/.npz file "
-                         f"({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise UsageError(f"--input {item}: cannot read {path} ({exc.strerror or exc})") \
-            from None
-
-
 def load_input_files(specs: list[TensorSpec], items: list[str]) -> dict[str, np.ndarray]:
     """``["x=img.npy", "inputs.npz"]`` -> {name: array}; an .npz may hold several inputs."""
     names = {s.name for s in specs}
@@ -80,7 +49,7 @@ def load_input_files(specs: list[TensorSpec], items: list[str]) -> dict[str, np.
         if not path.is_file():
             raise UsageError(f"--input {item}: {path} does not exist; give NAME=FILE.npy or "
                              "FILE.npz")
-        data = _load_array_file(item, path)
+        data = load_array_file(f"--input {item}", path)
         if isinstance(data, dict):
             loaded = data
             if name:

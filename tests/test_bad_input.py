@@ -341,3 +341,18 @@ def test_input_files_that_are_not_arrays(cli, static_and_dynamic, tmp_path):
     badzip.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
     assert_one_line_error(cli("run", art, "--input", str(badzip)), EXIT_USAGE,
                           "bad.npz is a damaged")
+
+
+def test_input_const_files_get_the_same_checks_as_inputs(cli, conv_onnx, tmp_path):
+    """--input-const x=F.npy reads F through the loader --input uses: no pickles,
+    and a file that is not .npy says so instead of numpy's allow_pickle advice."""
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    fake = tmp_path / "fake.npy"
+    fake.write_text("0.5\n")
+    for f, needle in ((obj, "holds Python objects"), (fake, "is not a .npy or .npz file"),
+                      (tmp_path / "none.npy", "does not exist")):
+        res = cli("compile", conv_onnx, "--input-const", f"x={f}", "-o", tmp_path / "o.edgec")
+        assert_one_line_error(res, EXIT_USAGE, "--input-const x", needle)
+        assert "allow_pickle" not in res.err
+    assert not (tmp_path / "o.edgec").exists()
