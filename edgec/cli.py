@@ -514,24 +514,7 @@ def targets_cmd(explain: bool, as_json: bool) -> None:
         if as_json:
             out.print_json(json.dumps(report))
         else:
-            cpu, cores = pick.cpu, report["num_cores"]
-            lines = [f"CPU: {cpu.vendor or 'no vendor_id'}, family {cpu.family}, model "
-                     f"{cpu.model}, '{cpu.model_name or 'no model name'}' ({cpu.arch})",
-                     "flags seen (SIMD, and those the target files name): "
-                     + (" ".join(pick.simd_flags) or "none"),
-                     f"CPU target files for {cpu.arch}, best first:",
-                     *([f"  {'fits' if f.fits else 'no  '}  {f.target.name}: {f.reason()}"
-                        for f in pick.fits] or ["  none"]),
-                     f"host = {pick.chosen.name if pick.chosen else 'none'}: {pick.why}"]
-            if unit is not None:
-                fma = ("its fma_bits: half-width tiles are tried too"
-                       if unit.fma_lanes < unit.lanes else "as wide as the registers")
-                lines += [f"kernels assume: {unit.name}, {unit.lanes} float32 lanes "
-                          f"({unit.lanes * 32}-bit vectors), {unit.registers} vector registers "
-                          f"({unit.accumulators} for accumulators), FMA datapath "
-                          f"{unit.fma_lanes} lanes ({fma})",
-                          f"num-cores: {cores['value']} ({cores['source']})"]
-            for line in lines:
+            for line in pick.lines(report["vector_unit"]):
                 out.print(line, markup=False, soft_wrap=True)
         if pick.chosen is None:
             raise UnsupportedError(pick.why)

@@ -496,6 +496,29 @@ class HostPick:
         return (f"no file made for {cpu.vendor or 'this CPU'} family {cpu.family} fits, so the "
                 f"generic file with the most cpu_flags ({len(t.cpu_flags)}, all present){also}")
 
+    def lines(self, unit: dict[str, Any] | None = None) -> list[str]:
+        """'edgec targets --host' as text; ``unit``: the kernels' vector unit for the
+        chosen file (VectorUnit.to_json(), from the backend: it needs LLVM)."""
+        cpu = self.cpu
+        lines = [f"CPU: {cpu.vendor or 'no vendor_id'}, family {cpu.family}, model "
+                 f"{cpu.model}, '{cpu.model_name or 'no model name'}' ({cpu.arch})",
+                 "flags seen (SIMD, and those the target files name): "
+                 + (" ".join(self.simd_flags) or "none"),
+                 f"CPU target files for {cpu.arch}, best first:",
+                 *([f"  {'fits' if f.fits else 'no  '}  {f.target.name}: {f.reason()}"
+                    for f in self.fits] or ["  none"]),
+                 f"host = {self.chosen.name if self.chosen else 'none'}: {self.why}"]
+        if unit is not None:
+            cores = self.chosen._cores_json()
+            fma = ("its fma_bits: half-width tiles are tried too"
+                   if unit["fma_lanes"] < unit["lanes"] else "as wide as the registers")
+            lines += [f"kernels assume: {unit['name']}, {unit['lanes']} float32 lanes "
+                      f"({unit['vector_bits']}-bit vectors), {unit['registers']} vector "
+                      f"registers ({unit['accumulators']} for accumulators), FMA datapath "
+                      f"{unit['fma_lanes']} lanes ({fma})",
+                      f"num-cores: {cores['value']} ({cores['source']})"]
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         return {"cpu": self.cpu.to_json(),
                 "simd_flags": list(self.simd_flags), "targets": [f.to_json() for f in self.fits],
