@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 
 from .artifact import Artifact, TensorSpec
 from .errors import EdgecError
+from .quantize.options import Preprocess, QuantizeOptions
 from .target_registry import Target, resolve_target
 
 _COMPILER_API = ("compile", "verify", "inspect", "targets")
@@ -58,5 +59,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'edgec' has no attribute {name!r}")
 
 
-__all__ = ["Artifact", "EdgecError", "Target", "TensorSpec", "__version__", "compile",
-           "inspect", "load", "resolve_target", "targets", "verify"]
+__all__ = ["Artifact", "EdgecError", "Preprocess", "QuantizeOptions", "Target", "TensorSpec",
+           "__version__", "compile", "inspect", "load", "resolve_target", "targets", "verify"]

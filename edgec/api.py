@@ -11,6 +11,7 @@ from .compiler import Progress, compile_plan, plan_compile
 from .errors import UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES
 from .passes import DEFAULT_PIPELINE
+from .quantize.options import QuantizeOptions
 from .target_registry import Target, load_targets, resolve_target
 
 
@@ -30,6 +31,7 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
             pipeline: str | None = None, save_temps: str | Path | None = None,
             max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
             use_tuning_db: bool = True, tuning_db: str | Path | None = None,
+            quantize: QuantizeOptions | None = None,
             progress: Progress | None = None) -> Artifact:
     """Compile an ONNX model for ``target`` and write the artifact; ``edgec compile``.
 
@@ -55,6 +57,11 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
             default) get the fastest schedule on record; ``False`` keeps every
             template schedule.
         tuning_db: a tuning database folder other than the target's default.
+        quantize: `QuantizeOptions`: ``mode="int8"`` calibrates on
+            ``calibration`` (a folder of samples, or ``"random"`` for smoke
+            tests) with onnxruntime and runs the quantised ops on integer
+            kernels; ``mode="fp16"`` computes in float16 on targets with fp16
+            arithmetic. The manifest's ``quantization`` records what was done.
         progress: called with a short message as each stage starts.
 
     Returns:
@@ -72,7 +79,8 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
     plan = plan_compile(model, target=target, output=output, input_shapes=input_shapes,
                         input_consts=input_consts, pipeline=_pipeline(opt_level, pipeline),
                         max_model_bytes=max_model_bytes, save_temps=save_temps,
-                        use_tuning_db=use_tuning_db, tuning_db=tuning_db)
+                        use_tuning_db=use_tuning_db, tuning_db=tuning_db,
+                        quantize=quantize)
     return compile_plan(plan, progress=progress)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, load
@@ -62,6 +63,57 @@ def _progress():
         yield lambda msg: status.update(msg)
 
 
+quantize_options = [
+    click.option("--quantize", type=click.Choice(["int8", "fp16"]), default=None,
+                 help="int8: calibrated integer kernels (needs --calibration); fp16: float16 "
+                      "arithmetic, on targets that have it."),
+    click.option("--calibration", default=None, metavar="DIR|random",
+                 help="Calibration samples: .npz per sample, .npy per sample, DIR/<input>/*.npy "
+                      "or images (with --preprocess); 'random' for smoke tests only."),
+    click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]),
+                 default="minmax", show_default=True, help="How activation ranges are chosen."),
+    click.option("--percentile", type=float, default=99.999, show_default=True,
+                 help="The percentile kept by --calib-method percentile."),
+    click.option("--per-tensor", is_flag=True,
+                 help="One weight scale per tensor (default: one per output channel)."),
+    click.option("--symmetric-activations", is_flag=True,
+                 help="int8 activations with zero point 0 (default: uint8, asymmetric)."),
+    click.option("--calib-samples", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Calibrate on the first N samples (default: up to 100; random: 16)."),
+    click.option("--keep-float", multiple=True, metavar="NODE|OP",
+                 help="Leave a node (by name) or every node of an op type in float; "
+                      "repeatable."),
+    click.option("--preprocess", multiple=True, metavar="KEY=VALUE",
+                 help="Image calibration: size=HxW, mean=.., std=.., scale=1/255, "
+                      "layout=NCHW|NHWC, rgb|bgr; repeatable."),
+]
+
+
+def _quantize(o: dict):
+    """The QuantizeOptions the quantisation flags give (None without --quantize)."""
+    from .quantize.options import Preprocess, QuantizeOptions
+
+    if o.get("quantize") is None:
+        given = [f for f, v in (("--calibration", o.get("calibration")),
+                                ("--keep-float", o.get("keep_float")),
+                                ("--preprocess", o.get("preprocess")),
+                                ("--calib-samples", o.get("calib_samples")),
+                                ("--per-tensor", o.get("per_tensor")),
+                                ("--symmetric-activations", o.get("symmetric_activations")))
+                 if v]
+        if o.get("calib_method", "minmax") != "minmax":
+            given.append("--calib-method")
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --quantize int8")
+        return None
+    return QuantizeOptions(mode=o["quantize"], calibration=o["calibration"],
+                           method=o["calib_method"], percentile=o["percentile"],
+                           per_channel=not o["per_tensor"],
+                           symmetric_activations=o["symmetric_activations"],
+                           samples=o["calib_samples"], keep_float=tuple(o["keep_float"]),
+                           preprocess=Preprocess.parse(o["preprocess"]))
+
+
 def compile_options(f):
     """Options shared by compile and verify (when verify compiles)."""
     for deco in reversed([
@@ -88,6 +140,7 @@ def compile_options(f):
                           "target's own under the cache, when it exists)."),
         click.option("--no-tuning-db", "no_tuning_db", is_flag=True,
                      help="Ignore tuning records: every kernel keeps its template schedule."),
+        *quantize_options,
     ]):
         f = deco(f)
     return f
@@ -98,7 +151,8 @@ def _compile_kwargs(o: dict) -> dict:
             "input_consts": _consts(o["input_consts"]), "opt_level": o["opt_level"],
             "pipeline": o["pipeline"], "save_temps": o["save_temps"],
             "max_model_bytes": _size(o["max_model_size"]),
-            "use_tuning_db": not o["no_tuning_db"], "tuning_db": o["tuning_db"]}
+            "use_tuning_db": not o["no_tuning_db"], "tuning_db": o["tuning_db"],
+            "quantize": _quantize(o)}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -244,12 +298,15 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
 @click.option("--seed", default=0, show_default=True, help="Seed for random inputs.")
 @click.option("--rtol", type=float, default=None, help="Override the relative tolerance.")
 @click.option("--atol", type=float, default=None, help="Override the absolute tolerance.")
+@click.option("--min-sqnr", type=float, default=None, metavar="DB",
+              help="Quantised artifacts: the SQNR each output must reach against float32 "
+                   "(default: int8 20 dB, fp16 40 dB).")
 @click.option("--repeat", default=10, show_default=True,
               help="Timed runs for the latency line (0: none).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the report as JSON.")
 def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed: int,
-               rtol, atol, repeat: int, json_out: Path | None, **o) -> None:
+               rtol, atol, min_sqnr, repeat: int, json_out: Path | None, **o) -> None:
     """Compare an artifact's outputs with onnxruntime's on the same inputs.
 
     PATH is an ONNX model (compiled now with the compile options) or an
@@ -277,19 +334,37 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             art = Artifact(path)
         feeds = _feeds(art, inputs, True, seed) if inputs else None
         report, feeds = verify_artifact(art, model, feeds=feeds, seed=seed, rtol=rtol,
-                                        atol=atol)
-        table = Table(title=f"{model.name} on {art.target['name']} vs onnxruntime")
-        for col in ("output", "shape", "dtype", "max abs err", "max rel err", "tolerance",
-                    "result"):
+                                        atol=atol, min_sqnr=min_sqnr)
+        quant = report.quantization
+        title = f"{model.name} on {art.target['name']} vs onnxruntime" + (
+            f" float32 ({quant['mode']} artifact)" if quant else "")
+        table = Table(title=escape(title))
+        cols = ["output", "shape", "dtype", "max abs err", "max rel err"]
+        cols += ["SQNR", "rule"] if quant else ["tolerance"]
+        for col in [*cols, "result"]:
             table.add_column(col)
         for c in report.checks:
-            verdict = "[green]ok[/]" if c.ok else f"[red]MISMATCH[/] {c.mismatched} el."
+            verdict = "[green]ok[/]" if c.ok else (
+                "[red]BELOW[/]" if c.sqnr_db is not None else
+                f"[red]MISMATCH[/] {c.mismatched} el.")
             if c.problem:
-                verdict += f" ({c.problem})"
-            table.add_row(c.name, "x".join(map(str, c.shape)), c.dtype, f"{c.max_abs_err:.3g}",
-                          f"{c.max_rel_err:.3g}", f"rtol {c.rtol:g} atol {c.atol:g}", verdict)
+                verdict += f" ({escape(c.problem)})"
+            row = [escape(c.name), "x".join(map(str, c.shape)), c.dtype,
+                   f"{c.max_abs_err:.3g}", f"{c.max_rel_err:.3g}"]
+            if quant:
+                row += [f"{c.sqnr_db:.1f} dB" if c.sqnr_db is not None else "-",
+                        f"SQNR >= {c.min_sqnr_db:g} dB" if c.min_sqnr_db is not None
+                        else "exact"]
+            else:
+                row += [f"rtol {c.rtol:g} atol {c.atol:g}"]
+            table.add_row(*row, verdict)
         out.print(table)
-        if report.seed is not None:
+        if quant and quant.get("label"):
+            out.print(f"[yellow]note[/]: {quant['label']}")
+        if report.seed is not None and quant:
+            out.print(f"inputs: random, seed {report.seed} (give --input with real data for a "
+                      "calibrated model); rule SQNR = 10 log10(sum ref^2 / sum (edgec-ref)^2)")
+        elif report.seed is not None:
             defaults = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in DEFAULT_TOLERANCES.items())
             out.print(f"inputs: random, seed {report.seed}; rule |edgec-ref| <= atol + "
                       f"rtol*|ref| (default rtol/atol: {defaults}; integers exact)")
@@ -301,10 +376,21 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             json_out.write_text(json.dumps(report.to_json(), indent=2))
         if not report.ok:
             bad = [c.name for c in report.checks if not c.ok]
+            if quant:
+                raise MismatchError(f"{model}: output(s) {', '.join(bad)} of the {quant['mode']} "
+                                    "artifact are below the SQNR floor; calibrate on real data, "
+                                    "keep the most sensitive layers float (edgec quant-report) "
+                                    "or lower --min-sqnr")
             raise MismatchError(f"{model}: output(s) {', '.join(bad)} differ from onnxruntime "
                                 "beyond tolerance; rerun with --save-temps DIR to bisect the "
                                 "passes (or -O0)")
-        out.print(f"[green]verified[/]: all {len(report.checks)} output(s) match onnxruntime")
+        if quant:
+            out.print(f"[green]verified[/]: all {len(report.checks)} output(s) of the "
+                      f"{quant['mode']} artifact reach the SQNR floor against onnxruntime "
+                      "float32")
+        else:
+            out.print(f"[green]verified[/]: all {len(report.checks)} output(s) match "
+                      "onnxruntime")
 
 
 @cli.command("bench")
@@ -480,9 +566,14 @@ def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path |
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
                 as_json: bool) -> None:
-    """Describe a model: I/O, ops, parameters, FLOPs, what TVM cannot import."""
+    """Describe a model (I/O, ops, parameters, FLOPs, what TVM cannot import) or an
+    .edgec artifact (target, I/O, passes, quantisation, kernels)."""
     from . import api  # the compiler side, loaded only when needed
     from .model_info import render_model_info
+
+    if model.suffix == ".edgec":
+        _inspect_artifact(load(model), as_json)
+        return
 
     info = api.inspect(model, input_shapes=_shapes(input_shapes),
                        input_consts=_consts(input_consts), max_model_bytes=_size(max_model_size))
@@ -490,6 +581,40 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
         out.print_json(json.dumps(info.to_json()))
     else:
         render_model_info(info, out)
+
+
+def _inspect_artifact(art, as_json: bool) -> None:
+    m = art.manifest
+    if as_json:
+        out.print_json(json.dumps(m))
+        return
+    src = m["source_model"]
+    out.print(f"{escape(str(art.path))}: edgec {m['edgec_version']} artifact of "
+              f"{escape(src['file'])} (sha256 {src['sha256'][:12]}...), built "
+              f"{m.get('created', '?')} with TVM {m.get('tvm_version', '?')}")
+    out.print(f"  target:  {m['target']['name']} ({m['target'].get('arch', '?')})")
+    out.print("  inputs:  " + escape(", ".join(s.describe() for s in art.inputs)))
+    out.print("  outputs: " + escape(", ".join(s.describe() for s in art.outputs)))
+    out.print(f"  pipeline {m['pipeline']}: {len(m.get('passes', []))} passes; "
+              f"{len(m.get('kernels', {}))} kernels")
+    q = m.get("quantization")
+    if not q:
+        out.print("  quantisation: none (float32)")
+        return
+    if q["mode"] == "fp16":
+        out.print(f"  quantisation: fp16 ({q.get('reason', '')})")
+        return
+    cal = q["calibration"]
+    out.print(f"  quantisation: int8, {q['method']} calibration on {cal['samples']} "
+              f"{cal['kind']} sample(s) from {escape(str(cal['source']))}")
+    out.print(f"    weights {q['weights']}; activations {q['activations']}; "
+              f"{q['quantized_ops']} op(s) quantised, {q.get('integer_chains', 0)} run on "
+              "integer kernels")
+    kept = q.get("kept_float", [])
+    out.print("    kept float: " + (escape(", ".join(kept)) if kept else "none"))
+    out.print(f"    scales sha256 {q['scales_sha256'][:16]}...")
+    if q.get("label"):
+        out.print(f"    [yellow]{escape(q['label'])}[/]")
 
 
 @cli.command("targets")

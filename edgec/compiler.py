@@ -29,6 +29,7 @@ from .errors import UnsupportedError, UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings
 from .frontend.prepare import bind, run_passes
 from .passes import DEFAULT_PIPELINE, resolve_pipeline
+from .quantize.options import QuantizeOptions
 from .target_registry import Target, resolve_target
 
 #: Called with a short description as each step starts (the CLI shows a spinner).
@@ -49,6 +50,7 @@ class CompilePlan:
     save_temps: Path | None = None
     use_tuning_db: bool = True  # kernels with tuning records get the fastest one
     tuning_db: Path | None = None  # None: the target's default folder, if it exists
+    quantize: QuantizeOptions | None = None  # int8 or fp16; None keeps float32
 
     def command(self, temps: Path | None = None) -> list[str]:
         """An ``edgec compile`` command line that reproduces this plan."""
@@ -69,12 +71,15 @@ class CompilePlan:
             cmd += ["--no-tuning-db"]
         elif self.tuning_db is not None:
             cmd += ["--tuning-db", str(self.tuning_db.resolve())]
+        if self.quantize is not None:
+            cmd += self.quantize.command()
         return cmd
 
     def to_json(self) -> dict:
         return {"model": str(self.model), "output": str(self.output), "target": self.target.name,
                 "pipeline": self.pipeline, "passes": list(self.passes),
-                **self.bindings.to_json()}
+                **self.bindings.to_json(),
+                **({"quantize": self.quantize.to_json()} if self.quantize else {})}
 
 
 def plan_compile(model: str | Path, *, target: str | Target = "host",
@@ -84,11 +89,15 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
                  pipeline: str = DEFAULT_PIPELINE,
                  max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
                  save_temps: str | Path | None = None, use_tuning_db: bool = True,
-                 tuning_db: str | Path | None = None) -> CompilePlan:
+                 tuning_db: str | Path | None = None,
+                 quantize: QuantizeOptions | None = None) -> CompilePlan:
     model = Path(model)
     if tuning_db is not None and not use_tuning_db:
         raise UsageError("give either --tuning-db or --no-tuning-db, not both")
     label, passes = resolve_pipeline(pipeline)
+    resolved = resolve_target(target)
+    if quantize is not None and quantize.mode == "fp16":
+        check_fp16(resolved)
     consts = {k: np.asarray(v) for k, v in (input_consts or {}).items()}
     both = sorted(set(input_shapes or {}) & set(consts))
     if both:
@@ -97,7 +106,7 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
     return CompilePlan(
         model=model,
         output=Path(output) if output is not None else Path(model.stem + ".edgec"),
-        target=resolve_target(target),
+        target=resolved,
         pipeline=label,
         passes=passes,
         bindings=Bindings(dict(input_shapes or {}), consts),
@@ -105,7 +114,30 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
         save_temps=Path(save_temps) if save_temps is not None else None,
         use_tuning_db=use_tuning_db,
         tuning_db=Path(tuning_db) if tuning_db is not None else None,
+        quantize=quantize,
     )
+
+
+def fp16_gain(target: Target) -> str | None:
+    """Why ``target`` computes faster in float16 (None: it does not): GPUs, and CPUs
+    with float16 vector arithmetic (ARMv8.2 fullfp16, AVX512-FP16). Elsewhere fp16
+    is converted to float32 for every operation, slower than float32 itself."""
+    if target.is_gpu:
+        return "a GPU target"
+    flags = set(target.cpu_flags)
+    if target.arch == "aarch64" and "asimdhp" in flags:
+        return "ARMv8.2 fp16 vector arithmetic (asimdhp)"
+    if target.arch == "x86_64" and "avx512_fp16" in flags:
+        return "AVX512-FP16"
+    return None
+
+
+def check_fp16(target: Target) -> None:
+    if fp16_gain(target) is None:
+        raise UsageError(f"--quantize fp16: target '{target.name}' has no float16 arithmetic "
+                         "(it would convert every value back to float32 and run slower); "
+                         "use --quantize int8, or an fp16 target such as "
+                         "arm/cortex-a76-dotprod or a GPU target")
 
 
 def _spec(value: ir.Value, source: Path, what: str) -> TensorSpec:
@@ -178,6 +210,10 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
         bounds = _gather_bounds(model)
         declared = loaded.declared_inputs()
         proto = ir.serde.serialize_model(model)
+        quant = None
+        if plan.quantize is not None and plan.quantize.mode == "int8":
+            proto, quant = _quantize(plan, proto, inputs, say, temps)
+            timings["quantize"] = quant.seconds
 
         from .backend.tvm import build as tvm_build  # the only way into TVM
 
@@ -185,7 +221,9 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
         lib = work / LIBRARY
         result = tvm_build.build_model(proto, plan.target, lib, source=str(plan.model),
                                        save_temps=temps, use_tuning_db=plan.use_tuning_db,
-                                       tuning_db=plan.tuning_db)
+                                       tuning_db=plan.tuning_db,
+                                       fp16=plan.quantize is not None
+                                       and plan.quantize.mode == "fp16")
         timings.update(result.seconds)
         manifest = {
             "edgec_version": __version__,
@@ -210,12 +248,32 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
             **({"kernels_error": result.kernels_error} if result.kernels_error else {}),
             # the tuning database consulted and the kernels running a searched schedule
             "tuning": result.tuning,
+            # int8: calibration, ranges digest, layers kept float; fp16: the mode
+            **({"quantization": {**quant.to_json(),
+                                 "integer_chains": result.integer_chains}}
+               if quant is not None else
+               {"quantization": {"mode": "fp16", "reason": fp16_gain(plan.target)}}
+               if plan.quantize is not None else {}),
         }
         if temps is not None:
             (temps / "compile-report.json").write_text(json.dumps(manifest, indent=2))
         say(f"writing {plan.output}")
         write_artifact(plan.output, manifest, {LIBRARY: lib})
     return Artifact(plan.output)
+
+
+def _quantize(plan: CompilePlan, proto, inputs: list[TensorSpec], say: Progress,
+              temps: Path | None):
+    """The bound, optimised float model as a calibrated QDQ model, and its summary."""
+    from .quantize import load_calibration, quantize_int8
+
+    options = plan.quantize
+    say(f"loading calibration data ({options.calibration})")
+    calibration = load_calibration(options, inputs)
+    qdq, summary = quantize_int8(proto, options, calibration, source=str(plan.model), say=say)
+    if temps is not None:
+        onnx.save(qdq, temps / "quantized-qdq.onnx")
+    return qdq, summary
 
 
 def _versions_line() -> str:

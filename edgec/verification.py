@@ -19,6 +19,24 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "float16": (1e-2, 1e-3),
     "bfloat16": (5e-2, 1e-2),
 }
+#: quantised artifacts are judged by signal-to-quantisation-noise ratio against
+#: onnxruntime's float32 run, not by float tolerances: 20 dB is noise at a tenth
+#: of the signal's amplitude (int8 models that keep accuracy measure 25-45 dB on
+#: their logits); float16 keeps about 3 decimal digits
+DEFAULT_MIN_SQNR: dict[str, float] = {"int8": 20.0, "fp16": 40.0}
+
+
+def sqnr_db(got: np.ndarray, ref: np.ndarray) -> float:
+    """10 log10(sum ref^2 / sum (got - ref)^2) in dB; inf when equal, -inf for a
+    zero reference that ``got`` does not match."""
+    f, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    noise = float(np.sum((g - f) ** 2))
+    signal = float(np.sum(f ** 2))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * np.log10(signal / noise)
 
 
 def tolerance_for(dtype: str, rtol: float | None = None,
@@ -48,6 +66,9 @@ class OutputCheck:
         mismatched: how many elements are outside tolerance.
         ok: True when none is.
         problem: a shape, dtype or NaN disagreement in words, else "".
+        sqnr_db: for a quantised artifact, the output's SQNR against onnxruntime's
+            float32 output (dB); None otherwise.
+        min_sqnr_db: the SQNR it had to reach (the pass rule for quantised artifacts).
     """
 
     name: str
@@ -60,6 +81,8 @@ class OutputCheck:
     mismatched: int  # elements outside tolerance
     ok: bool
     problem: str = ""  # shape/dtype/NaN disagreement, if any
+    sqnr_db: float | None = None  # quantised artifacts: measured against float32
+    min_sqnr_db: float | None = None  # and the floor it must reach
 
     def to_json(self) -> dict:
         """The fields as a plain dict (``verify --json``'s ``outputs`` entries)."""
@@ -103,10 +126,28 @@ def compare_output(name: str, got: np.ndarray, ref: np.ndarray, *, rtol: float |
                        int(bad.sum()), not bad.any(), problem)
 
 
+def compare_quantized(name: str, got: np.ndarray, ref: np.ndarray,
+                      min_sqnr: float) -> OutputCheck:
+    """A quantised output against the float reference: SQNR and the largest error;
+    it passes when the SQNR reaches ``min_sqnr`` dB."""
+    base = compare_output(name, got, ref, rtol=0.0, atol=0.0)
+    if base.problem and got.shape != ref.shape:
+        return base
+    db = sqnr_db(got, ref) if ref.size else float("inf")
+    finite = np.isfinite(got).all() == np.isfinite(ref).all()
+    ok = bool(finite and db >= min_sqnr)
+    problem = "" if ok else base.problem or f"SQNR {db:.1f} dB < {min_sqnr:g} dB"
+    return OutputCheck(name, base.shape, base.dtype, base.max_abs_err, base.max_rel_err,
+                       0.0, 0.0, 0 if ok else int(ref.size), ok, problem, sqnr_db=db,
+                       min_sqnr_db=min_sqnr)
+
+
 def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
-                    rtol: float | None = None, atol: float | None = None) -> list[OutputCheck]:
+                    rtol: float | None = None, atol: float | None = None,
+                    min_sqnr: float | None = None) -> list[OutputCheck]:
     """One `OutputCheck` per reference output, in the reference's order; an output
-    edgec did not produce fails."""
+    edgec did not produce fails. ``min_sqnr``: judge float outputs by SQNR (a
+    quantised artifact) instead of tolerances."""
     checks = []
     for name, r in ref.items():
         if name not in got:
@@ -114,7 +155,10 @@ def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
                                       float("inf"), 0.0, 0.0, int(r.size), False,
                                       "edgec did not produce this output"))
             continue
-        checks.append(compare_output(name, got[name], r, rtol=rtol, atol=atol))
+        if min_sqnr is not None and r.dtype.kind == "f":
+            checks.append(compare_quantized(name, got[name], r, min_sqnr))
+        else:
+            checks.append(compare_output(name, got[name], r, rtol=rtol, atol=atol))
     return checks
 
 
@@ -128,6 +172,8 @@ class VerifyReport:
         seed: the seed of the random inputs, or None when the caller gave them.
         checks: one `OutputCheck` per output.
         emulated: True when the artifact ran under qemu-user.
+        quantization: the artifact's quantisation record (its outputs are then
+            judged by SQNR), or None.
     """
 
     artifact: str
@@ -135,6 +181,7 @@ class VerifyReport:
     seed: int | None
     checks: list[OutputCheck]
     emulated: bool = False
+    quantization: dict | None = None  # the manifest's, for a quantised artifact
 
     @property
     def ok(self) -> bool:
@@ -145,13 +192,19 @@ class VerifyReport:
         """The report as a plain dict (``edgec verify --json``)."""
         return {"artifact": self.artifact, "model": self.model, "seed": self.seed,
                 "emulated": self.emulated, "ok": self.ok,
+                **({"quantization": self.quantization} if self.quantization else {}),
                 "outputs": [c.to_json() for c in self.checks]}
 
 
 def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = None,
                     seed: int = 0, rtol: float | None = None, atol: float | None = None,
-                    emulate: bool | None = None) -> tuple[VerifyReport, dict[str, np.ndarray]]:
+                    emulate: bool | None = None, min_sqnr: float | None = None
+                    ) -> tuple[VerifyReport, dict[str, np.ndarray]]:
     """Run ``artifact`` and onnxruntime on ``model`` with the same inputs and compare.
+
+    A quantised artifact's float outputs pass when their SQNR against
+    onnxruntime's float32 run reaches ``min_sqnr`` dB (default
+    DEFAULT_MIN_SQNR for its mode); other artifacts use the tolerances.
 
     Returns the report and the inputs used. Inputs bound to constants at
     compile time are fed to onnxruntime with the same values. ``emulate``
@@ -188,7 +241,15 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
     for name, value in consts.items():
         ref_feeds[name] = value
     ref = run_reference(model, ref_feeds)
+    quant = artifact.manifest.get("quantization")
+    if quant and min_sqnr is None:
+        min_sqnr = DEFAULT_MIN_SQNR[quant["mode"]]
+    elif not quant and min_sqnr is not None:
+        raise UsageError(f"{artifact.path}: --min-sqnr is for quantised artifacts; this one "
+                         "is float32 (use --rtol/--atol)")
     report = VerifyReport(str(artifact.path), str(model), used_seed,
-                          compare_outputs(got, ref, rtol=rtol, atol=atol), emulated=emulate)
+                          compare_outputs(got, ref, rtol=rtol, atol=atol,
+                                          min_sqnr=min_sqnr if quant else None),
+                          emulated=emulate, quantization=quant)
     return report, feeds
 

@@ -31,6 +31,7 @@ from .importer import import_onnx
 from .kernels.generic import ParallelizeDefaultKernels
 from .kernels.vector_unit import vector_unit
 from .provenance import Tracker
+from .quantized import lower_quantized
 from .tuning_db import Schedules, TuningDB, default_db_dir
 
 # LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
@@ -104,6 +105,7 @@ class BuildResult:
     kernels: dict[str, dict]  # kernel -> the ONNX nodes it came from (provenance.py)
     kernels_error: str | None = None  # why provenance is missing, if it is
     tuning: dict | None = None  # the database used and the kernels it gave a schedule
+    integer_chains: int = 0  # quantised conv/matmul chains computed in integers
 
 
 def _module_kinds(mod) -> list[str]:
@@ -171,10 +173,11 @@ def open_tuning_db(target: Target, t: tvm.target.Target, folder: Path | None, *,
 
 def build_model(model: onnx.ModelProto, target: Target, lib_path: Path, *, source: str,
                 save_temps: Path | None = None, use_tuning_db: bool = True,
-                tuning_db: Path | None = None) -> BuildResult:
+                tuning_db: Path | None = None, fp16: bool = False) -> BuildResult:
     """Import, lower and link ``model``; write the library to ``lib_path``.
     Kernels with records in the target's tuning database (``tuning_db``, else
-    the default folder) get the fastest schedule on record."""
+    the default folder) get the fastest schedule on record. ``fp16``: compute
+    in float16 (inputs and outputs stay float32)."""
     t = tvm_target(target)
     check_cpu_flags(target)
     cc = find_cc(target)
@@ -182,12 +185,14 @@ def build_model(model: onnx.ModelProto, target: Target, lib_path: Path, *, sourc
         if use_tuning_db and t.kind.name == "llvm" else None
     with _native_log(save_temps):
         return _build(model, target, t, cc, lib_path, source, save_temps,
-                      Schedules(db, cpu_side(t)))
+                      Schedules(db, cpu_side(t)), fp16)
 
 
 def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | None,
-                     schedules: Schedules, seconds: dict, save_temps: Path | None = None):
-    """ONNX -> Relax with edgec's kernels in it (CPU targets), before TVM's pipeline."""
+                     schedules: Schedules, seconds: dict, save_temps: Path | None = None,
+                     fp16: bool = False, counts: dict | None = None):
+    """ONNX -> Relax with edgec's kernels in it (CPU targets), before TVM's pipeline:
+    quantised chains in integers first, float16 if asked, then edgec's float kernels."""
     t0 = time.perf_counter()
     if tracker is not None:
         with tracker.importing():
@@ -200,6 +205,21 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
     unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t))),
                        target.fma_bits)
+    t0 = time.perf_counter()
+    try:
+        mod, qnotes, matched = lower_quantized(mod)
+    except Exception as exc:
+        raise CompileError(f"{source}: edgec's integer lowering failed for '{target.name}': "
+                           f"{first_line(exc)}; rerun with --debug --save-temps DIR and report "
+                           "it") from exc
+    if counts is not None:
+        counts["integer_chains"] = matched
+    if matched:
+        seconds["integer"] = time.perf_counter() - t0
+        if tracker is not None:
+            tracker.note_kernels(qnotes)
+    if fp16:
+        mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
     if t.kind.name == "llvm":
         t0 = time.perf_counter()
         try:
@@ -217,11 +237,11 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
 
 
 def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
-           save_temps: Path | None, schedules: Schedules) -> BuildResult:
-    seconds = {}
+           save_temps: Path | None, schedules: Schedules, fp16: bool = False) -> BuildResult:
+    seconds, counts = {}, {}
     tracker = Tracker(model)
     mod, unit = lower_to_kernels(model, target, t, source, tracker, schedules, seconds,
-                                 save_temps)
+                                 save_temps, fp16, counts)
     t0 = time.perf_counter()
     try:
         with t, tracker.pass_context():
@@ -247,6 +267,7 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
                        cpu_flags=sorted(target.cpu_flags),
                        device_modules=_module_kinds(executable.mod), seconds=seconds,
                        kernels=kernels, kernels_error=tracker.error,
+                       integer_chains=counts.get("integer_chains", 0),
                        tuning=None if schedules.db is None else {
                            "db": str(schedules.db.folder),
                            "tuned_kernels": sorted(schedules.tuned)})

@@ -1,0 +1,312 @@
+"""Fold DequantizeLinear -> Conv/MatMul -> QuantizeLinear into integer arithmetic.
+
+TVM's importer turns a QDQ graph into float math: every quantised conv runs
+as dequantize, float conv, quantize. This pass matches
+
+    dequantize(x_q) -> conv2d | matmul (., dequantize(const w_q))
+        [-> + dequantize(const bias_q) | + const bias] [-> relu | clip] -> quantize
+
+and computes it as onnxruntime's QLinearConv does: (x_q - x_zp) * (w_q - w_zp)
+summed in int32, + bias_q, times x_scale * w_scale[o] / y_scale in float32,
+rounded half to even, + y_zp, clamped (the activation becomes the clamp:
+quantize(relu(v)) == clamp(round(v / s) + zp, zp, qmax) exactly). Matched
+chains with an integer template for the target (kernels/conv2d_int8.py) run
+on it; the rest as integer Relax ops TVM lowers itself. A conv whose int32
+result is the output (ConvInteger, written by lower-qlinear as
+dequantize(scale 1) -> conv -> cast to int32) is matched too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .chains import _dtype, _Finder, _op, _shape
+
+_QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+
+
+@dataclass
+class QChain:
+    """One matched chain, everything the integer computation needs."""
+
+    kind: str  # "conv2d" or "matmul"
+    call: relax.Call  # the float conv2d / matmul
+    x: relax.Expr  # the quantised input (uint8 / int8)
+    x_scale: float
+    x_zp: int
+    w: np.ndarray  # quantised weights (int8 / uint8) as the op takes them
+    w_zp: np.ndarray  # per output channel (zeros for symmetric weights)
+    mult: np.ndarray  # float32 [O]: x_scale * w_scale[o] / y_scale (or 1 for int32 output)
+    bias: np.ndarray | None  # int32 [O]
+    out_dtype: str  # "uint8", "int8" or "int32"
+    y_zp: int
+    lo: int
+    hi: int
+    members: list  # var names of the bindings replaced
+
+
+def _scalar(finder: _Finder, expr) -> float | None:
+    v = finder.const(expr)
+    if v is None or v.size != 1:
+        return None
+    return v.reshape(()).item()
+
+
+def _dequantized_const(finder: _Finder, expr, axis_len: int | None = None):
+    """(q values, scale [k] or [1], zero point, axis) of ``dequantize(const)`` or of a
+    transpose of one (a Gemm's transB), else None."""
+    if not isinstance(expr, relax.Var) or expr not in finder.value:
+        return None
+    dq = finder.value[expr]
+    if _op(dq) == "relax.permute_dims":
+        inner = _dequantized_const(finder, dq.args[0])
+        if inner is None:
+            return None
+        q, scale, zp, axis = inner
+        axes = list(range(q.ndim))[::-1] if dq.attrs.axes is None else \
+            [int(i) for i in dq.attrs.axes]
+        return np.ascontiguousarray(np.transpose(q, axes)), scale, zp, axes.index(axis % q.ndim)
+    if _op(dq) != "relax.dequantize":
+        return None
+    q = finder.const(dq.args[0])
+    scale, zp = finder.const(dq.args[1]), finder.const(dq.args[2])
+    if q is None or scale is None or zp is None:
+        return None
+    return q, scale.reshape(-1).astype(np.float64), zp.reshape(-1).astype(np.int64), \
+        int(dq.attrs.axis)
+
+
+def _dequantized_var(finder: _Finder, expr):
+    """(quantised var, scale, zero point) of a per-tensor ``dequantize(x_q)``."""
+    if not isinstance(expr, relax.Var) or expr not in finder.value:
+        return None
+    dq = finder.value[expr]
+    if _op(dq) != "relax.dequantize" or _dtype(dq.args[0]) not in _QRANGE:
+        return None
+    scale, zp = _scalar(finder, dq.args[1]), _scalar(finder, dq.args[2])
+    if scale is None or zp is None or finder.const(dq.args[0]) is not None:
+        return None
+    return dq.args[0], float(scale), int(zp)
+
+
+def _bias(finder: _Finder, expr, o: int, x_scale: float, w_scale: np.ndarray):
+    """int32 [o] for a conv's added bias: dequantize(int32 const) at scale
+    x_scale * w_scale (what quantize_static writes), or a float const rounded
+    to that scale (as onnxruntime quantises float biases)."""
+    if isinstance(expr, relax.Var) and expr in finder.value and \
+            _op(finder.value[expr]) == "relax.reshape":
+        expr = finder.value[expr].args[0]
+    step = x_scale * w_scale
+    found = _dequantized_const(finder, expr)
+    if found is not None:
+        q, scale, zp, _axis = found
+        if q.dtype != np.int32 or q.size != o or np.any(zp != 0):
+            return None
+        if not np.allclose(np.broadcast_to(scale, (o,)), np.broadcast_to(step, (o,)),
+                           rtol=1e-5):
+            # another scale: requantise it to the accumulator's (exact when equal)
+            return np.round(q.astype(np.float64) * scale / step).astype(np.int32)
+        return q.reshape(o).astype(np.int32)
+    value = finder.const(expr)
+    if value is None or value.size != o or value.dtype.kind != "f":
+        return None
+    return np.round(value.reshape(o).astype(np.float64) / np.broadcast_to(step, (o,))) \
+        .astype(np.int32)
+
+
+def _clamp(finder: _Finder, act, y_scale: float, y_zp: int, lo: int, hi: int):
+    """The quantised bounds after a Relu or a Clip(a, b) folded into the output."""
+    op = _op(act)
+    if op == "relax.nn.relu":
+        return max(lo, y_zp), hi
+    if op == "relax.clip":
+        a = act.args[1].value if isinstance(act.args[1], relax.PrimValue) else None
+        b = act.args[2].value if isinstance(act.args[2], relax.PrimValue) else None
+        a = float(a.value) if a is not None else None
+        b = float(b.value) if b is not None else None
+        if a is None or b is None:
+            return None
+        return (max(lo, y_zp + int(np.round(a / y_scale))),
+                min(hi, y_zp + int(np.round(b / y_scale))))
+    return None
+
+
+def match(finder: _Finder, binding: relax.VarBinding) -> QChain | None:
+    """The integer chain ending at ``binding`` (a quantize, or a cast of a conv
+    to int32), or None."""
+    tail = binding.value
+    members = [binding.var.name]
+    if _op(tail) == "relax.quantize":
+        if _dtype(binding.var) not in _QRANGE:
+            return None
+        y_scale, y_zp = _scalar(finder, tail.args[1]), _scalar(finder, tail.args[2])
+        if y_scale is None or y_zp is None or y_scale <= 0:
+            return None
+        out_dtype = _dtype(binding.var)
+        lo, hi = _QRANGE[out_dtype]
+        y_zp = int(y_zp)
+        t = tail.args[0]
+    elif _op(tail) == "relax.astype" and _dtype(binding.var) == "int32":
+        y_scale, y_zp, out_dtype = None, 0, "int32"
+        lo, hi = -(2**31), 2**31 - 1
+        t = tail.args[0]
+    else:
+        return None
+
+    def producer(var):
+        if not isinstance(var, relax.Var) or var not in finder.value or \
+                finder.sole_user(var) is None:
+            return None
+        return finder.value[var]
+
+    value = producer(t)
+    if value is None:
+        return None
+    if y_scale is not None and _op(value) in ("relax.nn.relu", "relax.clip"):
+        bounds = _clamp(finder, value, y_scale, y_zp, lo, hi)
+        if bounds is None:
+            return None
+        lo, hi = bounds
+        members.append(t.name)
+        t = value.args[0]
+        value = producer(t)
+        if value is None:
+            return None
+    bias_expr = None
+    if _op(value) == "relax.add" and y_scale is not None:
+        a, b = value.args
+        av = finder.value.get(a) if isinstance(a, relax.Var) else None
+        if _op(av) in ("relax.nn.conv2d", "relax.matmul"):
+            bias_expr, members = b, [*members, t.name]
+            t = a
+        else:
+            bv = finder.value.get(b) if isinstance(b, relax.Var) else None
+            if _op(bv) not in ("relax.nn.conv2d", "relax.matmul"):
+                return None
+            bias_expr, members = a, [*members, t.name]
+            t = b
+        value = producer(t)
+        if value is None:
+            return None
+    op = _op(value)
+    if op not in ("relax.nn.conv2d", "relax.matmul"):
+        return None
+    members.append(t.name)
+    xd = _dequantized_var(finder, value.args[0])
+    wd = _dequantized_const(finder, value.args[1])
+    if xd is None or wd is None:
+        return None
+    x, x_scale, x_zp = xd
+    w, w_scale, w_zp, axis = wd
+    if w.dtype not in (np.int8, np.uint8) or _dtype(value) != "float32":
+        return None
+    if op == "relax.nn.conv2d":
+        a = value.attrs
+        if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW" or w.ndim != 4:
+            return None
+        o, chan_axis = w.shape[0], 0
+    else:
+        xs = _shape(value.args[0])
+        if w.ndim != 2 or xs is None or len(xs) < 2:
+            return None
+        o, chan_axis = w.shape[1], 1
+    if w_scale.size not in (1, o) or w_zp.size not in (1, o) or \
+            (w_scale.size == o and o > 1 and axis != chan_axis):
+        return None
+    w_scale = np.broadcast_to(w_scale, (o,)).astype(np.float64)
+    w_zp = np.broadcast_to(w_zp, (o,)).astype(np.int64)
+    bias = None
+    if bias_expr is not None:
+        bias = _bias(finder, bias_expr, o, x_scale, w_scale)
+        if bias is None:
+            return None
+        if _shape(bias_expr) is not None and op == "relax.nn.conv2d" and \
+                _shape(bias_expr) not in ([o], [1, o, 1, 1]):
+            return None
+    if y_scale is None:  # an int32 result: only exact when the scales are 1
+        if x_scale != 1.0 or np.any(w_scale != 1.0):
+            return None
+        mult = np.ones(o, np.float32)
+    else:
+        mult = (x_scale * w_scale / y_scale).astype(np.float32)
+    return QChain(kind="conv2d" if op == "relax.nn.conv2d" else "matmul", call=value, x=x,
+                  x_scale=x_scale, x_zp=x_zp, w=w, w_zp=w_zp, mult=mult, bias=bias,
+                  out_dtype=out_dtype, y_zp=y_zp, lo=lo, hi=hi, members=members[::-1])
+
+
+def integer_expr(bb: relax.BlockBuilder, chain: QChain, x: relax.Expr,
+                 name: str) -> relax.Expr:
+    """The chain as integer Relax ops (TVM's own lowering): x and w widened to
+    int16 with their zero points subtracted (so padding is a real zero), an
+    int32 conv or matmul, the bias, the requantisation; each step bound as
+    ``name`` (the quantize's, for provenance)."""
+    o = chain.w.shape[0] if chain.kind == "conv2d" else chain.w.shape[1]
+    bshape = [1, o, 1, 1] if chain.kind == "conv2d" else [o]
+    x16 = relax.op.astype(x, "int16")
+    if chain.x_zp:
+        x16 = relax.op.subtract(x16, relax.const(chain.x_zp, "int16"))
+    zp = chain.w_zp.reshape([o, 1, 1, 1] if chain.kind == "conv2d" else [1, o])
+    w16 = (chain.w.astype(np.int16) - zp.astype(np.int16)).astype(np.int16)
+    x16 = bb.emit(x16, name_hint=name)
+    if chain.kind == "conv2d":
+        a = chain.call.attrs
+        acc = relax.op.nn.conv2d(x16, relax.const(w16), strides=a.strides, padding=a.padding,
+                                 dilation=a.dilation, groups=int(a.groups), out_dtype="int32")
+    else:
+        acc = relax.op.matmul(x16, relax.const(w16), out_dtype="int32")
+    acc = bb.emit(acc, name_hint=name)
+    if chain.bias is not None:
+        acc = bb.emit(relax.op.add(acc, relax.const(chain.bias.reshape(bshape))),
+                      name_hint=name)
+    if chain.out_dtype == "int32":
+        return acc
+    v = relax.op.multiply(relax.op.astype(acc, "float32"),
+                          relax.const(chain.mult.reshape(bshape)))
+    v = relax.op.add(relax.op.round(v), relax.const(float(chain.y_zp), "float32"))
+    v = relax.op.clip(v, float(chain.lo), float(chain.hi))
+    return relax.op.astype(v, chain.out_dtype)
+
+
+@relax.expr_functor.mutator
+class _Rewriter(relax.PyExprMutator):
+    def __init__(self, mod, finder: _Finder, chains: dict, notes: dict, make_kernel):
+        super().__init__(mod)
+        self.finder, self.chains, self.notes = finder, chains, notes
+        self.make_kernel = make_kernel  # (builder, chain, x) -> expr or None (no template)
+
+    def visit_var_binding_(self, binding):
+        chain = self.chains.get(binding.var)
+        if chain is None:
+            return super().visit_var_binding_(binding)
+        x = self.visit_expr(chain.x)
+        expr = self.make_kernel(self.builder_, chain, x) if self.make_kernel else None
+        if expr is None:
+            expr = integer_expr(self.builder_, chain, x, binding.var.name)
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
+            else self.builder_.emit_output
+        self.set_var_remap(binding.var, emit(expr, name_hint=binding.var.name))
+
+
+def lower_quantized(mod: tvm.IRModule, make_kernel=None) -> tuple[tvm.IRModule, dict, int]:
+    """``mod`` with every matched chain computed in integers; the notes (kernel
+    name -> replaced var names) and how many chains were matched."""
+    func = mod["main"]
+    finder = _Finder(func)
+    chains = {}
+    for block in func.body.blocks:
+        for b in block.bindings:
+            found = match(finder, b)
+            if found is not None:
+                chains[b.var] = found
+    if not chains:
+        return mod, {}, 0
+    notes: dict = {}
+    rewriter = _Rewriter(mod, finder, chains, notes, make_kernel)
+    new_main = rewriter.visit_expr(func)
+    rewriter.builder_.update_func(mod.get_global_var("main"), new_main)
+    out = relax.transform.DeadCodeElimination(["main"])(rewriter.builder_.get())
+    return out, notes, len(chains)

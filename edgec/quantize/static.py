@@ -1,0 +1,192 @@
+"""int8 post-training quantisation: onnxruntime's calibrators write a QDQ graph.
+
+edgec quantises the model after its own float passes (BatchNorm already in
+the convs, Pads fused), so ranges are calibrated on the graph that is
+compiled. onnxruntime runs the float model over the samples and its
+calibrators (min/max, percentile, entropy) choose the ranges; its QDQ
+quantiser inserts QuantizeLinear/DequantizeLinear pairs (per-channel
+symmetric int8 weights, uint8 or int8 activations). The TVM backend then
+folds DQ -> op -> Q into integer kernels: this module only decides ranges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import UnsupportedError, UsageError
+from .calibration import Calibration
+from .options import QuantizeOptions
+
+#: op types whose inputs get quantised weights: what "kept float" is counted over
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+@dataclass
+class QuantSummary:
+    """What the manifest records about a quantisation."""
+
+    options: QuantizeOptions
+    calibration: Calibration
+    quantized: list[str] = field(default_factory=list)  # compute nodes with int8 weights
+    kept_float: list[str] = field(default_factory=list)  # compute nodes left in float
+    scales_sha256: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"mode": self.options.mode, "method": self.options.method,
+                **({"percentile": self.options.percentile}
+                   if self.options.method == "percentile" else {}),
+                "weights": "int8 symmetric, " + ("per channel" if self.options.per_channel
+                                                 else "per tensor"),
+                "activations": "int8 symmetric" if self.options.symmetric_activations
+                else "uint8 asymmetric",
+                "calibration": self.calibration.to_json(),
+                **({"label": "random calibration data: a smoke test, not an accuracy "
+                             "measurement"} if self.calibration.kind == "random" else {}),
+                "quantized_ops": len(self.quantized), "kept_float": self.kept_float,
+                "keep_float_requested": list(self.options.keep_float),
+                "scales_sha256": self.scales_sha256, "seconds": round(self.seconds, 3)}
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over the samples, reporting progress."""
+
+    def __init__(self, samples: list[dict[str, np.ndarray]], say: Callable[[str], None]):
+        self.samples, self.say, self.i = samples, say, 0
+
+    def get_next(self):
+        if self.i >= len(self.samples):
+            return None
+        self.i += 1
+        self.say(f"calibrating: sample {self.i}/{len(self.samples)}")
+        return self.samples[self.i - 1]
+
+    def rewind(self):
+        self.i = 0
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """Give unnamed nodes names: onnxruntime selects nodes to exclude by name."""
+    used = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)
+
+
+#: the first opset with per-axis QuantizeLinear/DequantizeLinear
+QDQ_OPSET = 13
+
+
+def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """``model`` at opset 13 at least: onnxruntime writes per-channel (axis)
+    DequantizeLinear nodes but leaves an older opset number, an invalid model."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= QDQ_OPSET:
+        return model
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, QDQ_OPSET)
+    except Exception as exc:  # onnx raises its own C++ error types
+        raise UnsupportedError(f"{source}: opset {opset} cannot be upgraded to {QDQ_OPSET} "
+                               f"for int8 quantisation ({str(exc).splitlines()[0]}); "
+                               "re-export the model at opset 13 or newer") from None
+
+
+def excluded_nodes(model: onnx.ModelProto, keep_float: tuple[str, ...], source: str) -> list[str]:
+    """Node names for ``--keep-float`` items (node names or op types); unknown ones are
+    an error that lists a few real names."""
+    names = {n.name for n in model.graph.node}
+    types = {n.op_type for n in model.graph.node}
+    out: list[str] = []
+    for item in keep_float:
+        if item in names:
+            out.append(item)
+        elif item in types:
+            out += [n.name for n in model.graph.node if n.op_type == item]
+        else:
+            examples = [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS][:3]
+            raise UsageError(f"--keep-float {item}: {source} has no node or op type of that "
+                             "name (after edgec's passes); give a node name, e.g. "
+                             + ", ".join(repr(e) for e in examples) + ", or an op type "
+                             "such as Conv ('edgec compile --save-temps DIR' keeps the graph)")
+    return sorted(set(out))
+
+
+def _summarise(qmodel: onnx.ModelProto, summary: QuantSummary) -> None:
+    dq_out = {o for n in qmodel.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    for n in qmodel.graph.node:
+        if n.op_type in COMPUTE_OPS:
+            weights_quantised = len(n.input) > 1 and n.input[1] in dq_out
+            (summary.quantized if weights_quantised and n.input[0] in dq_out
+             else summary.kept_float).append(n.name)
+    inits = {t.name: t for t in qmodel.graph.initializer}
+    digest = hashlib.sha256()
+    for n in qmodel.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            for name in n.input[1:]:
+                if name in inits:
+                    digest.update(name.encode() + b"\0" + inits[name].SerializeToString())
+    summary.scales_sha256 = digest.hexdigest()
+
+
+def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration: Calibration,
+                  *, source: str, say: Callable[[str], None] = lambda _m: None
+                  ) -> tuple[onnx.ModelProto, QuantSummary]:
+    """``model`` (float, static shapes) as a QDQ model calibrated on ``calibration``."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    t0 = time.perf_counter()
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    # IR < 4 needs every initializer listed as a graph input, which edgec's passes
+    # do not keep; onnxruntime's opset upgrade (to 13 for per-channel QDQ) then
+    # fails on "undefined" weights
+    model.ir_version = max(model.ir_version, 7)
+    model = _upgrade_opset(model, source)
+    _name_nodes(model)
+    exclude = excluded_nodes(model, options.keep_float, source)
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[options.method]
+    extra = {"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True,
+             "CalibPercentile": options.percentile}
+    summary = QuantSummary(options, calibration)
+    root = logging.getLogger()
+    level = root.level
+    with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        onnx.save(model, src)
+        try:
+            root.setLevel(logging.ERROR)  # "consider pre-processing": edgec's passes did
+            with contextlib.redirect_stdout(None):
+                quantize_static(
+                    str(src), str(dst), _Reader(calibration.samples, say),
+                    quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
+                    activation_type=QuantType.QInt8 if options.symmetric_activations
+                    else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                    calibrate_method=method, extra_options=extra)
+        finally:
+            root.setLevel(level)
+        qmodel = onnx.load(dst)
+    _summarise(qmodel, summary)
+    summary.seconds = time.perf_counter() - t0
+    return qmodel, summary
