@@ -24,7 +24,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .chains import _dtype, _Finder, _op, _shape
+from .chains import _activation, _dtype, _Finder, _op, _shape
 
 _QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 
@@ -124,12 +124,10 @@ def _clamp(finder: _Finder, act, y_scale: float, y_zp: int, lo: int, hi: int):
     if op == "relax.nn.relu":
         return max(lo, y_zp), hi
     if op == "relax.clip":
-        a = act.args[1].value if isinstance(act.args[1], relax.PrimValue) else None
-        b = act.args[2].value if isinstance(act.args[2], relax.PrimValue) else None
-        a = float(a.value) if a is not None else None
-        b = float(b.value) if b is not None else None
-        if a is None or b is None:
+        found = _activation(finder, act)
+        if found is None:
             return None
+        _kind, a, b = found
         return (max(lo, y_zp + int(np.round(a / y_scale))),
                 min(hi, y_zp + int(np.round(b / y_scale))))
     return None
