@@ -181,3 +181,51 @@ def targets() -> dict[str, Target]:
 
 
 __all__ = ["compile", "inspect", "resolve_target", "targets", "verify"]
+
+
+def quant_report(model: str | Path, *, quantize: QuantizeOptions, eval_data: str | None = None,
+                 max_drop: float | None = None,
+                 input_shapes: dict[str, tuple[int, ...]] | None = None,
+                 input_consts: dict[str, object] | None = None, opt_level: int | None = None,
+                 pipeline: str | None = None, max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+                 progress: Progress | None = None):
+    """Measure what int8 costs per layer and per output (``edgec quant-report``).
+
+    The model is bound and optimised as `compile` would, quantised on
+    ``quantize.calibration`` and measured in onnxruntime on ``eval_data``
+    (a folder in the calibration formats), or on the last quarter of the
+    calibration samples, held out. ``max_drop``: keep the noisiest layers
+    float until every output's SQNR is at least that many dB.
+
+    Returns:
+        An `edgec.quantize.report.QuantReport` (``to_json()`` is ``--json``).
+    """
+    from .compiler import load_bound, optimise
+    from .quantize import load_calibration
+    from .quantize.report import quant_report as _report
+
+    say = progress or (lambda _m: None)
+    if quantize.mode != "int8":
+        raise UsageError("quant-report measures int8 quantisation; fp16 needs no report")
+    plan = plan_compile(model, input_shapes=input_shapes, input_consts=input_consts,
+                        pipeline=_pipeline(opt_level, pipeline), max_model_bytes=max_model_bytes,
+                        quantize=quantize)
+    say(f"loading {plan.model.name}")
+    _loaded, bound = load_bound(plan)
+    optimise(plan, bound)
+    import onnx_ir as ir
+
+    from .compiler import _spec
+
+    specs = [_spec(v, plan.model, "input") for v in bound.graph.inputs]
+    proto = ir.serde.serialize_model(bound)
+    calibration = load_calibration(quantize, specs)
+    if eval_data is not None:
+        from dataclasses import replace
+
+        evaluation = load_calibration(replace(quantize, calibration=eval_data, samples=None),
+                                      specs)
+    else:
+        calibration, evaluation = calibration.split()
+    return _report(proto, quantize, calibration, evaluation, source=str(plan.model),
+                   max_drop=max_drop, say=say)

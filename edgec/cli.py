@@ -89,6 +89,12 @@ quantize_options = [
 ]
 
 
+def _quant_opts(f):
+    for deco in reversed(quantize_options):
+        f = deco(f)
+    return f
+
+
 def _quantize(o: dict):
     """The QuantizeOptions the quantisation flags give (None without --quantize)."""
     from .quantize.options import Preprocess, QuantizeOptions
@@ -529,6 +535,81 @@ def _tune_bar():
                        info=s.message or f"{s.trials} trials, best {s.task_gflops:.1f} "
                                          f"GFLOP/s{left}")
         yield show
+
+
+@cli.command("quant-report")
+@click.argument("model", type=click.Path(path_type=Path))
+@_quant_opts
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,..")
+@click.option("--input-const", "input_consts", multiple=True, metavar="NAME=VALUE")
+@click.option("-O", "opt_level", type=click.IntRange(0, 3), default=None)
+@click.option("--eval", "eval_data", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="Held-out samples to measure on (default: the last quarter of the "
+                   "calibration samples, not used for calibrating).")
+@click.option("--max-drop", type=float, default=None, metavar="DB",
+              help="Keep the noisiest layers float until every output's SQNR is at least "
+                   "DB dB (automatic mixed precision).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the report as JSON.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="A per-layer SQNR chart (PNG).")
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Show only the N noisiest layers.")
+def quant_report_cmd(model: Path, input_shapes, input_consts, opt_level, eval_data,
+                     max_drop, json_out, plot_out, top, **o) -> None:
+    """Per-layer and per-output int8 error of MODEL against float (onnxruntime)."""
+    from . import api
+
+    o.setdefault("quantize", "int8")
+    o["quantize"] = o["quantize"] or "int8"
+    if o.get("calibration") is None:
+        raise UsageError("quant-report needs --calibration DIR (or random)")
+    if eval_data is not None and not eval_data.is_dir():
+        raise UsageError(f"--eval {eval_data}: no such folder")
+    with _progress() as say:
+        rep = api.quant_report(model, quantize=_quantize(o), max_drop=max_drop,
+                               eval_data=str(eval_data) if eval_data else None,
+                               input_shapes=_shapes(input_shapes),
+                               input_consts=_consts(input_consts), opt_level=opt_level,
+                               progress=say)
+    table = Table(title=escape(f"{model.name}: int8 ({rep.options.method}) vs float on "
+                               f"{rep.eval_samples} held-out sample(s)"))
+    for col in ("layer", "op", "SQNR", "max abs err", "MACs", ""):
+        table.add_column(col)
+    rows = sorted(rep.layers, key=lambda la: la.sqnr_db)[:top] if top else rep.layers
+    for la in rows:
+        table.add_row(escape(la.node), la.op, f"{la.sqnr_db:.1f} dB", f"{la.max_abs_err:.3g}",
+                      f"{la.macs / 1e6:.2f}M",
+                      "[yellow]kept float[/]" if la.node in rep.kept_float else "")
+    out.print(table)
+    for o_all, o_now in zip(rep.outputs_all_int8, rep.outputs, strict=True):
+        line = (f"output {escape(o_all['name'])}: all int8 SQNR {o_all['sqnr_db']:.1f} dB, "
+                f"max abs err {o_all['max_abs_err']:.3g}")
+        if rep.kept_float:
+            line += f"; with kept-float layers {o_now['sqnr_db']:.1f} dB"
+        out.print(line)
+    if rep.budget_db is not None:
+        verdict = "met" if rep.budget_met else "[red]not met[/]"
+        out.print(f"--max-drop {rep.budget_db:g} dB {verdict}: "
+                  + (f"{len(rep.kept_float)} layer(s) kept float ("
+                     + escape(", ".join(rep.kept_float)) + f"), {rep.float_mac_share:.1%} of "
+                     "the MACs (estimated speed cost: those MACs at float rate)"
+                     if rep.kept_float else "no layer needs to stay float"))
+        if rep.kept_float:
+            out.print("compile with: " + escape(" ".join(
+                f"--keep-float {n}" for n in rep.kept_float)))
+    if rep.options.is_random:
+        out.print("[yellow]note[/]: random calibration data: a smoke test, not an accuracy "
+                  "measurement")
+    if json_out is not None:
+        with atomic_write(json_out) as f:
+            f.write(json.dumps(rep.to_json(), indent=2).encode())
+    if plot_out is not None:
+        from .quantize.report import plot
+
+        plot(rep, plot_out)
+        out.print(f"chart: {plot_out}")
 
 
 @cli.command("bundle")

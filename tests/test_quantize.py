@@ -271,3 +271,25 @@ def test_calibration_folder_layouts(tmp_path):
     with pytest.raises(UsageError, match="size=4x4: the model is compiled for 8x8"):
         load_calibration(QuantizeOptions(calibration=str(img),
                                          preprocess=Preprocess.parse(["size=4x4"])), spec)
+
+
+def test_quant_report_keeps_the_noisiest_layers_float(tmp_path, built):
+    tmp, model, _art = built
+    js, png = tmp_path / "r.json", tmp_path / "r.png"
+    res = subprocess.run([*EDGEC, "quant-report", str(model), "--calibration", str(tmp / "calib"),
+                          "--max-drop", "60", "--json", str(js), "--plot", str(png)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(js.read_text())
+    assert [la["node"] for la in rep["layers"]] == ["stem", "dw", "pw", "head"]
+    assert rep["calibration_samples"] == 9 and rep["eval_samples"] == 3  # disjoint split
+    worst = min(rep["layers"], key=lambda la: la["sqnr_db"])["node"]
+    assert rep["kept_float"][0] == worst  # the noisiest layer goes first
+    out_now = rep["outputs"][0]["sqnr_db"]
+    out_int8 = rep["outputs_all_int8"][0]["sqnr_db"]
+    assert out_now == "inf" or out_now > out_int8
+    assert rep["budget_met"] == (out_now == "inf" or out_now >= 60)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    res = subprocess.run([*EDGEC, "quant-report", str(model), "--calibration", str(tmp / "calib"),
+                          "--eval", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert res.returncode == 2 and "--eval" in res.stderr
