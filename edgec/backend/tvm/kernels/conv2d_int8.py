@@ -1,0 +1,427 @@
+"""Quantised 2-D convolution (uint8/int8 activations x int8 weights, int32
+accumulation) with the requantisation to uint8/int8 in the same kernel.
+
+The layout follows the fp32 template (conv2d.py): weights packed at compile
+time, [G, O/OB, C/G/KG, KH, KW, OB, KG] (zero-padded), where KG is how many
+input channels one instruction reduces per output lane (4 for vpdpbusd and
+sdot, 2 for pmaddwd on int16, 1 for plain widening multiplies). The kernel
+copies x (NCHW, as the model has it) into a padded [N, HP, C/KG, WP, KG]
+buffer, doing the activation shift an instruction needs there, then a
+register tile of XT output pixels x OB output channels accumulates in int32,
+one dot-product instruction per (pixel, KG channels, OB/lanes vectors),
+reducing over (C/KG, KH, KW). Each finished tile goes through the requant
+epilogue (+ bias, * mult in float32, round half to even, + zero point,
+clamp) vectorised over channels into a per-row buffer, and the row leaves
+for the NCHW output.
+
+Exactness: every path computes the exact integer sum. vpdpbusd and sdot do
+not saturate; AVX2 and AVX-512 without VNNI use pmaddwd on int16 (both
+operands widened at copy / pack time) instead of pmaddubsw, whose int16
+pair sums saturate (255 * 127 * 2 > 32767): onnxruntime accepts that or
+restricts weights to 7 bits; here results are bit-exact for any weights at
+3/4 of pmaddubsw's instruction throughput.
+
+Zero points: padding is filled with the activation zero point (real 0), and
+-x_zp * sum(w[o]) is folded into the bias at compile time, as is the
+constant an activation shift adds (vpdpbusd wants unsigned activations:
+int8 x is stored as x ^ 0x80 = x + 128; sdot wants signed ones: uint8 x is
+stored as x - 128).
+
+Measured on Zen 4, one thread, against onnxruntime 1.32's QLinearConv (bit-
+identical outputs): 3x3 64->64 at 56x56 411 vs 403 GOP/s, 1x1 256->64 at
+56x56 336 vs 330, 3x3 512->512 at 7x7 417 vs 408, the 7x7/2 3->64 stem at
+224x224 210 vs 169 (edgec's fp32 template: 59-82 GFLOP/s in the same run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+from tvm.s_tir import Schedule, ScheduleError, TensorIntrin
+from tvm.script import tirx as T
+
+from .conv2d import ROWS_OUTER_MAX_WEIGHT_BYTES, ConvShape, cdiv, output_shape
+from .generic import MIN_PARALLEL_FLOPS, Kernel
+
+
+@dataclass(frozen=True)
+class Requant:
+    """int32 accumulator -> quantised output: q = clamp(nearbyint(acc * mult[o]) + zp, lo, hi)."""
+
+    out_dtype: str  # "uint8" or "int8"
+    zero_point: int
+    lo: int  # clamp bounds in the quantised domain (a fused ReLU is lo = zero_point)
+    hi: int
+
+
+@dataclass(frozen=True)
+class Int8Isa:
+    """How one instruction set multiplies: ``lanes`` int32 accumulators per
+    vector, ``kg`` channels reduced per lane, the dtypes the input copy and
+    the packed weights are stored in, and the tensor intrinsic (None: plain
+    TIR that LLVM vectorises)."""
+
+    name: str
+    lanes: int
+    kg: int
+    registers: int
+    x_store: str  # "uint8", "int8" or "int16"
+    w_store: str  # "int8" or "int16"
+    intrin: str | None
+
+    def shift(self, x_dtype: str) -> int:
+        """What the input copy adds to x so it is of the instruction's signedness."""
+        if self.x_store == "uint8" and x_dtype == "int8":
+            return 128
+        if self.x_store == "int8" and x_dtype == "uint8":
+            return -128
+        return 0
+
+    @property
+    def accumulators(self) -> int:
+        """Accumulator vectors a tile may use: the rest hold weight vectors, the
+        broadcast input and pmaddwd's products. Measured on Zen 4 (VNNI, 3x3
+        64->64 at 56x56, one thread): 16 accumulators 417-420 GOP/s (32x8,
+        64x4), 24 (32x12) 385, 12 (48x4) 285; as for fp32 tiles. AVX2's 16
+        registers (pmaddwd, run on Zen 4): 8 accumulators 160-165 GOP/s (8x8,
+        16x4), 9 131, 14 (spilling) 130."""
+        return 16 if self.registers >= 32 else 8
+
+
+def _dot_intrin(name: str, lanes: int, kg: int, a_dtype: str, b_dtype: str, impl_kind: str):
+    """Register C[lanes] += A[kg] . B[lanes, kg] (int32) implemented by one
+    instruction: ``impl_kind`` "vpdpbusd512", "vpdpbusd256", "pmaddwd512",
+    "pmaddwd256" or "sdot". The broadcast input is the kg-element group read
+    as one 32-bit value."""
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    width = lanes * kg
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (kg,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (lanes, kg), b_dtype, offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:kg], B[0:lanes, 0:kg])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, kg):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    i32v = f"int32x{lanes}"
+
+    if impl_kind.startswith("vpdpbusd"):
+        llvm = f"llvm.x86.avx512.vpdpbusd.{lanes * 32}"
+
+        @T.prim_func(s_tir=True)
+        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (kg,), a_dtype, offset_factor=1)
+            B = T.match_buffer(b, (lanes, kg), b_dtype, offset_factor=1)
+            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:lanes], A[0:kg], B[0:lanes, 0:kg])
+                T.writes(C[0:lanes])
+                a32 = T.reinterpret(A.vload([0], f"{a_dtype}x{kg}"), dtype="int32")
+                C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(llvm), C.vload([0], i32v),
+                    T.reinterpret(T.broadcast(a32, lanes), dtype=f"uint8x{width}"),
+                    B.vload([0, 0], f"int8x{width}"), dtype=i32v)
+    elif impl_kind.startswith("pmaddwd"):
+        llvm = "llvm.x86.avx512.pmaddw.d.512" if lanes == 16 else "llvm.x86.avx2.pmadd.wd"
+
+        @T.prim_func(s_tir=True)
+        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (kg,), a_dtype, offset_factor=1)
+            B = T.match_buffer(b, (lanes, kg), b_dtype, offset_factor=1)
+            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:lanes], A[0:kg], B[0:lanes, 0:kg])
+                T.writes(C[0:lanes])
+                a32 = T.reinterpret(A.vload([0], f"int16x{kg}"), dtype="int32")
+                C[T.ramp(T.int32(0), 1, lanes)] = C.vload([0], i32v) + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(llvm),
+                    T.reinterpret(T.broadcast(a32, lanes), dtype=f"int16x{width}"),
+                    B.vload([0, 0], f"int16x{width}"), dtype=i32v)
+    elif impl_kind == "sdot":
+        llvm = "llvm.aarch64.neon.sdot.v4i32.v16i8"
+
+        @T.prim_func(s_tir=True)
+        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (kg,), a_dtype, offset_factor=1)
+            B = T.match_buffer(b, (lanes, kg), b_dtype, offset_factor=1)
+            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:lanes], A[0:kg], B[0:lanes, 0:kg])
+                T.writes(C[0:lanes])
+                a32 = T.reinterpret(A.vload([0], f"int8x{kg}"), dtype="int32")
+                C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(llvm), C.vload([0], i32v),
+                    T.reinterpret(T.broadcast(a32, lanes), dtype=f"int8x{width}"),
+                    B.vload([0, 0], f"int8x{width}"), dtype=i32v)
+    else:
+        raise ValueError(impl_kind)
+    TensorIntrin.register(name, desc, impl)
+    return name
+
+
+ISAS = {
+    "avx512-vnni": Int8Isa("avx512-vnni", 16, 4, 32, "uint8", "int8", "vpdpbusd512"),
+    "avx-vnni": Int8Isa("avx-vnni", 8, 4, 16, "uint8", "int8", "vpdpbusd256"),
+    "avx512": Int8Isa("avx512", 16, 2, 32, "int16", "int16", "pmaddwd512"),
+    "avx2": Int8Isa("avx2", 8, 2, 16, "int16", "int16", "pmaddwd256"),
+    "neon-dot": Int8Isa("neon-dot", 4, 4, 32, "int8", "int8", "sdot"),
+    # no dot product: int16 x int16 -> int32 multiply-adds over channel vectors
+    # (LLVM emits smlal / vpmulld+vpaddd)
+    "neon": Int8Isa("neon", 4, 1, 32, "int16", "int16", None),
+    "generic": Int8Isa("generic", 4, 1, 16, "int16", "int16", None),
+}
+
+
+def _intrin_name(isa: Int8Isa) -> str | None:
+    if isa.intrin is None:
+        return None
+    return _dot_intrin(f"edgec_dot_{isa.intrin}_{isa.lanes}x{isa.kg}", isa.lanes, isa.kg,
+                       isa.x_store, isa.w_store, isa.intrin)
+
+
+def int8_isa(arch: str, features: set[str]) -> str:
+    """The integer dot product a target has, from LLVM's feature names."""
+    if arch == "x86_64":
+        if "avx512vnni" in features and "avx512bw" in features:
+            return "avx512-vnni"
+        if "avxvnni" in features:
+            return "avx-vnni"
+        if "avx512bw" in features:
+            return "avx512"
+        if "avx2" in features:
+            return "avx2"
+        return "generic"
+    if arch == "aarch64":
+        return "neon-dot" if "dotprod" in features else "neon"
+    return "generic"
+
+
+@dataclass(frozen=True)
+class Int8Tile:
+    ob: int  # output channels per tile (a multiple of lanes)
+    xt: int  # output pixels per tile along the width
+    lanes: int  # int32 lanes per vector
+    kg: int  # input channels per dot-product group
+
+
+def is_depthwise(shape: ConvShape) -> bool:
+    return shape.groups > 1 and (shape.c // shape.groups == 1 or shape.o // shape.groups == 1)
+
+
+def choose_int8_tile(shape: ConvShape, isa: str, *, accumulators: int | None = None
+                     ) -> Int8Tile | None:
+    """The tile with the least padded work and the fewest loads per dot
+    product, with 3/4 to all of the ISA's accumulator registers. None for
+    depthwise / channel-wise convs (one channel per group: no channel
+    reduction for a dot product, and 1-channel blocks would pad 16x): those
+    stay on the float path."""
+    if is_depthwise(shape):
+        return None
+    spec = ISAS[isa]
+    og = shape.o // shape.groups
+    _, ow = shape.out_hw
+    max_accs = accumulators or spec.accumulators
+    best, best_score = None, -1.0
+    for vectors in (1, 2, 3, 4):
+        ob = vectors * spec.lanes
+        if vectors > 1 and ob > cdiv(og, spec.lanes) * spec.lanes:
+            break
+        for xt in range(1, min(ow, max_accs // vectors) + 1):
+            accs = vectors * xt
+            useful = (og / (cdiv(og, ob) * ob)) * (ow / (cdiv(ow, xt) * xt))
+            sat = max_accs * 3 // 4
+            fill = min(accs, sat) / sat
+            # per dot product: a weight vector serves xt pixels, a broadcast
+            # input (folded into the instruction on x86) serves the vectors
+            loads = 1 + 1.0 / xt + 0.25 / vectors
+            score = useful * fill / loads
+            if score > best_score + 1e-9:
+                best, best_score = Int8Tile(ob, xt, spec.lanes, spec.kg), score
+    return best
+
+
+def prepare_conv_int8(w_q: np.ndarray, bias_q: np.ndarray | None, x_zero_point: int,
+                      x_dtype: str, groups: int, isa: str, tile: Int8Tile
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """OIHW int8 weights (zero point 0) -> ([G, O/G/OB, C/G/KG, KH, KW, OB, KG]
+    in the ISA's weight dtype, zero-padded; int32 bias [O] with the input
+    zero point and shift folded in: bias - (x_zp + shift) * sum(w[o]))."""
+    spec = ISAS[isa]
+    o, cg, kh, kw = w_q.shape
+    og = o // groups
+    ob, kg = tile.ob, tile.kg
+    obg, cbg = cdiv(og, ob), cdiv(cg, kg)
+    w = np.zeros((groups, obg * ob, cbg * kg, kh, kw), np.int32)
+    w[:, :og, :cg] = w_q.astype(np.int32).reshape(groups, og, cg, kh, kw)
+    packed = w.reshape(groups, obg, ob, cbg, kg, kh, kw).transpose(0, 1, 3, 5, 6, 2, 4)
+    packed = np.ascontiguousarray(packed.astype(spec.w_store))
+    bias = np.zeros(o, np.int64) if bias_q is None else bias_q.astype(np.int64)
+    bias = bias - (x_zero_point + spec.shift(x_dtype)) * \
+        w_q.astype(np.int64).reshape(o, -1).sum(axis=1)
+    return packed, bias.astype(np.int32)
+
+
+def requantize(value, mult, rq: Requant):
+    """int32 -> rq.out_dtype: nearbyint(float(value) * mult), clamped, + zero point
+    (clamping before the zero point is added keeps it in float: one min/max)."""
+    f32 = "float32"
+    # llvm.nearbyint directly: TVM's VectorizeLoop scalarises tirx.nearbyint
+    # (measured: the whole epilogue went scalar, vroundss per output)
+    r = tirx.call_llvm_pure_intrin(f32, "llvm.nearbyint", tirx.Cast(f32, value) * mult)
+    r = tirx.min(tirx.max(r, tirx.const(rq.lo - rq.zero_point, f32)),
+                 tirx.const(rq.hi - rq.zero_point, f32))
+    return tirx.Cast(rq.out_dtype, tirx.Cast("int32", r) + rq.zero_point)
+
+
+def _channel_table(src, g: int, og: int, obg: int, ob: int, name: str):
+    """bias / mult as [G, O/G/OB, OB] with zeros in padded channels (inlined
+    into the epilogue as a guarded read: only when OB does not divide O/G)."""
+    if og % ob == 0:
+        return lambda gi, b, oi: src[gi * og + b * ob + oi], None
+    table = te.compute((g, obg, ob), lambda gi, b, oi: tirx.if_then_else(
+        b * ob + oi < og, src[gi * og + b * ob + oi], tirx.const(0, src.dtype)), name=name)
+    return lambda gi, b, oi: table[gi, b, oi], table
+
+
+def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, requant: Requant, isa: str,
+                       x_dtype: str, x_zero_point: int) -> Kernel:
+    """(x [N, C, H, W] x_dtype, packed weights, bias int32 [O], mult float32 [O])
+    -> y [N, O, OH, OW] requant.out_dtype ([N, G, O/G, OH, OW] when grouped:
+    the same bytes, as conv2d.output_shape). ``x_zero_point`` is what the
+    padding is filled with (it must match the one prepare_conv_int8 folded)."""
+    spec = ISAS[isa]
+    s = shape
+    g = s.groups
+    cg, og = s.c // g, s.o // g
+    oh, ow = s.out_hw
+    (sh, sw), (dh, dw) = s.stride, s.dilation
+    top, left, _, _ = s.pad
+    ob, xt, kg = tile.ob, tile.xt, tile.kg
+    obg, cbg, owp = cdiv(og, ob), cdiv(cg, kg), cdiv(ow, xt) * xt
+    hp = (oh - 1) * sh + (s.kh - 1) * dh + 1
+    wp = (owp - 1) * sw + (s.kw - 1) * dw + 1
+    i32 = "int32"
+    delta = spec.shift(x_dtype)
+
+    x = te.placeholder((s.n, s.c, s.h, s.w), x_dtype, name="x")
+    wpk = te.placeholder((g, obg, cbg, s.kh, s.kw, ob, kg), spec.w_store, name="w_packed")
+    bias = te.placeholder((s.o,), i32, name="bias")
+    mult = te.placeholder((s.o,), "float32", name="mult")
+
+    def stored(v):
+        return tirx.Cast(spec.x_store, tirx.Cast(i32, v) + delta) if delta else \
+            tirx.Cast(spec.x_store, v)
+
+    fill = tirx.const(x_zero_point + delta, spec.x_store)
+
+    def pad_value(n, y, cb, col, k):
+        gi, j = cb // cbg, (cb % cbg) * kg + k
+        ok = tirx.all(y >= top, y < s.h + top, col >= left, col < s.w + left)
+        if cg % kg:
+            ok = tirx.all(ok, j < cg)
+        return tirx.if_then_else(ok, stored(x[n, gi * cg + j, y - top, col - left]), fill)
+
+    # [N, HP, C/KG, WP, KG]: the rows an output row reads are contiguous and
+    # each pixel's KG channels are one 32-bit broadcast
+    xp = te.compute((s.n, hp, g * cbg, wp, kg), pad_value, name="pad")
+    rcb = te.reduce_axis((0, cbg), "rcb")
+    ry = te.reduce_axis((0, s.kh), "ry")
+    rx = te.reduce_axis((0, s.kw), "rx")
+    rk = te.reduce_axis((0, kg), "rk")
+    acc = te.compute(
+        (s.n, g, obg, oh, owp, ob),
+        lambda n, gi, b, y, xx, oi: te.sum(
+            tirx.Cast(i32, xp[n, y * sh + ry * dh, gi * cbg + rcb, xx * sw + rx * dw, rk])
+            * tirx.Cast(i32, wpk[gi, b, rcb, ry, rx, oi, rk]), axis=[rcb, ry, rx, rk]),
+        name="acc")
+    bias_at, bias_t = _channel_table(bias, g, og, obg, ob, "bias_pad")
+    mult_at, mult_t = _channel_table(mult, g, og, obg, ob, "mult_pad")
+    rq = te.compute(
+        (s.n, g, obg, oh, owp, ob),
+        lambda n, gi, b, y, xx, oi: requantize(acc[n, gi, b, y, xx, oi] + bias_at(gi, b, oi),
+                                               mult_at(gi, b, oi), requant), name="rq")
+    out_shape = output_shape(s)
+
+    def out_value(*idx):
+        if g == 1:
+            n, o, y, xx = idx
+            gi, j = 0, o
+        else:
+            n, gi, j, y, xx = idx
+        return rq[n, gi, j // ob, y, xx, j % ob]
+
+    out = te.compute(out_shape, out_value, name="out")
+    workload = te.create_prim_func([x, wpk, bias, mult, out])
+    parallel = s.flops >= MIN_PARALLEL_FLOPS
+    w_bytes = np.dtype(spec.w_store).itemsize * g * obg * cbg * s.kh * s.kw * ob * kg
+    rows_outer = w_bytes <= ROWS_OUTER_MAX_WEIGHT_BYTES
+    tables = [t.op.name for t in (bias_t, mult_t) if t is not None]
+    sch = _schedule(workload, tile, spec, parallel, rows_outer, tables)
+    return Kernel(workload, sch, s.flops)
+
+
+def _schedule(func, tile: Int8Tile, spec: Int8Isa, parallel: bool, rows_outer: bool,
+              tables: list[str]) -> Schedule:
+    sch = Schedule(func)
+    for name in tables:  # read in place, predicated (moving rq needs its producers under it)
+        sch.compute_inline(sch.get_sblock(name))
+    acc, rq, out = sch.get_sblock("acc"), sch.get_sblock("rq"), sch.get_sblock("out")
+    sch.set_scope(acc, 0, "local")  # the register tile
+    sch.set_scope(rq, 0, "local")  # one output row of tiles, requantised
+    n, gi, b, y, xx, oi, rcb, ry, rx, rk = sch.get_loops(acc)
+    xo, xi = sch.split(xx, [None, tile.xt])
+    vo, vi = sch.split(oi, [None, tile.lanes])
+    order = (n, gi, y, b) if rows_outer else (n, gi, b, y)
+    intrin = _intrin_name(spec)
+    if intrin is None:  # kg = 1: the multiply-adds vectorised over channels
+        sch.reorder(*order, xo, rcb, ry, rx, rk, xi, vo, vi)
+    else:  # (lanes, kg) innermost: what the instruction computes
+        sch.reorder(*order, xo, rcb, ry, rx, xi, vo, vi, rk)
+    rows = sch.fuse(*order)
+    sch.reverse_compute_at(rq, xo)
+    sch.reverse_compute_at(out, rows)
+    if parallel:
+        sch.parallel(rows)
+    sch.unroll(xi)
+    sch.unroll(vo)
+    if intrin is None:
+        sch.vectorize(vi)
+    init = sch.decompose_reduction(acc, rcb)
+    iloops = sch.get_loops(init)
+    sch.vectorize(iloops[-1])
+    if intrin is not None:
+        sch.tensorize(vi, intrin)
+    # requant: channel vectors of each finished tile
+    rql = sch.get_loops(rq)
+    rvo, rvi = sch.split(rql[-1], [None, tile.lanes])
+    sch.vectorize(rvi)
+    sch.unroll(rvo)
+    sch.unroll(rql[-2])
+    _schedule_pad(sch, parallel)
+    return sch
+
+
+def _schedule_pad(sch: Schedule, parallel: bool) -> None:
+    """The input copy: threads over (n, row); split into a fill and a copy at
+    the channel-block loop, so the copy's columns run over the map only and
+    LLVM vectorises its KG interleaved planes (shuffles). Split at the
+    innermost loop (conv2d.decompose_pad) the column test stays a branch per
+    pixel and the copy went scalar (vpinsrb per byte): 256->64 1x1 at 56x56
+    spent more time there than in the dot products."""
+    block = sch.get_sblock("pad")
+    n, y, cb, _, _ = sch.get_loops(block)
+    fused = sch.fuse(n, y)
+    if parallel:
+        sch.parallel(fused)
+    with contextlib.suppress(ScheduleError):
+        sch.decompose_padding(block, cb)
