@@ -105,9 +105,11 @@ class QuantizeOptions:
 
     @property
     def is_random(self) -> bool:
+        """Calibrating on random data: a smoke test, labelled so everywhere."""
         return self.calibration == RANDOM
 
     def to_json(self) -> dict:
+        """The options as a plain dict (the compile plan's ``quantize``)."""
         d = asdict(self)
         d["keep_float"] = list(self.keep_float)
         d["preprocess"] = {k: list(v) if isinstance(v, tuple) else v

@@ -28,10 +28,11 @@ from ...errors import CompileError, ToolchainError, UsageError, first_line
 from ...target_registry import Target
 from .dispatch import dispatch_kernels
 from .importer import import_onnx
+from .kernels.conv2d_int8 import int8_isa
 from .kernels.generic import ParallelizeDefaultKernels
 from .kernels.vector_unit import vector_unit
 from .provenance import Tracker
-from .quantized import lower_quantized
+from .quantized import IntegerTemplates, lower_quantized
 from .tuning_db import Schedules, TuningDB, default_db_dir
 
 # LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
@@ -206,8 +207,12 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
     unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t))),
                        target.fma_bits)
     t0 = time.perf_counter()
+    templates = None
+    if t.kind.name == "llvm":
+        templates = IntegerTemplates(
+            int8_isa(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t)))), schedules)
     try:
-        mod, qnotes, matched = lower_quantized(mod)
+        mod, matched = lower_quantized(mod, templates)
     except Exception as exc:
         raise CompileError(f"{source}: edgec's integer lowering failed for '{target.name}': "
                            f"{first_line(exc)}; rerun with --debug --save-temps DIR and report "
@@ -216,8 +221,8 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
         counts["integer_chains"] = matched
     if matched:
         seconds["integer"] = time.perf_counter() - t0
-        if tracker is not None:
-            tracker.note_kernels(qnotes)
+        if tracker is not None and templates is not None:
+            tracker.note_kernels(templates.notes)
     if fp16:
         mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
     if t.kind.name == "llvm":

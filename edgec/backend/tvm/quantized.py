@@ -229,8 +229,8 @@ def match(finder: _Finder, binding: relax.VarBinding) -> QChain | None:
         if x_scale != 1.0 or np.any(w_scale != 1.0):
             return None
         mult = np.ones(o, np.float32)
-    else:
-        mult = (x_scale * w_scale / y_scale).astype(np.float32)
+    else:  # in float32, in onnxruntime's order: the same multiplier to the bit
+        mult = (np.float32(x_scale) * w_scale.astype(np.float32)) / np.float32(y_scale)
     return QChain(kind="conv2d" if op == "relax.nn.conv2d" else "matmul", call=value, x=x,
                   x_scale=x_scale, x_zp=x_zp, w=w, w_zp=w_zp, mult=mult, bias=bias,
                   out_dtype=out_dtype, y_zp=y_zp, lo=lo, hi=hi, members=members[::-1])
@@ -269,11 +269,62 @@ def integer_expr(bb: relax.BlockBuilder, chain: QChain, x: relax.Expr,
     return relax.op.astype(v, chain.out_dtype)
 
 
+class IntegerTemplates:
+    """Conv chains on edgec's int8 template (kernels/conv2d_int8.py) for the
+    target's dot-product instruction: uint8/int8 in and out, symmetric weights,
+    not depthwise (those keep the integer Relax ops)."""
+
+    def __init__(self, isa: str, schedules) -> None:
+        self.isa, self.schedules = isa, schedules
+        self.kernels: dict = {}
+        self.notes: dict = {}  # kernel name -> replaced var names (provenance)
+
+    def __call__(self, bb: relax.BlockBuilder, chain: QChain, x: relax.Expr):
+        from .chains import conv_shape
+        from .kernels.conv2d_int8 import (
+            Requant,
+            choose_int8_tile,
+            conv2d_int8_kernel,
+            prepare_conv_int8,
+        )
+
+        x_dtype = _dtype(chain.x)
+        if chain.kind != "conv2d" or chain.out_dtype == "int32" or np.any(chain.w_zp) or \
+                chain.w.dtype != np.int8 or x_dtype not in _QRANGE:
+            return None
+        shape = conv_shape(chain.call)
+        tile = choose_int8_tile(shape, self.isa)
+        if tile is None:
+            return None
+        rq = Requant(chain.out_dtype, chain.y_zp, chain.lo, chain.hi)
+        key = (shape, tile, rq, x_dtype, chain.x_zp)
+        gv = self.kernels.get(key)
+        if gv is None:
+            kernel = conv2d_int8_kernel(shape, tile, rq, self.isa, x_dtype, chain.x_zp)
+            func, tuned = self.schedules.pick(kernel)
+            gv = bb.add_func(func, f"edgec_qconv_{self.isa.replace('-', '_')}")
+            self.schedules.added(gv.name_hint, kernel, tuned)
+            self.kernels[key] = gv
+        self.schedules.called(gv.name_hint)
+        self.notes.setdefault(gv.name_hint, []).extend(chain.members)
+        packed, bias = prepare_conv_int8(chain.w, chain.bias, chain.x_zp, x_dtype, shape.groups,
+                                         self.isa, tile)
+        oh, ow = shape.out_hw
+        g = shape.groups
+        out = [shape.n, g, shape.o // g, oh, ow] if g > 1 else [shape.n, shape.o, oh, ow]
+        y = relax.call_tir(gv, [x, relax.const(packed), relax.const(bias),
+                                relax.const(chain.mult.astype(np.float32))],
+                           relax.TensorType(out, chain.out_dtype))
+        if g > 1:
+            y = relax.op.reshape(bb.emit(y), [shape.n, shape.o, oh, ow])
+        return y
+
+
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
-    def __init__(self, mod, finder: _Finder, chains: dict, notes: dict, make_kernel):
+    def __init__(self, mod, finder: _Finder, chains: dict, make_kernel):
         super().__init__(mod)
-        self.finder, self.chains, self.notes = finder, chains, notes
+        self.finder, self.chains = finder, chains
         self.make_kernel = make_kernel  # (builder, chain, x) -> expr or None (no template)
 
     def visit_var_binding_(self, binding):
@@ -289,9 +340,9 @@ class _Rewriter(relax.PyExprMutator):
         self.set_var_remap(binding.var, emit(expr, name_hint=binding.var.name))
 
 
-def lower_quantized(mod: tvm.IRModule, make_kernel=None) -> tuple[tvm.IRModule, dict, int]:
-    """``mod`` with every matched chain computed in integers; the notes (kernel
-    name -> replaced var names) and how many chains were matched."""
+def lower_quantized(mod: tvm.IRModule, make_kernel=None) -> tuple[tvm.IRModule, int]:
+    """``mod`` with every matched chain computed in integers (on ``make_kernel``'s
+    template where it gives one: an IntegerTemplates), and how many were matched."""
     func = mod["main"]
     finder = _Finder(func)
     chains = {}
@@ -301,10 +352,9 @@ def lower_quantized(mod: tvm.IRModule, make_kernel=None) -> tuple[tvm.IRModule, 
             if found is not None:
                 chains[b.var] = found
     if not chains:
-        return mod, {}, 0
-    notes: dict = {}
-    rewriter = _Rewriter(mod, finder, chains, notes, make_kernel)
+        return mod, 0
+    rewriter = _Rewriter(mod, finder, chains, make_kernel)
     new_main = rewriter.visit_expr(func)
     rewriter.builder_.update_func(mod.get_global_var("main"), new_main)
     out = relax.transform.DeadCodeElimination(["main"])(rewriter.builder_.get())
-    return out, notes, len(chains)
+    return out, len(chains)
