@@ -72,12 +72,32 @@ def _dequantized_const(finder: _Finder, expr, axis_len: int | None = None):
         return np.ascontiguousarray(np.transpose(q, axes)), scale, zp, axes.index(axis % q.ndim)
     if _op(dq) != "relax.dequantize":
         return None
-    q = finder.const(dq.args[0])
+    q = finder.const(dq.args[0]) if finder.const(dq.args[0]) is not None else \
+        _quantized_const(finder, dq.args[0])
     scale, zp = finder.const(dq.args[1]), finder.const(dq.args[2])
     if q is None or scale is None or zp is None:
         return None
     return q, scale.reshape(-1).astype(np.float64), zp.reshape(-1).astype(np.int64), \
         int(dq.attrs.axis)
+
+
+def _quantized_const(finder: _Finder, expr) -> np.ndarray | None:
+    """The value of ``quantize(float const)`` (weights onnxruntime left float and
+    quantises in the graph: a weight shared by several convs), folded now with
+    the op's rounding (half to even) and saturation."""
+    if not isinstance(expr, relax.Var) or _op(finder.value.get(expr)) != "relax.quantize":
+        return None
+    q = finder.value[expr]
+    w, scale, zp = (finder.const(a) for a in q.args[:3])
+    dtype = _dtype(expr)
+    if w is None or scale is None or zp is None or dtype not in _QRANGE:
+        return None
+    axis, shape = int(q.attrs.axis) % w.ndim, [1] * w.ndim
+    if scale.size > 1:
+        shape[axis] = scale.size
+    lo, hi = _QRANGE[dtype]
+    v = np.round(w.astype(np.float32) / scale.astype(np.float32).reshape(shape))
+    return np.clip(v + zp.reshape(shape if zp.size > 1 else [1] * w.ndim), lo, hi).astype(dtype)
 
 
 def _dequantized_var(finder: _Finder, expr):
