@@ -176,9 +176,20 @@ def load_bound(plan: CompilePlan):
     return bind(plan.model, plan.bindings, max_bytes=plan.max_model_bytes)
 
 
+#: run after the plan's passes before int8 calibration: weights generated in the
+#: graph (ConstantOfShape, as in ONNX's light models) must be constants for
+#: onnxruntime to quantise them as weights (per channel, int8); left computed,
+#: it quantised them as activations (uint8 with a zero point, per tensor)
+INT8_PREP = ("fold-constants-all", "remove-dead", "shape-inference")
+
+
 def optimise(plan: CompilePlan, model: ir.Model, observe=None) -> list:
-    """Run the plan's edgec passes on ``model`` in place; their reports."""
-    return run_passes(plan.model, model, plan.passes, observer=observe)
+    """Run the plan's edgec passes on ``model`` in place (and, for int8, INT8_PREP);
+    their reports."""
+    passes = plan.passes
+    if plan.quantize is not None and plan.quantize.mode == "int8":
+        passes = (*passes, *INT8_PREP)
+    return run_passes(plan.model, model, passes, observer=observe)
 
 
 def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Artifact:

@@ -87,6 +87,10 @@ def test_integer_chains_match_onnxruntime_on_the_same_qdq_model(built):
     tmp, _model, art = built
     q = art.manifest["quantization"]
     assert q["quantized_ops"] == 4 and q["integer_chains"] == 4, q  # 3 convs and the Gemm
+    kernels = " ".join(art.manifest["kernels"])
+    # stem and 1x1 on the int8 template; depthwise and Gemm as exact integer-valued
+    # float32 on edgec's float kernels
+    assert kernels.count("edgec_qconv") == 2 and "edgec_dw" in kernels, kernels
     qdq = tmp / "temps" / "quantized-qdq.onnx"
     out_scale = next(numpy_helper.to_array(t) for t in onnx.load(qdq).graph.initializer
                      if t.name == "y_scale")
@@ -293,3 +297,22 @@ def test_quant_report_keeps_the_noisiest_layers_float(tmp_path, built):
     res = subprocess.run([*EDGEC, "quant-report", str(model), "--calibration", str(tmp / "calib"),
                           "--eval", str(tmp_path / "missing")], capture_output=True, text=True)
     assert res.returncode == 2 and "--eval" in res.stderr
+
+
+def test_weights_generated_in_the_graph_are_quantised_as_weights(tmp_path):
+    """A conv whose weights come from ConstantOfShape (ONNX's light models):
+    folded before calibration, so they get int8 per-channel scales and the
+    template, not uint8 activation-style quantisation."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 10])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 10, 10])
+    shape = numpy_helper.from_array(np.array([16, 8, 3, 3], np.int64), "wshape")
+    nodes = [helper.make_node("ConstantOfShape", ["wshape"], ["w"], name="gen",
+                              value=numpy_helper.from_array(np.array([0.05], np.float32))),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [shape]),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "gen.onnx")
+    art = edgec.compile(tmp_path / "gen.onnx", output=tmp_path / "gen.edgec",
+                        quantize=QuantizeOptions(calibration="random", samples=4))
+    assert art.manifest["quantization"]["integer_chains"] == 1
+    assert any("edgec_qconv" in k for k in art.manifest["kernels"]), art.manifest["kernels"]

@@ -184,6 +184,13 @@ def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration:
     # do not keep; onnxruntime's opset upgrade (to 13 for per-channel QDQ) then
     # fails on "undefined" weights
     model.ir_version = max(model.ir_version, 7)
+    # and IR 3 lists every weight as a graph input too: onnxruntime then takes them
+    # for run-time values and quantises them as activations (uint8, per tensor,
+    # in the graph), which no integer kernel wants
+    weights = {t.name for t in model.graph.initializer}
+    kept = [vi for vi in model.graph.input if vi.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
     model = _upgrade_opset(model, source)
     _name_nodes(model)
     exclude = excluded_nodes(model, options.keep_float, source)

@@ -256,33 +256,60 @@ def match(finder: _Finder, binding: relax.VarBinding) -> QChain | None:
                   out_dtype=out_dtype, y_zp=y_zp, lo=lo, hi=hi, members=members[::-1])
 
 
+#: float32 holds every integer up to 2^24 exactly
+_F32_EXACT = 1 << 24
+
+
+def exact_in_float32(chain: QChain, w: np.ndarray) -> bool:
+    """Whether the chain's integer sums can run as float32 arithmetic on
+    integer values, bit for bit: every partial sum (at most K * 255 * max|w|,
+    plus the bias) below 2^24, in any order. Only for depthwise convs and
+    MatMuls, whose float kernels edgec has fast (dispatch.py picks them up)
+    and which never use Winograd (its transforms are not exact); measured on
+    tiny-cnn's depthwise conv: the int16 Relax conv took most of the run."""
+    if chain.kind == "conv2d":
+        a = chain.call.attrs
+        if int(a.groups) == 1 or int(a.groups) != w.shape[0] or w.shape[1] != 1:
+            return False
+        k = int(np.prod(w.shape[1:]))
+    else:
+        k = w.shape[0]
+    bias = 0 if chain.bias is None else int(np.abs(chain.bias.astype(np.int64)).max())
+    return k * 255 * int(np.abs(w.astype(np.int64)).max(initial=0)) + bias < _F32_EXACT
+
+
 def integer_expr(bb: relax.BlockBuilder, chain: QChain, x: relax.Expr,
                  name: str) -> relax.Expr:
-    """The chain as integer Relax ops (TVM's own lowering): x and w widened to
-    int16 with their zero points subtracted (so padding is a real zero), an
-    int32 conv or matmul, the bias, the requantisation; each step bound as
-    ``name`` (the quantize's, for provenance)."""
+    """The chain as integer Relax ops: x and w widened to int16 with their zero
+    points subtracted (so padding is a real zero), an int32 conv or matmul (TVM's
+    own lowering), the bias, the requantisation; or the same integers in float32
+    where that is exact (exact_in_float32: edgec's float kernels then run it).
+    Each step is bound as ``name`` (the quantize's, for provenance)."""
     o = chain.w.shape[0] if chain.kind == "conv2d" else chain.w.shape[1]
     bshape = [1, o, 1, 1] if chain.kind == "conv2d" else [o]
-    x16 = relax.op.astype(x, "int16")
-    if chain.x_zp:
-        x16 = relax.op.subtract(x16, relax.const(chain.x_zp, "int16"))
     zp = chain.w_zp.reshape([o, 1, 1, 1] if chain.kind == "conv2d" else [1, o])
     w16 = (chain.w.astype(np.int16) - zp.astype(np.int16)).astype(np.int16)
+    dtype = "float32" if exact_in_float32(chain, w16) else "int16"
+    x16 = relax.op.astype(x, dtype)
+    if chain.x_zp:
+        x16 = relax.op.subtract(x16, relax.const(chain.x_zp, dtype))
+    w16 = w16.astype(dtype)
     x16 = bb.emit(x16, name_hint=name)
     if chain.kind == "conv2d":
         a = chain.call.attrs
         acc = relax.op.nn.conv2d(x16, relax.const(w16), strides=a.strides, padding=a.padding,
-                                 dilation=a.dilation, groups=int(a.groups), out_dtype="int32")
+                                 dilation=a.dilation, groups=int(a.groups),
+                                 out_dtype="int32" if dtype == "int16" else "float32")
     else:
-        acc = relax.op.matmul(x16, relax.const(w16), out_dtype="int32")
+        acc = relax.op.matmul(x16, relax.const(w16),
+                              out_dtype="int32" if dtype == "int16" else "float32")
     acc = bb.emit(acc, name_hint=name)
     if chain.bias is not None:
-        acc = bb.emit(relax.op.add(acc, relax.const(chain.bias.reshape(bshape))),
-                      name_hint=name)
+        acc = bb.emit(relax.op.add(acc, relax.const(chain.bias.reshape(bshape).astype(
+            "int32" if dtype == "int16" else "float32"))), name_hint=name)
     if chain.out_dtype == "int32":
-        return acc
-    v = relax.op.multiply(relax.op.astype(acc, "float32"),
+        return acc if dtype == "int16" else relax.op.astype(acc, "int32")
+    v = relax.op.multiply(relax.op.astype(acc, "float32") if dtype == "int16" else acc,
                           relax.const(chain.mult.reshape(bshape)))
     v = relax.op.add(relax.op.round(v), relax.const(float(chain.y_zp), "float32"))
     v = relax.op.clip(v, float(chain.lo), float(chain.hi))
