@@ -316,3 +316,53 @@ def test_weights_generated_in_the_graph_are_quantised_as_weights(tmp_path):
                         quantize=QuantizeOptions(calibration="random", samples=4))
     assert art.manifest["quantization"]["integer_chains"] == 1
     assert any("edgec_qconv" in k for k in art.manifest["kernels"]), art.manifest["kernels"]
+
+
+def _against_qdq(art, qdq: Path, seed: int = 11, emulate: bool = False) -> float:
+    """The largest difference from onnxruntime on the same QDQ model, in output steps."""
+    out_scale = next(numpy_helper.to_array(t) for t in onnx.load(qdq).graph.initializer
+                     if t.name == "y_scale")
+    x = np.random.default_rng(seed).uniform(-1, 1, (1, 3, 17, 19)).astype(np.float32)
+    ref = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    return float(np.abs(art.run({"x": x}, emulate=emulate)["y"] - ref).max() / out_scale)
+
+
+@pytest.mark.parametrize("target", ["x86/x86-64-v3", "x86/zen3-avx2"])
+def test_int8_on_the_avx2_instruction_set(tmp_path, built, target):
+    """The vpmaddwd path (AVX2 machines), run here: this CPU has AVX2 too."""
+    tmp, model, _art = built
+    art = edgec.compile(model, target=target, output=tmp_path / "avx2.edgec",
+                        save_temps=tmp_path / "t",
+                        quantize=QuantizeOptions(calibration=str(tmp / "calib")))
+    assert any("edgec_qconv_avx2" in k for k in art.manifest["kernels"]), art.manifest["kernels"]
+    assert _against_qdq(art, tmp_path / "t" / "quantized-qdq.onnx") <= 1.0 + 1e-4
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("target,isa", [("arm/raspberry-pi-4", "neon"),
+                                        ("arm/cortex-a76-dotprod", "neon_dot")])
+def test_int8_under_emulated_arm(tmp_path, built, target, isa):
+    """NEON widening multiplies (Cortex-A72) and sdot (A76), run under qemu-user."""
+    tmp, model, _art = built
+    art = edgec.compile(model, target=target, output=tmp_path / "arm.edgec",
+                        save_temps=tmp_path / "t",
+                        quantize=QuantizeOptions(calibration=str(tmp / "calib")))
+    names = " ".join(art.manifest["kernels"])
+    assert f"edgec_qconv_{isa}" in names and f"edgec_qconv_{isa}_" not in names.replace(
+        f"edgec_qconv_{isa}1", ""), names
+    assert _against_qdq(art, tmp_path / "t" / "quantized-qdq.onnx", emulate=True) <= 1.0 + 1e-4
+
+
+@pytest.mark.cross
+def test_fp16_under_emulated_arm(tmp_path, built):
+    """--quantize fp16 on the ARMv8.2 fp16 target: float16 arithmetic, close to float."""
+    _tmp, model, _art = built
+    art = edgec.compile(model, target="arm/cortex-a76-dotprod", output=tmp_path / "h.edgec",
+                        quantize=QuantizeOptions(mode="fp16"))
+    assert art.manifest["quantization"]["mode"] == "fp16"
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 17, 19)).astype(np.float32)
+    ref = ort.InferenceSession(str(model)).run(None, {"x": x})[0]
+    got = art.run({"x": x}, emulate=True)["y"]
+    db = sqnr_db(got, ref)
+    assert 40.0 <= db < 120.0, f"{db:.1f} dB (inf would mean float32 arithmetic)"

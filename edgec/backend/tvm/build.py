@@ -27,6 +27,7 @@ from tvm.target import codegen
 from ...errors import CompileError, ToolchainError, UsageError, first_line
 from ...target_registry import Target
 from .dispatch import dispatch_kernels
+from .fp16 import to_fp16
 from .importer import import_onnx
 from .kernels.conv2d_int8 import int8_isa
 from .kernels.generic import ParallelizeDefaultKernels
@@ -224,7 +225,12 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
         if tracker is not None and templates is not None:
             tracker.note_kernels(templates.notes)
     if fp16:
-        mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
+        try:
+            mod = to_fp16(mod)
+        except Exception as exc:
+            raise CompileError(f"{source}: TVM's float16 conversion failed for "
+                               f"'{target.name}': {first_line(exc)}; compile without "
+                               "--quantize fp16, and report it") from exc
     if t.kind.name == "llvm":
         t0 = time.perf_counter()
         try:
