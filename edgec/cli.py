@@ -419,21 +419,29 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
               default=None, help="Write the report as JSON.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Draw a bar chart PNG.")
+@_quant_opts
 def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, threads,
               baselines: str, warmup: int, repeat: int, budget: float, seed: int,
-              json_out: Path | None, plot_out: Path | None) -> None:
-    """Time edgec against onnxruntime and TFLite on MODEL: same inputs, same threads."""
+              json_out: Path | None, plot_out: Path | None, **q) -> None:
+    """Time edgec against onnxruntime and TFLite on MODEL: same inputs, same threads.
+
+    With --quantize int8, also edgec int8 and onnxruntime int8 (the same QDQ graph).
+    """
     from . import api  # the compiler side, loaded only when needed
     from .bench import BenchOptions, run_bench
-    from .bench.render import failure_lines, plot, ratio_to_best_peer, rich_table
+    from .bench.render import failure_lines, int8_speedup, plot, ratio_to_best_peer, rich_table
 
+    quantize = _quantize(q)
+    if quantize is not None and quantize.mode != "int8":
+        raise UsageError("bench --quantize: only int8 has rows to compare (fp16 runs on "
+                         "targets bench cannot time here)")
     chosen = () if baselines.strip() == "none" else tuple(
         b.strip() for b in baselines.split(",") if b.strip())
     options = BenchOptions(target=target, input_shapes=_shapes(input_shapes),
                            input_consts=_consts(input_consts),
                            pipeline=api._pipeline(opt_level, None), threads=threads,
                            baselines=chosen, warmup=warmup, repeat=repeat, budget_s=budget,
-                           seed=seed)
+                           seed=seed, quantize=quantize)
     with _progress() as say:
         report = run_bench(model, options, progress=say)
     out.print(rich_table(report))
@@ -443,6 +451,14 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
     if ratio is not None:
         out.print(f"edgec / best peer median latency: {ratio:.2f}x "
                   f"({'edgec is slower' if ratio > 1 else 'edgec is faster'})")
+    if quantize is not None:
+        up, peer = int8_speedup(report), ratio_to_best_peer(report, "int8")
+        if up is not None:
+            out.print(f"edgec int8 is {up:.2f}x {'faster' if up > 1 else 'slower'} than edgec "
+                      "fp32" + ("" if peer is None else
+                                f"; edgec int8 / best int8 peer: {peer:.2f}x"))
+        out.print(f"inputs: {escape(report.feeds_from)}"
+                  + (" (random calibration: a smoke test)" if quantize.is_random else ""))
     if json_out is not None:
         with atomic_write(json_out) as f:
             f.write(json.dumps(report.to_json(), indent=2).encode())

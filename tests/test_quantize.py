@@ -366,3 +366,28 @@ def test_fp16_under_emulated_arm(tmp_path, built):
     got = art.run({"x": x}, emulate=True)["y"]
     db = sqnr_db(got, ref)
     assert 40.0 <= db < 120.0, f"{db:.1f} dB (inf would mean float32 arithmetic)"
+
+
+def test_bench_adds_int8_rows(tmp_path, built):
+    """edgec int8 and onnxruntime int8 on the same QDQ graph, timed with the fp32 rows,
+    on a calibration sample, each with its SQNR against onnxruntime fp32."""
+    tmp, model, _art = built
+    js = tmp_path / "b.json"
+    res = subprocess.run([*EDGEC, "bench", str(model), "--quantize", "int8", "--calibration",
+                          str(tmp / "calib"), "--baseline", "onnxruntime", "--budget", "1",
+                          "--repeat", "10", "--json", str(js)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(js.read_text())
+    rows = {(e["engine"], e["precision"]): e for e in rep["engines"]}
+    assert set(rows) == {("edgec", "fp32"), ("onnxruntime", "fp32"), ("edgec", "int8"),
+                         ("onnxruntime", "int8")}
+    assert rep["feeds_from"] == "calibration sample s011.npz"
+    for key in (("edgec", "int8"), ("onnxruntime", "int8")):
+        assert rows[key]["status"] == "ok" and rows[key]["sqnr_db"] >= 25, rows[key]
+        assert rows[key]["stats"]["runs"] >= 5
+    # the same integer arithmetic: the two int8 engines agree far better than with fp32
+    assert abs(rows[("edgec", "int8")]["sqnr_db"] - rows[("onnxruntime", "int8")]["sqnr_db"]) < 3
+    # sizes are recorded (on this tiny model the int8 kernels outweigh its weights)
+    assert rows[("edgec", "int8")]["artifact_bytes"] > 0 < rows[("edgec", "fp32")]["artifact_bytes"]
+    assert "int8" in " ".join(res.stdout.split())

@@ -17,6 +17,9 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def _err(e: EngineResult) -> str:
+    if e.sqnr_db is not None:
+        mark = "" if e.within_tolerance else " (below 20 dB)"
+        return f"{e.max_abs_err:.2g} abs, SQNR {e.sqnr_db:.1f} dB{mark}"
     if e.max_abs_err is None:
         return "-"
     mark = "" if e.within_tolerance else " (over tolerance)"
@@ -46,14 +49,48 @@ def failure_lines(report: BenchReport) -> list[str]:
     return [f"{e.engine}: {e.reason}" for e in report.engines if e.status != "ok"]
 
 
-def ratio_to_best_peer(report: BenchReport) -> float | None:
-    """edgec median / the fastest working baseline's median (below 1: edgec is faster)."""
-    edgec = report.result("edgec")
+def ratio_to_best_peer(report: BenchReport, precision: str = "fp32") -> float | None:
+    """edgec median / the fastest working baseline's median at ``precision`` (below
+    1: edgec is faster)."""
+    edgec = report.result("edgec", precision)
     peers = [e.stats.median_ms for e in report.engines
-             if e.engine != "edgec" and e.status == "ok" and e.stats]
+             if e.engine != "edgec" and e.precision == precision and e.status == "ok"
+             and e.stats]
     if edgec is None or edgec.stats is None or not peers:
         return None
     return edgec.stats.median_ms / min(peers)
+
+
+def int8_speedup(report: BenchReport) -> float | None:
+    """edgec fp32 median / edgec int8 median (above 1: int8 is faster)."""
+    f, q = report.result("edgec"), report.result("edgec", "int8")
+    if f is None or q is None or f.stats is None or q.stats is None:
+        return None
+    return f.stats.median_ms / q.stats.median_ms
+
+
+def int8_markdown_table(reports: list[BenchReport]) -> str:
+    """The int8 rows: latency per engine, int8 over fp32, the error, artifact sizes."""
+    lines = ["| model | edgec fp32 ms | edgec int8 ms | onnxruntime int8 ms | int8 speed-up "
+             "over edgec fp32 | edgec int8 / onnxruntime int8 | edgec int8 SQNR | "
+             "artifact fp32 / int8 MB |", "|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        q = r.result("edgec", "int8")
+        if q is None:
+            continue
+        f, o = r.result("edgec"), r.result("onnxruntime", "int8")
+
+        def ms(e):
+            return "not run" if e is None else (
+                f"{e.stats.median_ms:.2f}" if e.status == "ok" and e.stats else "failed")
+        up, peer = int8_speedup(r), ratio_to_best_peer(r, "int8")
+        size = "-" if f is None or f.artifact_bytes is None else \
+            f"{f.artifact_bytes / 1e6:.1f} / {q.artifact_bytes / 1e6:.1f}"
+        lines.append(f"| {Path(r.model).name} | {ms(f)} | {ms(q)} | {ms(o)} | "
+                     + ("-" if up is None else f"{up:.2f}x") + " | "
+                     + ("-" if peer is None else f"{peer:.2f}x") + " | "
+                     + ("-" if q.sqnr_db is None else f"{q.sqnr_db:.1f} dB") + f" | {size} |")
+    return "\n".join(lines) + "\n"
 
 
 def geomean(values: list[float]) -> float | None:

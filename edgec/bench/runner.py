@@ -46,6 +46,7 @@ class BenchOptions:
     repeat: int = 100  # at most this many timed runs ...
     budget_s: float = 10.0  # ... or fewer when they would take longer (never below 5)
     seed: int = 0
+    quantize: object | None = None  # QuantizeOptions (int8): adds the int8 rows
 
 
 @dataclass
@@ -64,6 +65,8 @@ class EngineResult:
     max_rel_err: float | None = None
     within_tolerance: bool | None = None
     prepare_s: float | None = None  # compile (edgec) or conversion (tflite) time
+    sqnr_db: float | None = None  # int8 rows: worst output's SQNR vs onnxruntime fp32
+    artifact_bytes: int | None = None  # edgec rows: the artifact's size
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -83,15 +86,18 @@ class BenchReport:
     machine: dict
     versions: dict
     engines: list[EngineResult]
+    feeds_from: str = "random"
 
-    def result(self, engine: str) -> EngineResult | None:
-        return next((e for e in self.engines if e.engine == engine), None)
+    def result(self, engine: str, precision: str = "fp32") -> EngineResult | None:
+        return next((e for e in self.engines
+                     if e.engine == engine and e.precision == precision), None)
 
     def to_json(self) -> dict:
         return {"format": "edgec-bench", "format_version": 1, "model": self.model,
                 "sha256": self.sha256, "target": self.target, "inputs": self.inputs,
                 "flops": self.flops, "flops_complete": self.flops_complete,
                 "threads": self.threads, "machine": self.machine, "versions": self.versions,
+                "feeds_from": self.feeds_from,
                 "engines": [e.to_json() for e in self.engines]}
 
 
@@ -101,6 +107,53 @@ def _errors(result: EngineResult, got: dict[str, np.ndarray],
     result.max_abs_err = max(c.max_abs_err for c in checks)
     result.max_rel_err = max(c.max_rel_err for c in checks)
     result.within_tolerance = all(c.ok for c in checks)
+
+
+def _sqnr(result: EngineResult, got: dict[str, np.ndarray],
+          ref: dict[str, np.ndarray]) -> None:
+    """An int8 row's error: max abs error and the worst output's SQNR against fp32
+    (judged as verify judges int8 artifacts: DEFAULT_MIN_SQNR)."""
+    from ..verification import DEFAULT_MIN_SQNR, sqnr_db
+
+    result.max_abs_err = max(float(np.abs(got[k].astype(np.float64) - v).max())
+                             for k, v in ref.items())
+    result.max_rel_err = None
+    result.sqnr_db = round(min(sqnr_db(got[k], v) for k, v in ref.items()), 2)
+    result.within_tolerance = bool(result.sqnr_db >= DEFAULT_MIN_SQNR["int8"])
+
+
+def _int8_rows(plan_args: dict, options: BenchOptions, tmp: Path, feeds, reference,
+               threads: int, stack, say) -> list:
+    """(row, worker) for edgec int8 and onnxruntime int8 (the very QDQ graph edgec
+    compiled: the same calibration, per-channel weights, uint8 activations)."""
+    from ..baselines import onnxruntime as ort_engine
+    from .isolated import EngineFailed, EngineWorker
+
+    plan = plan_compile(**plan_args, output=tmp / "model.int8.edgec", save_temps=tmp / "q",
+                        quantize=options.quantize)
+    t0 = time.perf_counter()
+    art = compile_plan(plan, progress=say)
+    row = EngineResult("edgec", "int8", "ok", __version__, threads,
+                       prepare_s=round(time.perf_counter() - t0, 2),
+                       artifact_bytes=art.path.stat().st_size)
+    say("edgec int8 (own process)")
+    worker = stack.enter_context(EngineWorker("edgec", plan.model, feeds, threads=threads,
+                                              warmup=options.warmup, artifact=art.path))
+    _sqnr(row, worker.outputs, reference)
+    rows = [(row, worker)]
+    if "onnxruntime" in options.baselines:
+        say("onnxruntime int8 (own process)")
+        ort_row = EngineResult("onnxruntime", "int8", "ok", ort_engine.version(), threads)
+        try:
+            ort_worker = stack.enter_context(EngineWorker(
+                "onnxruntime", tmp / "q" / "quantized-qdq.onnx", feeds, threads=threads,
+                warmup=options.warmup))
+        except EngineFailed as exc:
+            ort_row.status, ort_row.reason = "failed", str(exc)
+            return [*rows, (ort_row, None)]
+        _sqnr(ort_row, ort_worker.outputs, reference)
+        rows.append((ort_row, ort_worker))
+    return rows
 
 
 def _gflops(flops: int | None, stats: LatencyStats | None) -> float | None:
@@ -132,6 +185,13 @@ def run_bench(model: str | Path, options: BenchOptions, *,
         art = compile_plan(plan, progress=say)
         compile_s = time.perf_counter() - t0
         feeds = random_inputs(art.inputs, seed=options.seed, int_bounds=art.input_bounds)
+        feeds_from = f"random, seed {options.seed}"
+        if options.quantize is not None and not options.quantize.is_random:
+            # int8 error means something only on data like the calibration's
+            from ..quantize import load_calibration
+
+            cal = load_calibration(options.quantize, art.inputs)
+            feeds, feeds_from = cal.samples[-1], f"calibration sample {cal.files[-1]}"
         ref_feeds = {**feeds, **bindings.consts}
 
         # Everything below works on the same static model: FLOPs are counted on
@@ -167,7 +227,8 @@ def run_bench(model: str | Path, options: BenchOptions, *,
             except EngineFailed as exc:  # the artifact was just built here: an edgec bug
                 raise RuntimeError(f"edgec's timing process failed: {exc}") from None
             edgec_row = EngineResult("edgec", "fp32", "ok", __version__, threads,
-                                     prepare_s=round(compile_s, 2))
+                                     prepare_s=round(compile_s, 2),
+                                     artifact_bytes=art.path.stat().st_size)
             _errors(edgec_row, ours.outputs, reference)
             rows, failed = [(edgec_row, ours)], []
             if timed:
@@ -183,17 +244,26 @@ def run_bench(model: str | Path, options: BenchOptions, *,
                     rows.append((row, worker))
                 else:
                     failed.append(row)
-            say("timing " + ", ".join(r.engine for r, _ in rows) + " in turns")
+            if options.quantize is not None:
+                plan_args = dict(model=model, target=options.target,
+                                 input_shapes=bindings.shapes, input_consts=bindings.consts,
+                                 pipeline=options.pipeline)
+                for row, worker in _int8_rows(plan_args, options, Path(tmp), feeds, reference,
+                                              threads, stack, say):
+                    (rows.append((row, worker)) if worker is not None else failed.append(row))
+            say("timing " + ", ".join(f"{r.engine} {r.precision}" for r, _ in rows)
+                + " in turns")
             all_stats = time_interleaved([w for _, w in rows], repeat=options.repeat,
                                          budget_s=options.budget_s)
             for (row, _), stats in zip(rows, all_stats, strict=True):
                 row.stats, row.gflops_per_s = stats, _gflops(flops, stats)
-            engines += sorted([r for r, _ in rows] + failed, key=lambda r: ENGINES.index(r.engine))
+            engines += sorted([r for r, _ in rows] + failed,
+                              key=lambda r: (r.precision != "fp32", ENGINES.index(r.engine)))
     return BenchReport(
         model=str(model), sha256=art.manifest["source_model"]["sha256"],
         target=art.target["name"], inputs=[s.to_json() for s in art.inputs], flops=flops,
         flops_complete=compute.complete, threads=threads,
-        machine=machine_info(), versions=_versions(), engines=engines)
+        machine=machine_info(), versions=_versions(), engines=engines, feeds_from=feeds_from)
 
 
 def _tflite_worker(static, art, feeds, reference, threads, options: BenchOptions):
