@@ -102,10 +102,34 @@ def convert(static_onnx: bytes, *, timeout_s: float = 1800,
     """The cached .tflite (float32) for a static-shape ONNX model, converting if needed
     (and building the converter venv first if needed; ``progress`` gets its one-line
     announcements, stderr by default)."""
+    return _convert(static_onnx, [], {}, "model_float32.tflite", timeout_s, progress)
+
+
+def convert_int8(static_onnx: bytes, samples: list[dict[str, np.ndarray]], *,
+                 timeout_s: float = 1800,
+                 progress: tflite_venv.Progress | None = None) -> Path:
+    """The cached integer-quantised .tflite (int8 weights and activations, per-channel,
+    float input and output) that TensorFlow's converter calibrates on ``samples``
+    (onnx2tf -oiqt -cind: 4-D inputs go channels last, as the model does)."""
+    arrays = {}
+    for name in samples[0]:
+        stacked = np.concatenate([np.asarray(s[name], np.float32) for s in samples])
+        arrays[name] = stacked.transpose(0, 2, 3, 1) if stacked.ndim == 4 else stacked
+    args = ["-oiqt", "-qt", "per-channel"]
+    for name in arrays:
+        args += ["-cind", name, f"calib-{_clean(name)}.npy", "[[[[0.0]]]]", "[[[[1.0]]]]"]
+    files = {f"calib-{_clean(name)}.npy": a for name, a in arrays.items()}
+    return _convert(static_onnx, args, files, "model_integer_quant.tflite", timeout_s, progress)
+
+
+def _convert(static_onnx: bytes, args: list[str], files: dict[str, np.ndarray], product: str,
+             timeout_s: float, progress) -> Path:
     py, conv_version = _converter(build=True, progress=progress)
-    key = hashlib.sha256(static_onnx + conv_version.encode()).hexdigest()[:32]
-    slot = cache_dir("tflite", key)
-    done, failed = slot / "model_float32.tflite", slot / "failed.txt"
+    h = hashlib.sha256(static_onnx + conv_version.encode() + " ".join(args).encode())
+    for name in sorted(files):
+        h.update(np.ascontiguousarray(files[name]).tobytes())
+    slot = cache_dir("tflite", h.hexdigest()[:32])
+    done, failed = slot / product, slot / "failed.txt"
     if done.exists():
         return done
     if failed.exists():
@@ -115,19 +139,21 @@ def convert(static_onnx: bytes, *, timeout_s: float = 1800,
         (work / "model.onnx").write_bytes(static_onnx)
         np.save(work / CALIBRATION,
                 np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+        for name, value in files.items():
+            np.save(work / name, value)
         env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2",
                    CUDA_VISIBLE_DEVICES="", HTTP_PROXY="http://127.0.0.1:9",
                    HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
         # onnx2tf's console script, run through the interpreter (tflite_venv.py: why).
         cmd = [str(py), "-c", "import sys; from onnx2tf import main; sys.exit(main())",
-               "-i", "model.onnx", "-o", "out", "-n", "-coion"]
+               "-i", "model.onnx", "-o", "out", "-n", "-coion", *args]
         try:
             res = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
                                  timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise TfliteUnavailable(f"conversion failed: onnx2tf ran over {timeout_s:.0f} s") \
                 from None
-        made = work / "out" / "model_float32.tflite"
+        made = work / "out" / product
         if res.returncode != 0 or not made.exists():
             reason = _failure_reason(res.stdout + "\n" + res.stderr)
             failed.write_text(reason + "\n")

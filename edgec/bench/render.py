@@ -46,7 +46,8 @@ def rich_table(report: BenchReport) -> Table:
 
 def failure_lines(report: BenchReport) -> list[str]:
     """'tflite: conversion failed: ...' for every engine that produced no numbers."""
-    return [f"{e.engine}: {e.reason}" for e in report.engines if e.status != "ok"]
+    return [f"{e.engine} ({e.precision}): {e.reason}" for e in report.engines
+            if e.status != "ok"]
 
 
 def ratio_to_best_peer(report: BenchReport, precision: str = "fp32") -> float | None:
@@ -71,14 +72,15 @@ def int8_speedup(report: BenchReport) -> float | None:
 
 def int8_markdown_table(reports: list[BenchReport]) -> str:
     """The int8 rows: latency per engine, int8 over fp32, the error, artifact sizes."""
-    lines = ["| model | edgec fp32 ms | edgec int8 ms | onnxruntime int8 ms | int8 speed-up "
-             "over edgec fp32 | edgec int8 / onnxruntime int8 | edgec int8 SQNR | "
-             "artifact fp32 / int8 MB |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | edgec fp32 ms | edgec int8 ms | onnxruntime int8 ms | tflite int8 ms | "
+             "int8 speed-up over edgec fp32 | edgec int8 / best int8 peer | SQNR edgec / ort / "
+             "tflite int8 | artifact fp32 / int8 MB |", "|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         q = r.result("edgec", "int8")
         if q is None:
             continue
-        f, o = r.result("edgec"), r.result("onnxruntime", "int8")
+        f, o, t = r.result("edgec"), r.result("onnxruntime", "int8"), \
+            r.result("tflite", "int8")
 
         def ms(e):
             return "not run" if e is None else (
@@ -86,10 +88,11 @@ def int8_markdown_table(reports: list[BenchReport]) -> str:
         up, peer = int8_speedup(r), ratio_to_best_peer(r, "int8")
         size = "-" if f is None or f.artifact_bytes is None else \
             f"{f.artifact_bytes / 1e6:.1f} / {q.artifact_bytes / 1e6:.1f}"
-        lines.append(f"| {Path(r.model).name} | {ms(f)} | {ms(q)} | {ms(o)} | "
+        sq = " / ".join("-" if e is None or e.sqnr_db is None else f"{e.sqnr_db:.1f}"
+                        for e in (q, o, t))
+        lines.append(f"| {Path(r.model).name} | {ms(f)} | {ms(q)} | {ms(o)} | {ms(t)} | "
                      + ("-" if up is None else f"{up:.2f}x") + " | "
-                     + ("-" if peer is None else f"{peer:.2f}x") + " | "
-                     + ("-" if q.sqnr_db is None else f"{q.sqnr_db:.1f} dB") + f" | {size} |")
+                     + ("-" if peer is None else f"{peer:.2f}x") + f" | {sq} dB | {size} |")
     return "\n".join(lines) + "\n"
 
 

@@ -123,9 +123,11 @@ def _sqnr(result: EngineResult, got: dict[str, np.ndarray],
 
 
 def _int8_rows(plan_args: dict, options: BenchOptions, tmp: Path, feeds, reference,
-               threads: int, stack, say) -> list:
-    """(row, worker) for edgec int8 and onnxruntime int8 (the very QDQ graph edgec
-    compiled: the same calibration, per-channel weights, uint8 activations)."""
+               threads: int, stack, say, static=None) -> list:
+    """(row, worker) for edgec int8, onnxruntime int8 (the very QDQ graph edgec
+    compiled: the same calibration, per-channel weights, uint8 activations) and
+    TFLite int8 (TensorFlow's converter calibrated on the same samples; a worker
+    of None: the row failed, with its reason)."""
     from ..baselines import onnxruntime as ort_engine
     from .isolated import EngineFailed, EngineWorker
 
@@ -153,7 +155,35 @@ def _int8_rows(plan_args: dict, options: BenchOptions, tmp: Path, feeds, referen
             return [*rows, (ort_row, None)]
         _sqnr(ort_row, ort_worker.outputs, reference)
         rows.append((ort_row, ort_worker))
+    if "tflite" in options.baselines and static is not None:
+        say("tflite int8 (conversion is cached)")
+        rows.append(_tflite_int8(static, art, options, feeds, reference, threads, stack))
     return rows
+
+
+def _tflite_int8(static, art, options: BenchOptions, feeds, reference, threads: int, stack):
+    from ..baselines import tflite
+    from ..quantize import load_calibration
+    from .isolated import EngineFailed, EngineWorker
+
+    row = EngineResult("tflite", "int8", "failed", tflite.versions(), threads)
+    try:
+        import onnx_ir as ir
+
+        samples = load_calibration(options.quantize, art.inputs).samples
+        data = ir.serde.serialize_model(static).SerializeToString(deterministic=True)
+        t0 = time.perf_counter()
+        path = tflite.convert_int8(data, samples)
+        row.prepare_s = round(time.perf_counter() - t0, 2)
+        row.version = tflite.versions()
+        worker = stack.enter_context(EngineWorker("tflite", path, feeds, threads=threads,
+                                                  warmup=options.warmup, artifact=art.path))
+    except (tflite.TfliteUnavailable, EngineFailed) as exc:
+        row.reason = str(exc)
+        return row, None
+    row.status = "ok"
+    _sqnr(row, worker.outputs, reference)
+    return row, worker
 
 
 def _gflops(flops: int | None, stats: LatencyStats | None) -> float | None:
@@ -249,7 +279,7 @@ def run_bench(model: str | Path, options: BenchOptions, *,
                                  input_shapes=bindings.shapes, input_consts=bindings.consts,
                                  pipeline=options.pipeline)
                 for row, worker in _int8_rows(plan_args, options, Path(tmp), feeds, reference,
-                                              threads, stack, say):
+                                              threads, stack, say, static.model):
                     (rows.append((row, worker)) if worker is not None else failed.append(row))
             say("timing " + ", ".join(f"{r.engine} {r.precision}" for r, _ in rows)
                 + " in turns")
