@@ -1,7 +1,7 @@
 """edgec's graph passes on the ONNX-level IR (onnx-ir), and the pipelines that order them."""
 
 # Importing the modules registers their passes.
-from . import cleanup, fold, fusion, lower_rnn, shapes  # noqa: F401
+from . import cleanup, fold, fusion, lower_qlinear, lower_rnn, shapes  # noqa: F401
 from .pipelines import (
     DEFAULT_PIPELINE,
     PIPELINE_DOCS,

@@ -31,8 +31,12 @@ def define_pipeline(name: str, doc: str, passes: tuple[str, ...]) -> None:
     PIPELINE_DOCS[name] = doc
 
 
-_FRONT = ("canonicalize", "shape-inference")
-define_pipeline("O0", "only what import needs: canonicalise, infer shapes, unroll RNNs",
+# lower-qlinear runs before anything else looks at the graph: it needs only
+# constants (canonicalize makes initializers listed as inputs constant), and
+# shape inference then types the QDQ nodes it wrote.
+_FRONT = ("canonicalize", "lower-qlinear", "shape-inference")
+define_pipeline("O0", "only what import needs: canonicalise, rewrite QLinear/ConvInteger ops "
+                      "into QDQ form, infer shapes, unroll RNNs",
                 (*_FRONT, "lower-rnn"))
 define_pipeline("O1", "O0 plus constant/shape folding (If on constants) and dead-node removal",
                 (*_FRONT, "fold-constants", "remove-dead", "shape-inference", "lower-rnn",

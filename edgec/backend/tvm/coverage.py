@@ -11,8 +11,20 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-#: What edgec's own passes do about ops TVM lacks.
-LOWERED_BY_EDGEC = {"LSTM": "lower-rnn", "GRU": "lower-rnn", "RNN": "lower-rnn"}
+#: What edgec's own passes do about default-domain ops TVM lacks.
+LOWERED_BY_EDGEC = {"LSTM": "lower-rnn", "GRU": "lower-rnn", "RNN": "lower-rnn",
+                    "QLinearConv": "lower-qlinear", "QLinearMatMul": "lower-qlinear",
+                    "ConvInteger": "lower-qlinear"}
+#: Ops outside the default domain an edgec pass rewrites into standard ones
+#: (onnxruntime's QOperator format writes these next to QLinearConv).
+#: TVM's importer keys converters by op type alone, so every other node of a
+#: non-standard domain is refused before import (importer.check_importable).
+LOWERED_CONTRIB_BY_EDGEC = {
+    ("com.microsoft", op): "lower-qlinear"
+    for op in ("QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
+               "QLinearConcat", "QLinearGlobalAveragePool", "QLinearAveragePool")}
+#: Domains whose ops TVM's importer converts (by op type).
+DEFAULT_DOMAINS = ("", "ai.onnx")
 OPS_FILE = Path(__file__).with_name("onnx_ops.txt")
 #: Ops TVM's ONNX importer handles outside its converter map.
 IMPORTER_BUILTINS = frozenset({"If", "Constant"})
@@ -24,6 +36,6 @@ def tvm_onnx_ops() -> frozenset[str]:
 
 
 def unsupported(op_types) -> list[str]:
-    """The op types in ``op_types`` that neither TVM nor an edgec pass handles."""
+    """The default-domain op types in ``op_types`` that neither TVM nor an edgec pass handles."""
     known = tvm_onnx_ops()
     return sorted({op for op in op_types if op not in known and op not in LOWERED_BY_EDGEC})

@@ -15,7 +15,7 @@ from pathlib import Path
 import onnx
 
 from ...errors import CompileError, UnsupportedError, first_line
-from .coverage import LOWERED_BY_EDGEC, tvm_onnx_ops
+from .coverage import DEFAULT_DOMAINS, LOWERED_BY_EDGEC, LOWERED_CONTRIB_BY_EDGEC, tvm_onnx_ops
 
 
 def _nodes(graph: onnx.GraphProto):
@@ -28,21 +28,78 @@ def _nodes(graph: onnx.GraphProto):
                 yield from _nodes(g)
 
 
+def _label(node: onnx.NodeProto) -> str:
+    """The node's name, or (unnamed) with what it produces, so a user can find it."""
+    if node.name:
+        return node.name
+    outs = [o for o in node.output if o]
+    return f"(unnamed, output '{outs[0]}')" if outs else "(unnamed)"
+
+
+def _op_key(node: onnx.NodeProto) -> str:
+    return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
+
+
+def _more(bad: list[onnx.NodeProto]) -> str:
+    if len(bad) <= 1:
+        return ""
+    kinds = sorted({_op_key(n) for n in bad})
+    return f" and {len(bad) - 1} more node(s) ({', '.join(kinds)})"
+
+
+_QUANT_WORDS = ("Quant", "QLinear", "Integer", "QGemm", "QAttention", "QOrdered")
+
+
+def _domain_refusal(node: onnx.NodeProto, more: str) -> str:
+    """Why a node outside the default domains cannot be compiled, and what to do."""
+    what = f"node '{_label(node)}' ({node.op_type}, domain {node.domain or 'ai.onnx'})"
+    lowered = LOWERED_CONTRIB_BY_EDGEC.get((node.domain, node.op_type))
+    if lowered is not None:
+        return (f"{what} is an onnxruntime contrib op TVM cannot import{more}; edgec's "
+                f"'{lowered}' pass lowers it: use a pipeline that includes it (every -O "
+                "level does)")
+    if node.domain == "com.microsoft":
+        if any(w in node.op_type for w in _QUANT_WORDS):
+            hint = ("re-export the model with onnxruntime.quantization.quantize_static(..., "
+                    "quant_format=QuantFormat.QDQ), which writes only standard ops, and save "
+                    "it without onnxruntime's extended graph optimisations")
+        else:
+            hint = ("save the model without onnxruntime's extended graph optimisations, which "
+                    "write contrib ops (graph_optimization_level ORT_ENABLE_BASIC keeps "
+                    "standard ops), or re-export it")
+        return f"{what} is an onnxruntime contrib op edgec does not implement{more}; {hint}"
+    return (f"{what} is in a domain edgec does not implement{more}; only standard ONNX "
+            "(ai.onnx) ops compile: replace it in the exporter")
+
+
 def check_importable(model: onnx.ModelProto, source: str | Path) -> None:
-    """Raise UnsupportedError naming the first node (and the count) TVM cannot import."""
+    """Raise UnsupportedError naming the first node (and the count) TVM cannot import.
+
+    TVM's importer picks a converter by op type alone, so a node of another
+    domain (onnxruntime's ``com.microsoft`` contrib ops, custom ops) would be
+    converted as the standard op of that name, or fail with a message about
+    TVM; every such node is refused here, before any of them is looked up.
+    """
+    nodes = list(_nodes(model.graph))
+    foreign = [n for n in nodes if n.domain not in DEFAULT_DOMAINS]
+    if foreign:
+        raise UnsupportedError(f"{source}: {_domain_refusal(foreign[0], _more(foreign))}")
     known = tvm_onnx_ops()
-    bad = [n for n in _nodes(model.graph) if n.op_type not in known]
+    bad = [n for n in nodes if n.op_type not in known]
     if not bad:
         return
     node = bad[0]
-    kinds = sorted({n.op_type for n in bad})
-    more = f" and {len(bad) - 1} more node(s) ({', '.join(kinds)})" if len(bad) > 1 else ""
-    hint = (f"edgec's '{LOWERED_BY_EDGEC[node.op_type]}' pass lowers it when its shapes are "
-            "static: bind them with --input-shape / --input-const"
-            if node.op_type in LOWERED_BY_EDGEC else
-            "replace it in the exporter or open an issue with the model")
-    raise UnsupportedError(f"{source}: node '{node.name or '(unnamed)'}' ({node.op_type}) "
-                           f"cannot be imported by TVM{more}; {hint}")
+    lowered = LOWERED_BY_EDGEC.get(node.op_type)
+    if lowered == "lower-rnn":
+        hint = (f"edgec's '{lowered}' pass lowers it when its shapes are static: bind them "
+                "with --input-shape / --input-const")
+    elif lowered is not None:
+        hint = f"edgec's '{lowered}' pass lowers it: use a pipeline that includes it (every " \
+               "-O level does)"
+    else:
+        hint = "replace it in the exporter or open an issue with the model"
+    raise UnsupportedError(f"{source}: node '{_label(node)}' ({node.op_type}) "
+                           f"cannot be imported by TVM{_more(bad)}; {hint}")
 
 
 def import_onnx(model: onnx.ModelProto, source: str | Path):
