@@ -591,14 +591,16 @@ def quant_report_cmd(model: Path, input_shapes, input_consts, opt_level, eval_da
                                progress=say)
     table = Table(title=escape(f"{model.name}: int8 ({rep.options.method}) vs float on "
                                f"{rep.eval_samples} held-out sample(s)"))
-    for col in ("layer", "op", "SQNR", "max abs err", "MACs", ""):
+    for col in ("layer", "op", "sensitivity", "accumulated", "max abs err", "MACs", ""):
         table.add_column(col)
-    rows = sorted(rep.layers, key=lambda la: la.sqnr_db)[:top] if top else rep.layers
+    rows = sorted(rep.layers, key=lambda la: la.sensitivity_db)[:top] if top else rep.layers
     for la in rows:
-        table.add_row(escape(la.node), la.op, f"{la.sqnr_db:.1f} dB", f"{la.max_abs_err:.3g}",
-                      f"{la.macs / 1e6:.2f}M",
+        table.add_row(escape(la.node), la.op, f"{la.sensitivity_db:.1f} dB",
+                      f"{la.sqnr_db:.1f} dB", f"{la.max_abs_err:.3g}", f"{la.macs / 1e6:.2f}M",
                       "[yellow]kept float[/]" if la.node in rep.kept_float else "")
     out.print(table)
+    out.print("sensitivity: the outputs' SQNR with only that layer int8; accumulated: the "
+              "layer's own output SQNR in the all-int8 model")
     for o_all, o_now in zip(rep.outputs_all_int8, rep.outputs, strict=True):
         line = (f"output {escape(o_all['name'])}: all int8 SQNR {o_all['sqnr_db']:.1f} dB, "
                 f"max abs err {o_all['max_abs_err']:.3g}")

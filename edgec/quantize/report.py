@@ -1,19 +1,24 @@
 """How much int8 costs, per layer and per output, measured on held-out samples.
 
-Both the float model and its calibrated QDQ graph run in onnxruntime with
-every quantised layer's output exposed; each layer's SQNR is its int8 output
-(as the next layer reads it, after QuantizeLinear -> DequantizeLinear)
-against the float one, noise accumulated from the input up to that layer.
-``max_drop`` keeps the layer with the worst SQNR in float and re-quantises,
-until every output's SQNR reaches the budget (automatic mixed precision):
-the layers left float and their share of the model's MACs are reported (the
-speed they cost is an estimate from MACs, not a measurement).
+Ranges are calibrated once; every variant below reuses them, so each is one
+quantiser pass and one onnxruntime run, not a calibration.
+- Sensitivity: the model with only that layer quantised, its outputs' SQNR
+  against float: what quantising the layer costs on its own.
+- Accumulated: in the fully quantised model, the layer's int8 output (as the
+  next layer reads it, after QuantizeLinear -> DequantizeLinear) against the
+  float one: the noise from the input up to there.
+``max_drop`` keeps the most sensitive layers float, the fewest that bring
+every output's SQNR to the budget (bisection over the sensitivity order;
+automatic mixed precision); their share of the MACs is reported (the speed
+they cost is an estimate from MACs, not a measurement).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -23,22 +28,21 @@ from .calibration import Calibration
 from .options import QuantizeOptions
 from .static import COMPUTE_OPS, quantize_int8
 
-#: at most this many re-quantisations while meeting --max-drop
-MAX_ROUNDS = 12
-
 
 @dataclass
 class LayerError:
     node: str
     op: str
     tensor: str
-    sqnr_db: float
+    sqnr_db: float  # accumulated: this layer's output in the fully int8 model
     max_abs_err: float
     macs: int
+    sensitivity_db: float = float("inf")  # worst output SQNR with only this layer int8
 
     def to_json(self) -> dict:
         return {"node": self.node, "op": self.op, "tensor": self.tensor,
-                "sqnr_db": _num(self.sqnr_db), "max_abs_err": self.max_abs_err,
+                "sensitivity_db": _num(self.sensitivity_db),
+                "accumulated_sqnr_db": _num(self.sqnr_db), "max_abs_err": self.max_abs_err,
                 "macs": self.macs}
 
 
@@ -140,35 +144,49 @@ def _run(model: onnx.ModelProto, samples: list[dict], names: list[str]) -> list[
     return [dict(zip(names, sess.run(names, s), strict=True)) for s in samples]
 
 
-def measure(float_model: onnx.ModelProto, qdq: onnx.ModelProto,
-            samples: list[dict]) -> tuple[list[LayerError], list[dict]]:
-    """Per-layer and per-output errors of ``qdq`` against ``float_model``."""
-    layers = _layer_tensors(qdq)
-    macs = _macs(float_model)
-    floats = {o.name for o in float_model.graph.output} | \
-        {v.name for v in float_model.graph.value_info} | \
-        {o for n in float_model.graph.node for o in n.output}
-    layers = [la for la in layers if la[2] in floats]
-    outs = [o.name for o in float_model.graph.output]
-    fl = _run(_exposed(float_model, [la[2] for la in layers]), samples,
-              outs + [la[2] for la in layers if la[2] not in outs])
-    qn = _run(_exposed(qdq, [la[3] for la in layers]), samples,
-              outs + [la[3] for la in layers if la[3] not in outs])
+class _Measure:
+    """The float model's outputs and layer tensors on the held-out samples, run once,
+    and the errors of any QDQ variant against them."""
 
-    def errors(fname, qname):
-        ref = np.concatenate([r[fname].ravel() for r in fl])
-        got = np.concatenate([r[qname].ravel() for r in qn])
+    def __init__(self, float_model: onnx.ModelProto, qdq: onnx.ModelProto, samples: list):
+        self.samples = samples
+        floats = {o.name for o in float_model.graph.output} | \
+            {o for n in float_model.graph.node for o in n.output}
+        self.layers = [la for la in _layer_tensors(qdq) if la[2] in floats]
+        self.outs = [o.name for o in float_model.graph.output]
+        extra = [la[2] for la in self.layers if la[2] not in self.outs]
+        self.ref = _run(_exposed(float_model, extra), samples, self.outs + extra)
+        self.macs = _macs(float_model)
+
+    def _err(self, fname: str, got_runs: list[dict], qname: str) -> tuple[float, float]:
+        ref = np.concatenate([r[fname].ravel() for r in self.ref])
+        got = np.concatenate([r[qname].ravel() for r in got_runs])
         return _sqnr(got, ref), float(np.abs(got - ref).max()) if ref.size else 0.0
 
-    result = []
-    for node, op, fname, qname in layers:
-        db, err = errors(fname, qname)
-        result.append(LayerError(node, op, fname, db, err, macs.get(node, 0)))
-    outputs = []
-    for name in outs:
-        db, err = errors(name, name)
-        outputs.append({"name": name, "sqnr_db": db, "max_abs_err": err})
-    return result, outputs
+    def outputs(self, qdq: onnx.ModelProto) -> list[dict]:
+        runs = _run(qdq, self.samples, self.outs)
+        out = []
+        for name in self.outs:
+            db, err = self._err(name, runs, name)
+            out.append({"name": name, "sqnr_db": db, "max_abs_err": err})
+        return out
+
+    def layers_and_outputs(self, qdq: onnx.ModelProto) -> tuple[list[LayerError], list[dict]]:
+        extra = [la[3] for la in self.layers if la[3] not in self.outs]
+        runs = _run(_exposed(qdq, extra), self.samples, self.outs + extra)
+        result = []
+        for node, op, fname, qname in self.layers:
+            db, err = self._err(fname, runs, qname)
+            result.append(LayerError(node, op, fname, db, err, self.macs.get(node, 0)))
+        outputs = []
+        for name in self.outs:
+            db, err = self._err(name, runs, name)
+            outputs.append({"name": name, "sqnr_db": db, "max_abs_err": err})
+        return result, outputs
+
+
+def _worst(outputs: list[dict]) -> float:
+    return min(o["sqnr_db"] for o in outputs)
 
 
 def quant_report(float_model: onnx.ModelProto, options: QuantizeOptions,
@@ -176,36 +194,49 @@ def quant_report(float_model: onnx.ModelProto, options: QuantizeOptions,
                  max_drop: float | None = None,
                  say: Callable[[str], None] = lambda _m: None) -> QuantReport:
     """Quantise on ``calibration``, measure on ``evaluation``; with ``max_drop``
-    keep the noisiest layers float until every output's SQNR is >= max_drop dB."""
+    keep the most sensitive layers float until every output's SQNR is >= max_drop dB."""
     if not evaluation.samples:
         raise UsageError(f"{source}: no held-out samples to measure on; give --eval DIR or "
                          "at least 2 calibration samples")
-    opts = options
-    qdq, _summary = quantize_int8(float_model, opts, calibration, source=source, say=say)
-    say("measuring per-layer error")
-    layers, outputs = measure(float_model, qdq, evaluation.samples)
-    first, first_outputs = layers, outputs
-    kept: list[str] = []
-    rounds = 0
-    while max_drop is not None and min(o["sqnr_db"] for o in outputs) < max_drop \
-            and rounds < MAX_ROUNDS:
-        candidates = [la for la in layers if la.node not in kept]
-        if not candidates:
-            break
-        worst = min(candidates, key=lambda la: la.sqnr_db)
-        kept.append(worst.node)
-        rounds += 1
-        say(f"keeping {worst.node} float ({rounds}/{MAX_ROUNDS})")
-        opts = replace(options, keep_float=(*options.keep_float, *kept))
-        qdq, _summary = quantize_int8(float_model, opts, calibration, source=source, say=say)
-        layers, outputs = measure(float_model, qdq, evaluation.samples)
-    total = sum(la.macs for la in first) or 1
-    share = sum(la.macs for la in first if la.node in kept) / total
-    met = None if max_drop is None else bool(min(o["sqnr_db"] for o in outputs) >= max_drop)
-    by_node = {la.node: la for la in first}
+    with tempfile.TemporaryDirectory(prefix="edgec-qreport-") as tmp:
+        ranges = Path(tmp) / "ranges.json"
+
+        def quantise(opts: QuantizeOptions, only=None) -> onnx.ModelProto:
+            return quantize_int8(float_model, opts, calibration, source=source, say=say,
+                                 ranges=ranges, only=only)[0]
+
+        qdq = quantise(options)
+        say("measuring per-layer error")
+        m = _Measure(float_model, qdq, evaluation.samples)
+        layers, outputs = m.layers_and_outputs(qdq)
+        for i, la in enumerate(layers):
+            say(f"sensitivity {i + 1}/{len(layers)}: {la.node}")
+            la.sensitivity_db = _worst(m.outputs(quantise(options, only=(la.node,))))
+        kept: list[str] = []
+        final, opts = outputs, options
+        if max_drop is not None and _worst(outputs) < max_drop:
+            order = [la.node for la in sorted(layers, key=lambda la: la.sensitivity_db)]
+            tried: dict[int, list[dict]] = {0: outputs}
+
+            def attempt(k: int) -> list[dict]:
+                if k not in tried:
+                    say(f"keeping the {k} most sensitive layer(s) float")
+                    tried[k] = m.outputs(quantise(replace(
+                        options, keep_float=(*options.keep_float, *order[:k]))))
+                return tried[k]
+
+            lo, hi = 0, len(order)  # all float meets any budget: sum of noise is 0
+            if _worst(attempt(hi)) >= max_drop:
+                while hi - lo > 1:  # the fewest k that meet it, if meeting is monotone
+                    mid = (lo + hi) // 2
+                    lo, hi = (lo, mid) if _worst(attempt(mid)) >= max_drop else (mid, hi)
+            kept, final = order[:hi], attempt(hi)
+            opts = replace(options, keep_float=(*options.keep_float, *kept))
+    total = sum(la.macs for la in layers) or 1
+    share = sum(la.macs for la in layers if la.node in kept) / total
+    met = None if max_drop is None else bool(_worst(final) >= max_drop)
     return QuantReport(source, opts, len(calibration.samples), len(evaluation.samples),
-                       evaluation.source, [by_node[n] for n in by_node], outputs,
-                       first_outputs, kept, share, max_drop, met)
+                       evaluation.source, layers, final, outputs, kept, share, max_drop, met)
 
 
 def plot(report: QuantReport, path) -> None:
@@ -216,16 +247,17 @@ def plot(report: QuantReport, path) -> None:
     import matplotlib.pyplot as plt
 
     layers = report.layers
-    vals = [min(la.sqnr_db, 99.0) for la in layers]
+    vals = [min(la.sensitivity_db, 99.0) for la in layers]
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(layers) + 2), 4))
     colors = ["tab:orange" if la.node in report.kept_float else "tab:blue" for la in layers]
     ax.bar(range(len(layers)), vals, color=colors)
     ax.set_xticks(range(len(layers)), [la.node for la in layers], rotation=90, fontsize=6)
-    ax.set_ylabel("SQNR vs float (dB)")
+    ax.set_ylabel("output SQNR, only this layer int8 (dB)")
     if report.budget_db is not None:
         ax.axhline(report.budget_db, color="tab:red", linestyle="--", label="--max-drop")
         ax.legend()
-    ax.set_title(f"{report.model}: int8 error per layer (orange: kept float)", fontsize=9)
+    ax.set_title(f"{report.model}: int8 sensitivity per layer (orange: kept float)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -150,7 +150,8 @@ def _summarise(qmodel: onnx.ModelProto, summary: QuantSummary) -> None:
 ENTROPY_BINS = 2048
 
 
-def _entropy_ranges(src: Path, tmp: Path, reader: _Reader, options: QuantizeOptions) -> str:
+def _entropy_ranges(src: Path, tmp: Path, reader: _Reader, options: QuantizeOptions,
+                    cache: Path) -> str:
     """Entropy (KL) ranges from onnxruntime's calibrator with enough bins, saved as
     the calibration cache quantize_static reads instead of calibrating itself."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
@@ -162,15 +163,19 @@ def _entropy_ranges(src: Path, tmp: Path, reader: _Reader, options: QuantizeOpti
         extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128,
                        "symmetric": options.symmetric_activations})
     calibrator.collect_data(reader)
-    cache = tmp / "ranges.json"
     save_tensors_data(calibrator.compute_data(), cache)
     return str(cache)
 
 
 def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration: Calibration,
-                  *, source: str, say: Callable[[str], None] = lambda _m: None
+                  *, source: str, say: Callable[[str], None] = lambda _m: None,
+                  ranges: Path | None = None, only: tuple[str, ...] | None = None
                   ) -> tuple[onnx.ModelProto, QuantSummary]:
-    """``model`` (float, static shapes) as a QDQ model calibrated on ``calibration``."""
+    """``model`` (float, static shapes) as a QDQ model calibrated on ``calibration``.
+
+    ``ranges``: a file of calibrated ranges, read when it exists (no calibration
+    run) and written otherwise: quant-report quantises one model many ways.
+    ``only``: quantise just these nodes (a layer's sensitivity)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -204,18 +209,23 @@ def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration:
     with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
         onnx.save(model, src)
-        reader, cache = _Reader(calibration.samples, say), None
+        reader = _Reader(calibration.samples, say)
+        cache = ranges if ranges is not None else Path(tmp) / "ranges.json"
         try:
             root.setLevel(logging.ERROR)  # "consider pre-processing": edgec's passes did
             with contextlib.redirect_stdout(None):
-                if options.method == "entropy":
-                    cache, reader = _entropy_ranges(src, Path(tmp), reader, options), None
+                if cache.exists():
+                    reader = None
+                elif options.method == "entropy":
+                    _entropy_ranges(src, Path(tmp), reader, options, cache)
+                    reader = None
                 quantize_static(
-                    str(src), str(dst), reader, calibration_cache_path=cache,
+                    str(src), str(dst), reader, calibration_cache_path=str(cache),
                     quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
                     activation_type=QuantType.QInt8 if options.symmetric_activations
                     else QuantType.QUInt8,
                     weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                    nodes_to_quantize=list(only) if only is not None else None,
                     calibrate_method=method, extra_options=extra)
         finally:
             root.setLevel(level)
