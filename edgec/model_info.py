@@ -34,7 +34,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common._c_api_utils import call_onnx_api
 from onnx_ir.passes.common.shape_inference import _merge_func
 
-from .backend.tvm.coverage import LOWERED_BY_EDGEC, tvm_onnx_ops
+from .backend.tvm.coverage import LOWERED_BY_EDGEC, LOWERED_CONTRIB_BY_EDGEC, tvm_onnx_ops
 from .errors import UsageError
 from .frontend.binding import (
     Bindings,
@@ -227,7 +227,7 @@ class ModelInfo:
             "compute": self.compute.to_json(),
             "unsupported": [u.to_json() for u in self.unsupported],
             "lowered_by_edgec": [
-                {**u.to_json(), "pass": LOWERED_BY_EDGEC[u.op], "static": u.static}
+                {**u.to_json(), "pass": lowering_pass(u.op), "static": u.static}
                 for u in self.lowered_by_edgec],
             "dynamic": {
                 "inputs": [t.to_json() for t in self.dynamic_inputs],
@@ -400,6 +400,12 @@ def _node_label(node: ir.Node) -> str:
     return f"(unnamed, output '{outs[0]}')" if outs else "(unnamed)"
 
 
+def lowering_pass(op_key: str) -> str:
+    """The edgec pass that rewrites an op ("Op" or "domain::Op") TVM cannot import."""
+    domain, _, op = op_key.rpartition("::")
+    return LOWERED_CONTRIB_BY_EDGEC.get((domain, op)) or LOWERED_BY_EDGEC[op]
+
+
 def _coverage(nodes: Sequence[ir.Node]) -> tuple[tuple[OpUse, ...], tuple[OpUse, ...]]:
     """Split ops TVM lacks into those edgec lowers itself and those nothing handles.
 
@@ -410,14 +416,17 @@ def _coverage(nodes: Sequence[ir.Node]) -> tuple[tuple[OpUse, ...], tuple[OpUse,
     bad: dict[str, list[ir.Node]] = {}
     low: dict[str, list[ir.Node]] = {}
     for node in nodes:
-        if node.op_type in LOWERED_BY_EDGEC and node.domain in _DEFAULT_DOMAINS:
-            low.setdefault(node.op_type, []).append(node)
-        elif node.op_type not in known:
+        default = node.domain in _DEFAULT_DOMAINS
+        if (node.op_type in LOWERED_BY_EDGEC and default) or \
+                (node.domain, node.op_type) in LOWERED_CONTRIB_BY_EDGEC:
+            low.setdefault(_op_key(node), []).append(node)
+        elif not default or node.op_type not in known:  # other domains are refused
             bad.setdefault(_op_key(node), []).append(node)
 
     def uses(groups: dict[str, list[ir.Node]], check_static: bool) -> tuple[OpUse, ...]:
         out = [OpUse(op, len(ns), _node_label(ns[0]),
-                     static=not check_static or all(_static(n.inputs[0]) for n in ns))
+                     static=not check_static or lowering_pass(op) != "lower-rnn"
+                     or all(_static(n.inputs[0]) for n in ns))
                for op, ns in groups.items()]
         return tuple(sorted(out, key=lambda u: (-u.count, u.op)))
 
@@ -761,7 +770,7 @@ def render_model_info(info: ModelInfo, console: Console) -> None:
         hint = "" if u.static else ("; it needs static shapes, so bind the dynamic dims "
                                     "(see below)")
         console.print(f"{escape(u.op)} x{u.count} (first: {escape(u.first_node)}): TVM lacks "
-                      f"it; edgec's {LOWERED_BY_EDGEC[u.op]} pass rewrites it into primitive "
+                      f"it; edgec's {lowering_pass(u.op)} pass rewrites it into primitive "
                       f"ops{hint}")
 
     if info.dynamic_inputs:

@@ -478,3 +478,19 @@ def test_other_contrib_ops_lowered(tmp_path):
     path = tmp_path / "contrib-lowered.onnx"
     onnx.save(model, path)
     _check_integer(path, tmp_path, max_frac=0.15)
+
+
+def test_inspect_reports_contrib_ops_as_compile_treats_them(tmp_path):
+    """QLinearAdd (com.microsoft) is lowered by lower-qlinear; a com.microsoft op with a
+    standard-looking name (Relu) is refused at compile time, so inspect lists it so."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="odd_relu", domain="com.microsoft")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    onnx.save(model, tmp_path / "m.onnx")
+    info = edgec.inspect(tmp_path / "m.onnx")
+    assert [u.op for u in info.unsupported] == ["com.microsoft::Relu"]
+    assert not info.lowered_by_edgec
