@@ -394,3 +394,28 @@ def test_bench_adds_int8_rows(tmp_path, built):
     # sizes are recorded (on this tiny model the int8 kernels outweigh its weights)
     assert rows[("edgec", "int8")]["artifact_bytes"] > 0 < rows[("edgec", "fp32")]["artifact_bytes"]
     assert "int8" in " ".join(res.stdout.split())
+
+
+
+def test_entropy_keeps_probabilities_at_their_full_range():
+    """KL thresholds clip a tensor's tail; a Softmax's tail is its answer: PP-OCRv4 rec's
+    output was clipped to 0.063 on the rendered-text calibration set and every character
+    tied (exact match 93.7% -> 0%). Softmax/Sigmoid outputs and graph outputs get their
+    histogram's full range back; one-sided data stays one-sided."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    from edgec.quantize.static import widen_to_full_range
+
+    f32 = np.float32
+    hist = np.ones(8, np.int64)
+    ranges = TensorsData("Entropy", {
+        "probs": TensorData(lowest=f32(0.0), highest=f32(0.063), hist=hist,
+                            bins=np.linspace(-1, 1, 9, dtype=f32)),
+        "logits": TensorData(lowest=f32(-3.0), highest=f32(3.0), hist=hist,
+                             bins=np.linspace(-9, 9, 9, dtype=f32)),
+        "hidden": TensorData(lowest=f32(-2.0), highest=f32(2.0), hist=hist,
+                             bins=np.linspace(-9, 9, 9, dtype=f32))})
+    widen_to_full_range(ranges, {"probs", "logits"})
+    assert ranges.data["probs"].range_value == (0.0, 1.0)
+    assert tuple(map(float, ranges.data["logits"].range_value)) == (-9.0, 9.0)
+    assert tuple(map(float, ranges.data["hidden"].range_value)) == (-2.0, 2.0)
