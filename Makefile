@@ -3,19 +3,22 @@
 #               machine, runs it, verifies it against onnxruntime and prints latency
 #   make test   installs everything, fetches the real models, runs the whole test suite
 #   make bench  edgec vs onnxruntime vs TFLite on the real models (README table, chart)
+#   make accuracy  edgec int8 vs float on PP-OCR over rendered text (README table)
 
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 # Debian packages: gcc (links host builds: all the demo needs), the aarch64 cross toolchain
-# (ARM builds), qemu-user (ARM runs) and cmake (C bundles).
+# (ARM builds), qemu-user (ARM runs), cmake (C bundles) and a CJK font (the accuracy
+# benchmark renders PP-OCR's dictionary with it: 5 MB).
 HOST_CC_PACKAGE := gcc
-APT_PACKAGES := $(HOST_CC_PACKAGE) gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user cmake
+APT_PACKAGES := $(HOST_CC_PACKAGE) gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user cmake \
+	fonts-wqy-microhei
 DEMO_MODEL   ?= models/tiny_cnn.onnx
 PYTEST_ARGS  ?=
 
 .PHONY: setup system-deps host-cc venv tflite-venv runtime-wheels wheelhouse models demo test \
-	test-fast bench lint clean
+	test-fast bench accuracy lint clean
 
 setup: system-deps venv tflite-venv runtime-wheels wheelhouse
 
@@ -71,6 +74,11 @@ test: setup models
 
 bench: setup models
 	$(BIN)/python benchmarks/run_suite.py
+
+# Calibration and evaluation text rendered here (benchmarks/accuracy/README.md), the three
+# PP-OCR models compiled with --quantize int8, the table written into README.md.
+accuracy: setup models
+	$(BIN)/python benchmarks/accuracy/make_accuracy.py
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not install" $(PYTEST_ARGS)

@@ -23,9 +23,10 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 def main() -> int:
     from edgec.bench import BenchOptions, run_bench
-    from edgec.bench.render import markdown_table, plot
+    from edgec.bench.render import int8_markdown_table, markdown_table, plot
     from edgec.errors import EdgecError
     from edgec.fsutil import atomic_write
+    from edgec.quantize import QuantizeOptions
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", metavar="NAME")
@@ -36,14 +37,27 @@ def main() -> int:
     catalog = {m["name"]: m for m in tomllib.loads(
         (REPO / "models" / "catalog.toml").read_text())["model"]}
     names = args.only or suite["models"]
+    int8 = suite.get("int8", {})
     reports = []
     for name in names:
         entry = catalog[name]
         print(f"== {name}", flush=True)
+        quantize = None
+        if name in int8:
+            calib = int8[name]
+            if calib != "random":
+                calib = str(REPO / calib)
+                if not Path(calib).is_dir():  # rendered text: benchmarks/accuracy makes it
+                    sys.path.insert(0, str(HERE / "accuracy"))
+                    import run_accuracy
+
+                    run_accuracy.main(["--prepare-only"])
+            quantize = QuantizeOptions(calibration=calib)
         options = BenchOptions(
             input_shapes={k: tuple(v) for k, v in entry["input_shapes"].items()},
             input_consts=dict(entry["input_consts"]), threads=args.threads,
-            warmup=suite["warmup"], repeat=suite["repeat"], budget_s=suite["budget_s"])
+            warmup=suite["warmup"], repeat=suite["repeat"], budget_s=suite["budget_s"],
+            quantize=quantize)
         try:
             report = run_bench(REPO / entry["path"], options)
         except EdgecError as exc:
@@ -52,9 +66,16 @@ def main() -> int:
         report.model = entry["path"]
         for e in report.engines:
             ms = f"{e.stats.median_ms:.2f} ms" if e.stats else e.reason
-            print(f"   {e.engine:12} {ms}", flush=True)
+            print(f"   {e.engine:12} {e.precision} {ms}", flush=True)
         reports.append(report)
     table = markdown_table(reports)
+    if any(r.result("edgec", "int8") for r in reports):
+        table += ("\nint8 (`--quantize int8`; onnxruntime runs the very QDQ graph edgec "
+                  "compiled, TFLite onnx2tf's integer model calibrated on the same samples; "
+                  "inputs: a calibration sample, SQNR against onnxruntime fp32; "
+                  + ", ".join(f"{n}: {'random calibration, speed only' if c == 'random' else c}"
+                              for n, c in int8.items() if n in names)
+                  + "):\n\n" + int8_markdown_table(reports))
     first = reports[0]
     m = first.machine
     cpu = (f"{m['cpu']} ({m['vendor']} family {m['family']} model {m['model']}; edgec's "
