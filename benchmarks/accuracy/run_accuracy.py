@@ -258,7 +258,9 @@ class EdgecEngine:
             man = self.artifacts[m].manifest
             q = man.get("quantization") or _find_key(man, "quantize")
             modes.append(f"{m} {q.get('mode', '?') if isinstance(q, dict) else 'float32'}")
-        self.label = f"edgec artifacts in {folder} ({', '.join(modes)})"
+        shown = folder.resolve()
+        shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
+        self.label = f"edgec artifacts in {shown} ({', '.join(modes)})"
 
     def __call__(self, model: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         art = self.artifacts[model]
