@@ -200,6 +200,25 @@ def test_conversion_failure_reason_from_onnx2tf_log():
     assert reason.startswith("at Softmax@0 ValueError: Exception encountered")
 
 
+def test_int8_calibration_files_have_plain_names(monkeypatch):
+    """onnx2tf reads each input's calibration array from a file in its working folder:
+    input names such as ResNet-50's 'gpu_0/data_0' must not become paths."""
+    seen = {}
+
+    def capture(static_onnx, args, files, product, timeout_s, progress):
+        seen.update(args=args, files=files, product=product)
+        return product
+
+    monkeypatch.setattr(tflite, "_convert", capture)
+    sample = {"gpu_0/data_0": np.zeros((1, 3, 4, 4), np.float32),
+              "ids:0": np.zeros((1, 5), np.float32)}
+    tflite.convert_int8(b"model", [sample, sample])
+    assert sorted(seen["files"]) == ["calib-0.npy", "calib-1.npy"]
+    assert seen["files"]["calib-0.npy"].shape == (2, 4, 4, 3)  # channels last, stacked
+    i = seen["args"].index("gpu_0/data_0")
+    assert seen["args"][i - 1] == "-cind" and seen["args"][i + 1] == "calib-0.npy"
+
+
 @pytest.mark.compile
 def test_failed_conversion_is_a_row_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEC_CACHE_DIR", str(tmp_path))

@@ -116,9 +116,10 @@ def convert_int8(static_onnx: bytes, samples: list[dict[str, np.ndarray]], *,
         stacked = np.concatenate([np.asarray(s[name], np.float32) for s in samples])
         arrays[name] = stacked.transpose(0, 2, 3, 1) if stacked.ndim == 4 else stacked
     args = ["-oiqt", "-qt", "per-channel"]
-    for name in arrays:
-        args += ["-cind", name, f"calib-{_clean(name)}.npy", "[[[[0.0]]]]", "[[[[1.0]]]]"]
-    files = {f"calib-{_clean(name)}.npy": a for name, a in arrays.items()}
+    files = {}
+    for i, (name, a) in enumerate(arrays.items()):  # numbered: names may hold '/' or ':'
+        args += ["-cind", name, f"calib-{i}.npy", "[[[[0.0]]]]", "[[[[1.0]]]]"]
+        files[f"calib-{i}.npy"] = a
     return _convert(static_onnx, args, files, "model_integer_quant.tflite", timeout_s, progress)
 
 
