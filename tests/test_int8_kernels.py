@@ -119,12 +119,13 @@ def run_conv(s: ConvShape, isa: str, *, x_dtype="uint8", out_dtype="uint8", relu
     y_zp = int(rng.integers(lo_y + 40, hi_y - 40))
     rq = q.Requant(out_dtype, y_zp, y_zp if relu else lo_y, hi_y)
     tile = tile or q.choose_int8_tile(s, isa)
-    kernel = q.conv2d_int8_kernel(s, tile, rq, isa, x_dtype, x_zp)
+    epi = q.padded_epilogue(rq.epilogue(mult), s.groups, tile)
+    kernel = q.conv2d_int8_kernel(s, tile, epi, isa, x_dtype, x_zp)
     lib = build(kernel, TARGETS[isa])
     wp, bp = q.prepare_conv_int8(w, b, x_zp, x_dtype, s.groups, isa, tile)
     dev = tvm.cpu()
     y = tvm.runtime.tensor(np.zeros(output_shape(s), out_dtype), dev)
-    lib["main"](*(tvm.runtime.tensor(a, dev) for a in (x, wp, bp, mult)), y)
+    lib["main"](*(tvm.runtime.tensor(a, dev) for a in (x, wp, bp, epi.mult)), y)
     want = reference(x, w, b, s, x_zp, mult, rq)
     got = y.numpy().reshape(want.shape)
     ort_y = None
@@ -221,7 +222,8 @@ def test_prepare_folds_zero_point_and_shift_into_bias():
     tile = q.Int8Tile(16, 4, 16, 4)
     wp, bp = q.prepare_conv_int8(w, b, -5, "int8", 1, "avx512-vnni", tile)
     assert wp.shape == (1, 1, 1, 3, 3, 16, 4) and wp.dtype == np.int8
-    np.testing.assert_array_equal(bp, b - (128 - 5) * w.reshape(10, -1).astype(int).sum(1))
+    assert bp.shape == (16,) and not bp[10:].any()  # channels padded to the tile
+    np.testing.assert_array_equal(bp[:10], b - (128 - 5) * w.reshape(10, -1).astype(int).sum(1))
     assert not wp[0, 0, 0, :, :, 10:].any() and not wp[..., 3].any()  # zero padding
 
 
@@ -235,7 +237,8 @@ def test_prepare_folds_zero_point_and_shift_into_bias():
 def test_cross_builds_use_the_dot_product(isa, target, instr):
     s = shape(16, 32, (8, 8), 3)
     tile = q.choose_int8_tile(s, isa)
-    kernel = q.conv2d_int8_kernel(s, tile, q.Requant("uint8", 3, 0, 255), isa, "uint8", 7)
+    epi = q.padded_epilogue(q.Requant("uint8", 3, 0, 255).epilogue(np.ones(32)), 1, tile)
+    kernel = q.conv2d_int8_kernel(s, tile, epi, isa, "uint8", 7)
     lib = build(kernel, target)
     asm = lib.mod.inspect_source("asm")
     assert instr in asm
@@ -285,7 +288,7 @@ def test_matmul_matches_numpy_and_matmulinteger(isa, m, k, n, a_dtype, mode):
         bq = rng.integers(-3000, 3000, n).astype(np.int32)
         mult = (rng.uniform(0.5, 2, n) / (40 * np.sqrt(k))).astype(np.float32)
         rq = q.Requant("uint8", 100, 100, 255)  # ReLU
-        kernel = mq.matmul_int8_kernel(s, tile, rq, isa, a_dtype, a_zp)
+        kernel = mq.matmul_int8_kernel(s, tile, rq.epilogue(mult), isa, a_dtype, a_zp)
         bp, bias, _ = mq.prepare_matmul_int8(b, bq, a_zp, a_dtype, isa, tile)
         args = [a, bp, bias, mult]
         f = (exact + bq).astype(np.int32).astype(np.float32) * mult

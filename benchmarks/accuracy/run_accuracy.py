@@ -168,15 +168,17 @@ class QuantConfig:
     method: str = "minmax"  # minmax | percentile | entropy (edgec --calib-method)
     op_types: tuple[str, ...] = ()  # only these op types (default: onnxruntime's list)
     activations: str = "uint8"  # uint8 | uint16 (16-bit: a diagnostic, not int8)
+    float_outputs: bool = False  # the quantised ops' outputs stay float (edgec's scheme)
 
     def describe(self) -> str:
         ops = "+".join(self.op_types) if self.op_types else "all ops"
         return (f"QDQ, per-channel int8 weights, {self.activations} activations, "
-                f"{self.method} calibration, {ops}")
+                f"{self.method} calibration, {ops}"
+                + (", float outputs" if self.float_outputs else ""))
 
     def to_json(self) -> dict:
         return {"method": self.method, "op_types": list(self.op_types),
-                "activations": self.activations}
+                "activations": self.activations, "float_outputs": self.float_outputs}
 
 
 def quantize_ort(info: ModelInfo, calib: Path, out: Path, cfg: QuantConfig = QuantConfig(),
@@ -209,6 +211,15 @@ def quantize_ort(info: ModelInfo, calib: Path, out: Path, cfg: QuantConfig = Qua
               "entropy": CalibrationMethod.Entropy}[cfg.method]
     act = {"uint8": QuantType.QUInt8, "uint16": QuantType.QUInt16}[cfg.activations]
     kw = {"op_types_to_quantize": list(cfg.op_types)} if cfg.op_types else {}
+    if cfg.float_outputs:
+        kw["extra_options"] = {"OpTypesToExcludeOutputQuantization": list(cfg.op_types)}
+        import onnx
+
+        m = onnx.load(str(pre))
+        consts = {t.name for t in m.graph.initializer} | \
+            {o for n in m.graph.node if n.op_type == "Constant" for o in n.output}
+        kw["nodes_to_exclude"] = [n.name for n in m.graph.node if n.op_type == "MatMul"
+                                  and not any(i in consts for i in n.input)]
     quantize_static(str(pre), str(out), NpzReader(calib),
                     quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=act, weight_type=QuantType.QInt8,
@@ -223,7 +234,8 @@ def ort_int8(ctx: Context) -> OrtEngine:
     WORKDIR/int8-<config>/ and remade when the calibration data or the config changes."""
     cfg = ctx.quant
     tag = f"{cfg.method}-{cfg.activations}" + ("-" + "+".join(cfg.op_types)
-                                                 if cfg.op_types else "")
+                                                 if cfg.op_types else "") \
+        + ("-float-out" if cfg.float_outputs else "")
     paths = {}
     for m, info in MODELS.items():
         out = ctx.workdir / f"int8-{tag}" / f"{m}.int8.onnx"
@@ -538,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quantize-ops", default="", metavar="OP,OP",
                     help="ort_int8 quantises only these op types, e.g. Conv,Gemm,MatMul "
                     "(default: onnxruntime's full list)")
+    ap.add_argument("--float-outputs", action="store_true",
+                    help="with --quantize-ops: their outputs stay float")
     ap.add_argument("--activations", choices=("uint8", "uint16"), default="uint8",
                     help="ort_int8's activation type (uint16: a diagnostic)")
     ap.add_argument("--prepare-only", action="store_true",
@@ -586,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     quant = QuantConfig(args.calib_method,
-                        tuple(o for o in args.quantize_ops.split(",") if o), args.activations)
+                        tuple(o for o in args.quantize_ops.split(",") if o), args.activations,
+                        args.float_outputs)
     ctx = Context(args.workdir, calib_dir, args.threads, args.edgec_artifacts, quant,
                   {m: w["sha256"] for m, w in written.items()})
     cls_set = cls_inputs(evals.lines, alternate=False)

@@ -33,7 +33,7 @@ from .kernels.conv2d_int8 import int8_isa
 from .kernels.generic import ParallelizeDefaultKernels
 from .kernels.vector_unit import vector_unit
 from .provenance import Tracker
-from .quantized import IntegerTemplates, lower_quantized
+from .quantized import fold_weight_dequantize, lower_quantized
 from .tuning_db import Schedules, TuningDB, default_db_dir
 
 # LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
@@ -194,7 +194,8 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
                      schedules: Schedules, seconds: dict, save_temps: Path | None = None,
                      fp16: bool = False, counts: dict | None = None):
     """ONNX -> Relax with edgec's kernels in it (CPU targets), before TVM's pipeline:
-    quantised chains in integers first, float16 if asked, then edgec's float kernels."""
+    float16 if asked, then edgec's kernels (an int8 model's chains on the integer
+    templates), then what is left of the quantised ops as TVM's integer ops."""
     t0 = time.perf_counter()
     if tracker is not None:
         with tracker.importing():
@@ -205,25 +206,8 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
     seconds["import"] = time.perf_counter() - t0
     if save_temps is not None:
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
-    unit = vector_unit(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t))),
-                       target.fma_bits)
-    t0 = time.perf_counter()
-    templates = None
-    if t.kind.name == "llvm":
-        templates = IntegerTemplates(
-            int8_isa(target.arch, set(codegen.llvm_get_cpu_features(cpu_side(t)))), schedules)
-    try:
-        mod, matched = lower_quantized(mod, templates)
-    except Exception as exc:
-        raise CompileError(f"{source}: edgec's integer lowering failed for '{target.name}': "
-                           f"{first_line(exc)}; rerun with --debug --save-temps DIR and report "
-                           "it") from exc
-    if counts is not None:
-        counts["integer_chains"] = matched
-    if matched:
-        seconds["integer"] = time.perf_counter() - t0
-        if tracker is not None and templates is not None:
-            tracker.note_kernels(templates.notes)
+    features = set(codegen.llvm_get_cpu_features(cpu_side(t)))
+    unit = vector_unit(target.arch, features, target.fma_bits)
     if fp16:
         try:
             mod = to_fp16(mod)
@@ -231,10 +215,12 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
             raise CompileError(f"{source}: TVM's float16 conversion failed for "
                                f"'{target.name}': {first_line(exc)}; compile without "
                                "--quantize fp16, and report it") from exc
+    stats = {"integer_chains": 0}
     if t.kind.name == "llvm":
         t0 = time.perf_counter()
         try:
-            mod, notes = dispatch_kernels(mod, unit, schedules)
+            mod, notes = dispatch_kernels(mod, unit, schedules, int8_isa(target.arch, features),
+                                          stats)
         except Exception as exc:
             raise CompileError(f"{source}: edgec's kernels failed to build for "
                                f"'{target.name}': {first_line(exc)}; rerun with --debug "
@@ -242,8 +228,20 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
         if tracker is not None:
             tracker.note_kernels(notes)
         seconds["kernels"] = time.perf_counter() - t0
-        if save_temps is not None:
-            (save_temps / "relax-kernels.py").write_text(mod.script(show_meta=False))
+    # what no kernel took: quantised ops TVM lowers (integer Relax ops for a
+    # chain with an int32 result, the weights of float ops as constants)
+    try:
+        mod, leftover = lower_quantized(mod)
+        mod, folded = fold_weight_dequantize(mod)
+    except Exception as exc:
+        raise CompileError(f"{source}: edgec's integer lowering failed for '{target.name}': "
+                           f"{first_line(exc)}; rerun with --debug --save-temps DIR and report "
+                           "it") from exc
+    if counts is not None:
+        counts["integer_chains"] = leftover + stats["integer_chains"]
+        counts["folded_weights"] = folded
+    if save_temps is not None and t.kind.name == "llvm":
+        (save_temps / "relax-kernels.py").write_text(mod.script(show_meta=False))
     return mod, unit
 
 

@@ -11,60 +11,19 @@ transposes the importer wraps them in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import tvm
 from tvm import relax
 
 from .kernels.conv2d import ConvShape, ConvTile, choose_tile
-from .kernels.depthwise import DepthwiseTile, choose_depthwise_tile, is_depthwise
+from .kernels.depthwise import choose_depthwise_tile, is_depthwise
 from .kernels.epilogue import Epilogue
-from .kernels.matmul import MatmulShape, MatmulTile, choose_matmul_tile
+from .kernels.matmul import MatmulShape, choose_matmul_tile
 from .kernels.vector_unit import VectorUnit
-
-
-def _shape(expr) -> list[int] | None:
-    ty = expr.ty
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    try:
-        return [int(v) for v in ty.shape.values]
-    except (TypeError, AttributeError):
-        return None
-
-
-def _dtype(expr) -> str | None:
-    ty = expr.ty
-    return str(ty.dtype) if isinstance(ty, relax.TensorType) else None
-
-
-def _const(expr) -> np.ndarray | None:
-    return expr.value.numpy() if isinstance(expr, tvm.ir.Constant) else None
-
-
-def _vars_in(expr, out: list) -> None:
-    if isinstance(expr, relax.Var):
-        out.append(expr)
-    elif isinstance(expr, relax.Call):
-        for a in expr.args:
-            _vars_in(a, out)
-    elif isinstance(expr, relax.Tuple):
-        for f in expr.fields:
-            _vars_in(f, out)
-    elif isinstance(expr, relax.TupleGetItem):
-        _vars_in(expr.tuple_value, out)
-    elif isinstance(expr, relax.SeqExpr):
-        for block in expr.blocks:
-            for b in block.bindings:
-                _vars_in(b.value, out)
-        _vars_in(expr.body, out)
-
-
-def _op(call) -> str | None:
-    if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op):
-        return call.op.name
-    return None
+from .qparams import dequantize_value
+from .relax_util import _const, _dtype, _op, _shape, _vars_in
 
 
 @dataclass
@@ -73,8 +32,13 @@ class Chain:
     members: list  # bindings folded into the kernel, head first, tail last
     epilogue: Epilogue
     weight: np.ndarray
-    tile: ConvTile | DepthwiseTile | MatmulTile
+    tile: object  # ConvTile | DepthwiseTile | MatmulTile | WinogradTile, an int8 tile
     residual: relax.Expr | None = None
+    # per output channel: the scale folded into ``weight`` (a BatchNorm's), and the
+    # constants added before the activation (an int8 chain reads them again)
+    channel_scale: np.ndarray | None = None
+    bias_exprs: list = field(default_factory=list)
+    quant: object | None = None  # qchains.ChainQuant: an int8 chain's integer side
 
     @property
     def tail(self):
@@ -85,6 +49,7 @@ class _Finder:
     """Reads one function: constants behind vars, users per var, conv chains."""
 
     def __init__(self, func: relax.Function) -> None:
+        self._dequantized: dict = {}  # var -> its dequantised constant (computed once)
         self.value = {}  # var -> bound value
         self.users: dict = {}
         refs: list = []
@@ -110,7 +75,13 @@ class _Finder:
             return _const(expr)
         if isinstance(expr, relax.Var) and expr in self.value:
             v = self.value[expr]
+            if _const(v) is not None:  # a weight fold_weight_dequantize computed
+                return _const(v)
             op, shape = _op(v), _shape(expr)
+            if op == "relax.dequantize":  # an int8 model's weights and biases
+                if expr not in self._dequantized:
+                    self._dequantized[expr] = dequantize_value(self, v)
+                return self._dequantized[expr]
             if op in ("relax.reshape", "relax.broadcast_to", "relax.permute_dims") \
                     and shape is not None:
                 inner = self.const(v.args[0])
@@ -332,6 +303,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
     kind, weight, oc, bias_shapes = head
     call = binding.value
     members, epi, residual = [binding], Epilogue(ops=[kind]), None
+    bias_exprs = []
     current = binding.var
     stage = "bias"
     scale = shift = None  # per output channel, applied before the first activation
@@ -365,6 +337,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             scale = s_bn if scale is None else scale * s_bn
             shift = t_bn if shift is None else shift * s_bn + t_bn
             epi.ops.append("bn")
+            bias_exprs.append(None)  # a shift of its own: not an integer bias
             members += [nxt, item]
             current = item.var
             stage = "act"
@@ -398,11 +371,13 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             if op == "relax.add":
                 shift = c if shift is None else shift + c
                 epi.ops.append("bias")
+                bias_exprs.append(other)
             else:
                 c = 1.0 / c if op == "relax.divide" else c
                 scale = c if scale is None else scale * c
                 shift = None if shift is None else shift * c
                 epi.ops.append("scale")
+                bias_exprs.clear()  # scaled: no longer the integer bias
             stage = "act"
         elif op == "relax.add" and stage == "bias":
             b = finder.const(other)
@@ -463,7 +438,8 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
         if epi.post is not None:
             epi.post = np.repeat(epi.post, kh * kw, axis=0)
         shape = conv_shape(call)
-        return Chain(binding, members, epi, weight, shuffle_tile(shape, unit, kh), residual)
+        return Chain(binding, members, epi, weight, shuffle_tile(shape, unit, kh), residual,
+                     scale, bias_exprs)
     if kind == "matmul":
         x_shape = _shape(call.args[0])
         shape = MatmulShape(int(np.prod(x_shape[:-1])), x_shape[-1], oc)
@@ -474,7 +450,7 @@ def find_chain(finder: _Finder, binding, claimed: set, unit: VectorUnit) -> Chai
             else choose_tile(shape, unit)
     if tile is None:
         return None
-    return Chain(binding, members, epi, weight, tile, residual)
+    return Chain(binding, members, epi, weight, tile, residual, scale, bias_exprs)
 
 
 def pixel_shuffle_of(call) -> int | None:

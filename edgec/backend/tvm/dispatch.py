@@ -36,6 +36,7 @@ from .kernels.conv2d import (
     output_shape,
     pack_weights,
 )
+from .kernels.conv2d_int8 import conv2d_int8_kernel, padded_epilogue, prepare_conv_int8
 from .kernels.depthwise import (
     DepthwiseTile,
     depthwise_blocked_kernel,
@@ -52,11 +53,13 @@ from .kernels.matmul import (
     matmul_kernel,
     pack_b,
 )
+from .kernels.matmul_int8 import matmul_int8_kernel, prepare_matmul_int8
 from .kernels.pool import pool_of
 from .kernels.vector_unit import VectorUnit
 from .kernels.winograd import WinogradTile, choose_winograd, pack_winograd_weights, winograd_kernel
 from .kernels.winograd import applies as applies_winograd
 from .layout import plan_layouts
+from .qchains import integer_result, quantise_chain
 from .tuning_db import Schedules
 
 #: shorter rows (a concat along a late axis) stay with TVM's kernel
@@ -80,9 +83,10 @@ def _flattens(shape: ConvShape) -> bool:
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
     def __init__(self, mod, unit: VectorUnit, chains: list[Chain], notes: dict,
-                 finder: _Finder, schedules: Schedules):
+                 finder: _Finder, schedules: Schedules, isa: str | None = None):
         super().__init__(mod)
         self.unit = unit
+        self.isa = isa  # the int8 instruction set (kernels/conv2d_int8.ISAS)
         self.blocked = plan_layouts(chains, finder, unit)  # output var -> Blocked
         self.schedules = schedules
         self.finder = finder
@@ -261,7 +265,106 @@ class _Rewriter(relax.PyExprMutator):
             [outer, shape.total], dtype)))
         return self._emit_as(binding, relax.op.reshape(y, out))
 
+    def _epilogue_args(self, epi: Epilogue, residual, view=None) -> list:
+        """The epilogue's inputs in EpilogueTensors' order (``view`` reshapes the
+        residual to the kernel's output, when it differs)."""
+        args = [relax.const(np.ascontiguousarray(a, np.float32))
+                for a in (epi.pre_bias, epi.mult, epi.bias, epi.post) if a is not None]
+        if residual is not None:
+            res = self.visit_expr(residual)
+            args.append(self.builder_.emit(view(res)) if view is not None else res)
+        return args
+
+    def _quant_call(self, chain: Chain):
+        """An int8 chain (qchains.py): the int8 conv or matmul template, or the
+        depthwise template reading the quantised input."""
+        q = chain.quant
+        if q.kind == "matmul":
+            return self._int8_matmul_call(chain)
+        conv = chain.head.value
+        shape = conv_shape(conv)
+        epi = chain.epilogue
+        blocked = self.blocked.get(chain.tail.var)
+        out_block = blocked.block if blocked else 0
+        in_block = self.blocked[q.x].block if q.x in self.blocked else 0
+        x = self.visit_expr(q.x)
+        if _op(conv) == "relax.nn.conv1d":  # -> [N, C, 1, W]: the same bytes
+            x = self.builder_.emit(self._view(x, [shape.n, shape.c, 1, shape.w]))
+        out_dtype = epi.out_q.dtype if epi.out_q is not None else "float32"
+        residual = q.residual if q.residual is not None else chain.residual
+        if q.kind == "depthwise":
+            if q.int_bias is not None:
+                epi = replace(epi, pre_bias=q.int_bias.astype(np.float32))
+            weight = q.w_int.reshape(shape.c, shape.kh, shape.kw).astype(np.float32)
+            key = ("qdw", shape, chain.tile, epi.describe(), epi.act, epi.act2,
+                   epi.quant_key(), q.x_q, out_block)
+            if out_block:
+                weight = pack_blocked_weights(weight, out_block)
+                gv = self._kernel(key, lambda: depthwise_blocked_kernel(
+                    shape, out_block, epi, x_q=q.x_q),
+                    f"edgec_qdw{epi.describe()}_nchw{out_block}c")
+            else:
+                gv = self._kernel(key, lambda: depthwise_kernel(shape, chain.tile, epi, x_q=q.x_q),
+                                  "edgec_qdw" + epi.describe())
+            kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block) \
+                if out_block else (shape.n, shape.o, *shape.out_hw)
+            args = [x, relax.const(weight)]
+        else:
+            tile = chain.tile
+            epi = padded_epilogue(epi, shape.groups, tile)
+            key = ("qconv", shape, tile, epi.describe(), epi.act, epi.act2, epi.quant_key(),
+                   q.x_q.dtype, q.x_q.zero_point, in_block, out_block, self.isa)
+            gv = self._kernel(key, lambda: conv2d_int8_kernel(
+                shape, tile, epi, self.isa, q.x_q.dtype, q.x_q.zero_point, in_block=in_block,
+                out_block=out_block),
+                f"edgec_q{epi.describe()}_{self.isa.replace('-', '_')}"
+                + (f"_nchw{out_block}c" if out_block else ""))
+            packed, bias = prepare_conv_int8(q.w_int.astype(np.int8), q.int_bias,
+                                             q.x_q.zero_point, q.x_q.dtype, shape.groups,
+                                             self.isa, tile)
+            kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block) \
+                if out_block else output_shape(shape)
+            args = [x, relax.const(packed), relax.const(bias)]
+        self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
+        reshaped = not out_block and list(kernel_out) != _shape(chain.tail.var)
+        args += self._epilogue_args(epi, residual, (lambda r: self._view(r, kernel_out))
+                                    if reshaped else None)
+        out = relax.call_tir(gv, args, relax.TensorType(list(kernel_out), out_dtype))
+        if reshaped:  # [N, G, O/G, H, W] or [N, O, 1, W] -> the op's shape: the same bytes
+            out = relax.op.reshape(self.builder_.emit(out), _shape(chain.tail.var))
+        return out
+
+    def _int8_matmul_call(self, chain: Chain):
+        call, tile, epi, q = chain.head.value, chain.tile, chain.epilogue, chain.quant
+        x_shape = _shape(call.args[0])
+        k, n = q.w_int.shape
+        shape = MatmulShape(int(np.prod(x_shape[:-1])), k, n)
+        out_dtype = epi.out_q.dtype if epi.out_q is not None else "float32"
+        key = ("qmatmul", shape, tile, epi.describe(), epi.act, epi.act2, epi.quant_key(),
+               q.x_q.dtype, q.x_q.zero_point, self.isa)
+        gv = self._kernel(key, lambda: matmul_int8_kernel(shape, tile, epi, self.isa,
+                                                          q.x_q.dtype, q.x_q.zero_point),
+                          f"edgec_q{epi.describe()}_{self.isa.replace('-', '_')}")
+        self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
+        flat = len(x_shape) != 2
+
+        def as_2d(expr, cols):
+            return self.builder_.emit(self._view(expr, [shape.m, cols])) if flat else expr
+
+        packed, bias, _ = prepare_matmul_int8(q.w_int.astype(np.int8), q.int_bias,
+                                              q.x_q.zero_point, q.x_q.dtype, self.isa, tile)
+        residual = q.residual if q.residual is not None else chain.residual
+        args = [as_2d(self.visit_expr(q.x), k), relax.const(packed), relax.const(bias)]
+        args += self._epilogue_args(epi, residual, (lambda r: self._view(r, [shape.m, n]))
+                                    if flat else None)
+        out = relax.call_tir(gv, args, relax.TensorType([shape.m, n], out_dtype))
+        if flat:
+            out = relax.op.reshape(self.builder_.emit(out), [*x_shape[:-1], n])
+        return out
+
     def _kernel_call(self, chain: Chain):
+        if chain.quant is not None:
+            return self._quant_call(chain)
         if isinstance(chain.tile, MatmulTile):
             return self._matmul_call(chain)
         conv = chain.head.value
@@ -364,10 +467,13 @@ class _Rewriter(relax.PyExprMutator):
 
 
 def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit,
-                     schedules: Schedules | None = None) -> tuple[tvm.IRModule, dict]:
+                     schedules: Schedules | None = None, isa: str | None = None,
+                     stats: dict | None = None) -> tuple[tvm.IRModule, dict]:
     """``mod`` with matched chains replaced by edgec kernels, and
     {kernel name: [var names replaced]} for provenance. ``schedules`` picks
-    each kernel's schedule (template or tuning record) and records the kernels."""
+    each kernel's schedule (template or tuning record) and records the kernels.
+    ``isa``: the target's int8 instruction set; chains of an int8 model then
+    run on the integer templates (qchains.py); ``stats["integer_chains"]`` counts them."""
     mod = relax.transform.DeadCodeElimination(["main"])(mod)  # unused results count as users
     func = mod["main"]
     finder = _Finder(func)
@@ -380,10 +486,15 @@ def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit,
                 continue
             chain = find_chain(finder, b, claimed, unit)
             if chain is not None:
+                chain = quantise_chain(finder, chain, claimed, isa)
+                if chain.quant is None and integer_result(finder, chain):
+                    continue  # exact int32 sums: quantized.lower_quantized's
                 chains.append(chain)
                 claimed.update(m.var for m in chain.members)
+    if stats is not None:
+        stats["integer_chains"] = sum(c.quant is not None for c in chains)
     notes: dict = {}
-    rewriter = _Rewriter(mod, unit, chains, notes, finder, schedules or Schedules())
+    rewriter = _Rewriter(mod, unit, chains, notes, finder, schedules or Schedules(), isa)
     new_main = rewriter.visit_expr(func)
     rewriter.builder_.update_func(mod.get_global_var("main"), new_main)
     out = rewriter.builder_.get()

@@ -30,6 +30,7 @@ from tvm import relax
 
 from .chains import Chain, _dtype, _Finder, _op, _shape, conv_shape
 from .kernels.conv2d import ConvTile, can_write_blocked, choose_tile
+from .kernels.conv2d_int8 import can_read_blocked_int8, can_write_blocked_int8
 from .kernels.depthwise import DepthwiseTile
 from .kernels.vector_unit import VectorUnit
 
@@ -53,10 +54,28 @@ def _plain_conv2d(chain: Chain) -> bool:
             and conv_shape(chain.head.value).groups == 1)
 
 
+def _int8_conv2d(chain: Chain) -> bool:
+    """A conv on the int8 template (qchains.py), ungrouped."""
+    return chain.quant is not None and chain.quant.kind == "conv2d" and \
+        _op(chain.head.value) == "relax.nn.conv2d" and conv_shape(chain.head.value).groups == 1
+
+
 def _blocked_depthwise(chain: Chain, block: int) -> bool:
     """A depthwise conv the blocked template takes (it reads and writes blocks)."""
     return (_op(chain.head.value) == "relax.nn.conv2d" and isinstance(chain.tile, DepthwiseTile)
             and conv_shape(chain.head.value).c % block == 0 and not chain.epilogue.shuffle)
+
+
+def _input(chain: Chain):
+    """The tensor a chain's kernel reads: an int8 chain's quantised input."""
+    return chain.quant.x if chain.quant is not None else chain.head.value.args[0]
+
+
+def _residual(chain: Chain):
+    """The residual tensor a chain's kernel reads (quantised, for an int8 chain)."""
+    if chain.quant is not None and chain.quant.residual is not None:
+        return chain.quant.residual
+    return chain.residual
 
 
 def _channels_blocked(var, block: int) -> bool:
@@ -97,7 +116,10 @@ def plan_layouts(chains: list[Chain], finder: _Finder, unit: VectorUnit) -> dict
             continue
         if _blocked_depthwise(c, block):
             candidates[c.tail.var] = (c, Blocked(block))
-        elif _plain_conv2d(c) and not c.epilogue.shuffle:
+        elif _int8_conv2d(c):
+            if can_write_blocked_int8(conv_shape(c.head.value), c.tile, block):
+                candidates[c.tail.var] = (c, Blocked(block))
+        elif _plain_conv2d(c) and c.quant is None and not c.epilogue.shuffle:
             shape = conv_shape(c.head.value)
             tile = choose_tile(shape, unit, pixels=False)
             if tile is not None and can_write_blocked(shape, tile, block):
@@ -109,21 +131,34 @@ def plan_layouts(chains: list[Chain], finder: _Finder, unit: VectorUnit) -> dict
             if _pass_through(binding, block):
                 candidates[var] = (binding, Blocked(block))
 
-    def reads_blocked(var, user, kept) -> bool:
+    def reads_blocked(var, user, kept, source=None) -> bool:
         """``user`` (a binding) can take ``var`` blocked: as a plain conv's input,
         as the residual of a conv whose output is blocked too, or as the input
-        of a pool or concat that stays blocked."""
+        of a pool or concat that stays blocked. A dequantize of ``var`` passes
+        it on to its readers: the int8 chains that read ``var`` itself
+        (``source``) through it."""
+        if source is None and _op(user.value) == "relax.dequantize" and \
+                user.var not in by_member:
+            readers = finder.by_input.get(user.var, [])
+            return len(readers) == finder.users.get(user.var, 0) and len(readers) > 0 and all(
+                reads_blocked(user.var, u, kept, source=var) for u in readers)
         head = by_head.get(user.var)
-        if head is not None and _plain_conv2d(head) and head.head.value.args[0].same_as(var) \
-                and conv_shape(head.head.value).c % block == 0:
-            return True
-        if head is not None and _blocked_depthwise(head, block) and \
-                head.head.value.args[0].same_as(var):
-            return head.tail.var in kept  # the blocked depthwise kernel writes blocks too
+        if head is not None and (head.quant is not None) != (source is not None):
+            head = None  # a float chain reads a dequantised tensor as TVM computed it
+        if head is not None and head.head.value.args[0].same_as(var):
+            if _plain_conv2d(head) and head.quant is None:
+                return conv_shape(head.head.value).c % block == 0
+            if _int8_conv2d(head):
+                return can_read_blocked_int8(conv_shape(head.head.value), head.tile, block)
+            if _blocked_depthwise(head, block):
+                return head.tail.var in kept  # the blocked depthwise kernel writes blocks too
         owner = by_member.get(user.var)
         if owner is not None:
-            return owner.residual is not None and owner.residual.same_as(var) and \
-                owner.tail.var in kept
+            res = _residual(owner)
+            return res is not None and res.same_as(source if source is not None else var) \
+                and owner.tail.var in kept
+        if source is not None:
+            return False
         if _op(user.value) in POOLS and _pass_through(user, block):
             return True  # a pool reads blocked data and converts its (smaller) output
         return user.var in kept
@@ -136,10 +171,10 @@ def plan_layouts(chains: list[Chain], finder: _Finder, unit: VectorUnit) -> dict
             users = finder.by_input.get(var, [])
             ok = len(users) == finder.users.get(var, 0) and all(
                 reads_blocked(var, u, kept) for u in users)
-            if ok and isinstance(node, Chain) and node.residual is not None:
-                ok = node.residual in kept  # the residual is added in the output's layout
+            if ok and isinstance(node, Chain) and _residual(node) is not None:
+                ok = _residual(node) in kept  # the residual is added in the output's layout
             if ok and isinstance(node, Chain) and isinstance(node.tile, DepthwiseTile):
-                ok = node.head.value.args[0] in kept  # ... and reads blocks
+                ok = _input(node) in kept  # ... and reads blocks
             if ok and not isinstance(node, Chain):
                 ok = all(src in kept for src in _sources(node))
             if not ok:

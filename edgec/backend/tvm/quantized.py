@@ -1,19 +1,21 @@
-"""Fold DequantizeLinear -> Conv/MatMul -> QuantizeLinear into integer arithmetic.
+"""What edgec's kernels leave of an int8 model, computed in integers by TVM's ops.
 
-TVM's importer turns a QDQ graph into float math: every quantised conv runs
-as dequantize, float conv, quantize. This pass matches
+dispatch.py runs an int8 model's chains on edgec's integer templates
+(qchains.py). What no template takes and float kernels must not compute is
+matched here:
 
     dequantize(x_q) -> conv2d | matmul (., dequantize(const w_q))
-        [-> + dequantize(const bias_q) | + const bias] [-> relu | clip] -> quantize
+        [-> + dequantize(const bias_q) | + const bias] [-> relu | clip]
+        -> quantize | cast to int32
 
-and computes it as onnxruntime's QLinearConv does: (x_q - x_zp) * (w_q - w_zp)
+(a ConvInteger, written by lower-qlinear as dequantize(scale 1) -> conv ->
+cast to int32, and MatMulInteger whose int32 sums must be exact), and
+computed as onnxruntime's QLinearConv does: (x_q - x_zp) * (w_q - w_zp)
 summed in int32, + bias_q, times x_scale * w_scale[o] / y_scale in float32,
-rounded half to even, + y_zp, clamped (the activation becomes the clamp:
-quantize(relu(v)) == clamp(round(v / s) + zp, zp, qmax) exactly). Matched
-chains with an integer template for the target (kernels/conv2d_int8.py) run
-on it; the rest as integer Relax ops TVM lowers itself. A conv whose int32
-result is the output (ConvInteger, written by lower-qlinear as
-dequantize(scale 1) -> conv -> cast to int32) is matched too.
+rounded half to even, + y_zp, clamped, as integer Relax ops TVM lowers
+itself (or exact integer-valued float32 where the sums stay below 2^24).
+fold_weight_dequantize then turns the dequantised constants float ops still
+read (ConvTranspose weights) into float constants.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ import tvm
 from tvm import relax
 
 from .chains import _activation, _dtype, _Finder, _op, _shape
+from .qparams import (
+    dequantize_value,
+    dequantized_const,
+    dequantized_var,
+    integer_bias,
+    scalar,
+)
 
 _QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 
@@ -47,95 +56,6 @@ class QChain:
     lo: int
     hi: int
     members: list  # var names of the bindings replaced
-
-
-def _scalar(finder: _Finder, expr) -> float | None:
-    v = finder.const(expr)
-    if v is None or v.size != 1:
-        return None
-    return v.reshape(()).item()
-
-
-def _dequantized_const(finder: _Finder, expr, axis_len: int | None = None):
-    """(q values, scale [k] or [1], zero point, axis) of ``dequantize(const)`` or of a
-    transpose of one (a Gemm's transB), else None."""
-    if not isinstance(expr, relax.Var) or expr not in finder.value:
-        return None
-    dq = finder.value[expr]
-    if _op(dq) == "relax.permute_dims":
-        inner = _dequantized_const(finder, dq.args[0])
-        if inner is None:
-            return None
-        q, scale, zp, axis = inner
-        axes = list(range(q.ndim))[::-1] if dq.attrs.axes is None else \
-            [int(i) for i in dq.attrs.axes]
-        return np.ascontiguousarray(np.transpose(q, axes)), scale, zp, axes.index(axis % q.ndim)
-    if _op(dq) != "relax.dequantize":
-        return None
-    q = finder.const(dq.args[0]) if finder.const(dq.args[0]) is not None else \
-        _quantized_const(finder, dq.args[0])
-    scale, zp = finder.const(dq.args[1]), finder.const(dq.args[2])
-    if q is None or scale is None or zp is None:
-        return None
-    return q, scale.reshape(-1).astype(np.float64), zp.reshape(-1).astype(np.int64), \
-        int(dq.attrs.axis)
-
-
-def _quantized_const(finder: _Finder, expr) -> np.ndarray | None:
-    """The value of ``quantize(float const)`` (weights onnxruntime left float and
-    quantises in the graph: a weight shared by several convs), folded now with
-    the op's rounding (half to even) and saturation."""
-    if not isinstance(expr, relax.Var) or _op(finder.value.get(expr)) != "relax.quantize":
-        return None
-    q = finder.value[expr]
-    w, scale, zp = (finder.const(a) for a in q.args[:3])
-    dtype = _dtype(expr)
-    if w is None or scale is None or zp is None or dtype not in _QRANGE:
-        return None
-    axis, shape = int(q.attrs.axis) % w.ndim, [1] * w.ndim
-    if scale.size > 1:
-        shape[axis] = scale.size
-    lo, hi = _QRANGE[dtype]
-    v = np.round(w.astype(np.float32) / scale.astype(np.float32).reshape(shape))
-    return np.clip(v + zp.reshape(shape if zp.size > 1 else [1] * w.ndim), lo, hi).astype(dtype)
-
-
-def _dequantized_var(finder: _Finder, expr):
-    """(quantised var, scale, zero point) of a per-tensor ``dequantize(x_q)``."""
-    if not isinstance(expr, relax.Var) or expr not in finder.value:
-        return None
-    dq = finder.value[expr]
-    if _op(dq) != "relax.dequantize" or _dtype(dq.args[0]) not in _QRANGE:
-        return None
-    scale, zp = _scalar(finder, dq.args[1]), _scalar(finder, dq.args[2])
-    if scale is None or zp is None or finder.const(dq.args[0]) is not None:
-        return None
-    return dq.args[0], float(scale), int(zp)
-
-
-def _bias(finder: _Finder, expr, o: int, x_scale: float, w_scale: np.ndarray):
-    """int32 [o] for a conv's added bias: dequantize(int32 const) at scale
-    x_scale * w_scale (what quantize_static writes), or a float const rounded
-    to that scale (as onnxruntime quantises float biases)."""
-    if isinstance(expr, relax.Var) and expr in finder.value and \
-            _op(finder.value[expr]) == "relax.reshape":
-        expr = finder.value[expr].args[0]
-    step = x_scale * w_scale
-    found = _dequantized_const(finder, expr)
-    if found is not None:
-        q, scale, zp, _axis = found
-        if q.dtype != np.int32 or q.size != o or np.any(zp != 0):
-            return None
-        if not np.allclose(np.broadcast_to(scale, (o,)), np.broadcast_to(step, (o,)),
-                           rtol=1e-5):
-            # another scale: requantise it to the accumulator's (exact when equal)
-            return np.round(q.astype(np.float64) * scale / step).astype(np.int32)
-        return q.reshape(o).astype(np.int32)
-    value = finder.const(expr)
-    if value is None or value.size != o or value.dtype.kind != "f":
-        return None
-    return np.round(value.reshape(o).astype(np.float64) / np.broadcast_to(step, (o,))) \
-        .astype(np.int32)
 
 
 def _clamp(finder: _Finder, act, y_scale: float, y_zp: int, lo: int, hi: int):
@@ -161,7 +81,7 @@ def match(finder: _Finder, binding: relax.VarBinding) -> QChain | None:
     if _op(tail) == "relax.quantize":
         if _dtype(binding.var) not in _QRANGE:
             return None
-        y_scale, y_zp = _scalar(finder, tail.args[1]), _scalar(finder, tail.args[2])
+        y_scale, y_zp = scalar(finder, tail.args[1]), scalar(finder, tail.args[2])
         if y_scale is None or y_zp is None or y_scale <= 0:
             return None
         out_dtype = _dtype(binding.var)
@@ -214,8 +134,8 @@ def match(finder: _Finder, binding: relax.VarBinding) -> QChain | None:
     if op not in ("relax.nn.conv2d", "relax.matmul"):
         return None
     members.append(t.name)
-    xd = _dequantized_var(finder, value.args[0])
-    wd = _dequantized_const(finder, value.args[1])
+    xd = dequantized_var(finder, value.args[0])
+    wd = dequantized_const(finder, value.args[1])
     if xd is None or wd is None:
         return None
     x, x_scale, x_zp = xd
@@ -239,7 +159,7 @@ def match(finder: _Finder, binding: relax.VarBinding) -> QChain | None:
     w_zp = np.broadcast_to(w_zp, (o,)).astype(np.int64)
     bias = None
     if bias_expr is not None:
-        bias = _bias(finder, bias_expr, o, x_scale, w_scale)
+        bias = integer_bias(finder, bias_expr, o, x_scale, w_scale)
         if bias is None:
             return None
         if _shape(bias_expr) is not None and op == "relax.nn.conv2d" and \
@@ -316,57 +236,6 @@ def integer_expr(bb: relax.BlockBuilder, chain: QChain, x: relax.Expr,
     return relax.op.astype(v, chain.out_dtype)
 
 
-class IntegerTemplates:
-    """Conv chains on edgec's int8 template (kernels/conv2d_int8.py) for the
-    target's dot-product instruction: uint8/int8 in and out, symmetric weights,
-    not depthwise (those keep the integer Relax ops)."""
-
-    def __init__(self, isa: str, schedules) -> None:
-        self.isa, self.schedules = isa, schedules
-        self.kernels: dict = {}
-        self.notes: dict = {}  # kernel name -> replaced var names (provenance)
-
-    def __call__(self, bb: relax.BlockBuilder, chain: QChain, x: relax.Expr):
-        from .chains import conv_shape
-        from .kernels.conv2d_int8 import (
-            Requant,
-            choose_int8_tile,
-            conv2d_int8_kernel,
-            prepare_conv_int8,
-        )
-
-        x_dtype = _dtype(chain.x)
-        if chain.kind != "conv2d" or chain.out_dtype == "int32" or np.any(chain.w_zp) or \
-                chain.w.dtype != np.int8 or x_dtype not in _QRANGE:
-            return None
-        shape = conv_shape(chain.call)
-        tile = choose_int8_tile(shape, self.isa)
-        if tile is None:
-            return None
-        rq = Requant(chain.out_dtype, chain.y_zp, chain.lo, chain.hi)
-        key = (shape, tile, rq, x_dtype, chain.x_zp)
-        gv = self.kernels.get(key)
-        if gv is None:
-            kernel = conv2d_int8_kernel(shape, tile, rq, self.isa, x_dtype, chain.x_zp)
-            func, tuned = self.schedules.pick(kernel)
-            gv = bb.add_func(func, f"edgec_qconv_{self.isa.replace('-', '_')}")
-            self.schedules.added(gv.name_hint, kernel, tuned)
-            self.kernels[key] = gv
-        self.schedules.called(gv.name_hint)
-        self.notes.setdefault(gv.name_hint, []).extend(chain.members)
-        packed, bias = prepare_conv_int8(chain.w, chain.bias, chain.x_zp, x_dtype, shape.groups,
-                                         self.isa, tile)
-        oh, ow = shape.out_hw
-        g = shape.groups
-        out = [shape.n, g, shape.o // g, oh, ow] if g > 1 else [shape.n, shape.o, oh, ow]
-        y = relax.call_tir(gv, [x, relax.const(packed), relax.const(bias),
-                                relax.const(chain.mult.astype(np.float32))],
-                           relax.TensorType(out, chain.out_dtype))
-        if g > 1:
-            y = relax.op.reshape(bb.emit(y), [shape.n, shape.o, oh, ow])
-        return y
-
-
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
     def __init__(self, mod, finder: _Finder, chains: dict, make_kernel):
@@ -405,3 +274,43 @@ def lower_quantized(mod: tvm.IRModule, make_kernel=None) -> tuple[tvm.IRModule, 
     rewriter.builder_.update_func(mod.get_global_var("main"), new_main)
     out = relax.transform.DeadCodeElimination(["main"])(rewriter.builder_.get())
     return out, len(chains)
+
+
+@relax.expr_functor.mutator
+class _WeightFolder(relax.PyExprMutator):
+    def __init__(self, mod, folded: dict):
+        super().__init__(mod)
+        self.folded = folded
+
+    def visit_var_binding_(self, binding):
+        value = self.folded.get(binding.var)
+        if value is None:
+            return super().visit_var_binding_(binding)
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) \
+            else self.builder_.emit_output
+        self.set_var_remap(binding.var, emit(relax.const(value), name_hint=binding.var.name))
+
+
+def fold_weight_dequantize(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
+    """``mod`` with every ``dequantize`` of a constant left after lower_quantized
+    (weights of ops with no integer kernel: ConvTranspose, a Gemm feeding no
+    quantize) replaced by its float32 value, and how many. TVM would compute them
+    at run time, on every call, fused into the op that reads them, which keeps
+    that op off edgec's float kernels (they need constant weights): the det
+    head's two ConvTransposes ran 142 of 165 ms that way."""
+    func = mod["main"]
+    finder = _Finder(func)
+    folded = {}
+    for block in func.body.blocks:
+        for b in block.bindings:
+            if _op(b.value) == "relax.dequantize":
+                value = dequantize_value(finder, b.value)
+                if value is not None:
+                    folded[b.var] = value
+    if not folded:
+        return mod, 0
+    folder = _WeightFolder(mod, folded)
+    new_main = folder.visit_expr(func)
+    folder.builder_.update_func(mod.get_global_var("main"), new_main)
+    out = relax.transform.DeadCodeElimination(["main"])(folder.builder_.get())
+    return out, len(folded)

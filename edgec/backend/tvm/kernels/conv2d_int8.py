@@ -9,10 +9,14 @@ copies x (NCHW, as the model has it) into a padded [N, HP, C/KG, WP, KG]
 buffer, doing the activation shift an instruction needs there, then a
 register tile of XT output pixels x OB output channels accumulates in int32,
 one dot-product instruction per (pixel, KG channels, OB/lanes vectors),
-reducing over (C/KG, KH, KW). Each finished tile goes through the requant
-epilogue (+ bias, * mult in float32, round half to even, + zero point,
-clamp) vectorised over channels into a per-row buffer, and the row leaves
-for the NCHW output.
+reducing over (C/KG, KH, KW). Each finished tile goes through the epilogue
+(kernels/epilogue.py: + int32 bias, * mult in float32, then whatever float
+work the chain fused: bias, activation, affine; and the quantisation, round
+half to even, + zero point, clamp) vectorised over channels into a per-row
+buffer, and the row leaves for the NCHW output (adding a residual there),
+or straight into NCHW[b]c blocks (layout.py) when the next kernels read
+blocks: then a blocked input is read in place or through a plain padded
+copy of its blocks, since a pixel's KG channels are already adjacent.
 
 Exactness: every path computes the exact integer sum. vpdpbusd and sdot do
 not saturate; AVX2 and AVX-512 without VNNI use pmaddwd on int16 (both
@@ -36,25 +40,32 @@ identical outputs): 3x3 64->64 at 56x56 411 vs 403 GOP/s, 1x1 256->64 at
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError, TensorIntrin
 from tvm.script import tirx as T
 
-from .conv2d import ROWS_OUTER_MAX_WEIGHT_BYTES, ConvShape, cdiv, output_shape
+from .conv2d import ROWS_OUTER_MAX_WEIGHT_BYTES, ConvShape, blocked_shape, cdiv, output_shape
+from .epilogue import Epilogue, EpilogueTensors, QuantOut
 from .generic import MIN_PARALLEL_FLOPS, Kernel
 
 
 @dataclass(frozen=True)
 class Requant:
-    """int32 accumulator -> quantised output: q = clamp(nearbyint(acc * mult[o]) + zp, lo, hi)."""
+    """int32 accumulator -> quantised output: q = clamp(nearbyint(acc * mult[o]) + zp, lo, hi),
+    onnxruntime's QLinearConv arithmetic (one float32 multiplier per channel)."""
 
     out_dtype: str  # "uint8" or "int8"
     zero_point: int
     lo: int  # clamp bounds in the quantised domain (a fused ReLU is lo = zero_point)
     hi: int
+
+    def epilogue(self, mult: np.ndarray) -> Epilogue:
+        """The epilogue that computes it, with ``mult`` [O] = x_scale * w_scale / y_scale."""
+        return Epilogue(mult=np.asarray(mult, np.float32), ops=["requant"],
+                        out_q=QuantOut(None, self.zero_point, self.out_dtype, self.lo, self.hi))
 
 
 @dataclass(frozen=True)
@@ -254,8 +265,9 @@ def prepare_conv_int8(w_q: np.ndarray, bias_q: np.ndarray | None, x_zero_point: 
                       x_dtype: str, groups: int, isa: str, tile: Int8Tile
                       ) -> tuple[np.ndarray, np.ndarray]:
     """OIHW int8 weights (zero point 0) -> ([G, O/G/OB, C/G/KG, KH, KW, OB, KG]
-    in the ISA's weight dtype, zero-padded; int32 bias [O] with the input
-    zero point and shift folded in: bias - (x_zp + shift) * sum(w[o]))."""
+    in the ISA's weight dtype, zero-padded; int32 bias with the input zero
+    point and shift folded in: bias - (x_zp + shift) * sum(w[o]), laid out
+    by pad_channels)."""
     spec = ISAS[isa]
     o, cg, kh, kw = w_q.shape
     og = o // groups
@@ -268,37 +280,53 @@ def prepare_conv_int8(w_q: np.ndarray, bias_q: np.ndarray | None, x_zero_point: 
     bias = np.zeros(o, np.int64) if bias_q is None else bias_q.astype(np.int64)
     bias = bias - (x_zero_point + spec.shift(x_dtype)) * \
         w_q.astype(np.int64).reshape(o, -1).sum(axis=1)
-    return packed, bias.astype(np.int32)
+    return packed, pad_channels(bias.astype(np.int32), groups, tile)
 
 
-def requantize(value, mult, rq: Requant):
-    """int32 -> rq.out_dtype: nearbyint(float(value) * mult), clamped, + zero point
-    (clamping before the zero point is added keeps it in float: one min/max)."""
-    f32 = "float32"
-    # llvm.nearbyint directly: TVM's VectorizeLoop scalarises tirx.nearbyint
-    # (measured: the whole epilogue went scalar, vroundss per output)
-    r = tirx.call_llvm_pure_intrin(f32, "llvm.nearbyint", tirx.Cast(f32, value) * mult)
-    r = tirx.min(tirx.max(r, tirx.const(rq.lo - rq.zero_point, f32)),
-                 tirx.const(rq.hi - rq.zero_point, f32))
-    return tirx.Cast(rq.out_dtype, tirx.Cast("int32", r) + rq.zero_point)
+def pad_channels(values: np.ndarray, groups: int, tile: Int8Tile) -> np.ndarray:
+    """Per-output-channel values [O, ...] -> [G * O/G/OB * OB, ...]: each group's
+    channels padded with zeros to whole tiles, the order the kernel's
+    per-channel inputs (bias, epilogue arrays) are indexed in."""
+    o = values.shape[0]
+    og = o // groups
+    obg = cdiv(og, tile.ob)
+    out = np.zeros((groups, obg * tile.ob, *values.shape[1:]), values.dtype)
+    out[:, :og] = values.reshape(groups, og, *values.shape[1:])
+    return out.reshape(groups * obg * tile.ob, *values.shape[1:])
 
 
-def _channel_table(src, g: int, og: int, obg: int, ob: int, name: str):
-    """bias / mult as [G, O/G/OB, OB] with zeros in padded channels (inlined
-    into the epilogue as a guarded read: only when OB does not divide O/G)."""
-    if og % ob == 0:
-        return lambda gi, b, oi: src[gi * og + b * ob + oi], None
-    table = te.compute((g, obg, ob), lambda gi, b, oi: tirx.if_then_else(
-        b * ob + oi < og, src[gi * og + b * ob + oi], tirx.const(0, src.dtype)), name=name)
-    return lambda gi, b, oi: table[gi, b, oi], table
+def padded_epilogue(epi: Epilogue, groups: int, tile: Int8Tile) -> Epilogue:
+    """``epi`` with its per-channel arrays as pad_channels lays them out."""
+    def pad(a):
+        return None if a is None else pad_channels(np.asarray(a, np.float32), groups, tile)
+
+    return replace(epi, pre_bias=pad(epi.pre_bias), mult=pad(epi.mult), bias=pad(epi.bias),
+                   post=pad(epi.post))
 
 
-def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, requant: Requant, isa: str,
-                       x_dtype: str, x_zero_point: int) -> Kernel:
-    """(x [N, C, H, W] x_dtype, packed weights, bias int32 [O], mult float32 [O])
-    -> y [N, O, OH, OW] requant.out_dtype ([N, G, O/G, OH, OW] when grouped:
-    the same bytes, as conv2d.output_shape). ``x_zero_point`` is what the
-    padding is filled with (it must match the one prepare_conv_int8 folded)."""
+def can_write_blocked_int8(shape: ConvShape, tile: Int8Tile, block: int) -> bool:
+    """Whether the kernel can write NCHW[block]c: ungrouped, channel tiles of
+    whole blocks that cover the channels exactly."""
+    return shape.groups == 1 and tile.ob % block == 0 and shape.o % tile.ob == 0 \
+        and block % tile.lanes == 0
+
+
+def can_read_blocked_int8(shape: ConvShape, tile: Int8Tile, block: int) -> bool:
+    """Whether the kernel can read x as NCHW[block]c (whole KG groups in a block)."""
+    return shape.groups == 1 and shape.c % block == 0 and block % tile.kg == 0
+
+
+def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, epi: Epilogue, isa: str,
+                       x_dtype: str, x_zero_point: int, *, in_block: int = 0,
+                       out_block: int = 0) -> Kernel:
+    """(x [N, C, H, W] x_dtype, packed weights, bias int32, then the epilogue's
+    inputs: per-channel arrays laid out by padded_epilogue, a residual of the
+    output's shape) -> y [N, O, OH, OW] in the epilogue's output dtype
+    ([N, G, O/G, OH, OW] when grouped: the same bytes, as conv2d.output_shape).
+    The int32 bias and the per-channel arrays are indexed as pad_channels lays
+    them out. ``x_zero_point`` is what the padding is filled with (it must
+    match the one prepare_conv_int8 folded). ``in_block`` / ``out_block``: x /
+    y and the residual in NCHW[b]c (layout.py)."""
     spec = ISAS[isa]
     s = shape
     g = s.groups
@@ -312,11 +340,15 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, requant: Requant, isa: 
     wp = (owp - 1) * sw + (s.kw - 1) * dw + 1
     i32 = "int32"
     delta = spec.shift(x_dtype)
+    if in_block and not can_read_blocked_int8(s, tile, in_block):
+        raise ValueError(f"{s} with {tile} cannot read {in_block}-channel blocks")
+    if out_block and not can_write_blocked_int8(s, tile, out_block):
+        raise ValueError(f"{s} with {tile} cannot write {out_block}-channel blocks")
 
-    x = te.placeholder((s.n, s.c, s.h, s.w), x_dtype, name="x")
+    x = te.placeholder(blocked_shape(s.n, s.c, s.h, s.w, in_block) if in_block
+                       else (s.n, s.c, s.h, s.w), x_dtype, name="x")
     wpk = te.placeholder((g, obg, cbg, s.kh, s.kw, ob, kg), spec.w_store, name="w_packed")
-    bias = te.placeholder((s.o,), i32, name="bias")
-    mult = te.placeholder((s.o,), "float32", name="mult")
+    bias = te.placeholder((g * obg * ob,), i32, name="bias")
 
     def stored(v):
         return tirx.Cast(spec.x_store, tirx.Cast(i32, v) + delta) if delta else \
@@ -324,16 +356,44 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, requant: Requant, isa: 
 
     fill = tirx.const(x_zero_point + delta, spec.x_store)
 
-    def pad_value(n, y, cb, col, k):
-        gi, j = cb // cbg, (cb % cbg) * kg + k
-        ok = tirx.all(y >= top, y < s.h + top, col >= left, col < s.w + left)
-        if cg % kg:
-            ok = tirx.all(ok, j < cg)
-        return tirx.if_then_else(ok, stored(x[n, gi * cg + j, y - top, col - left]), fill)
+    def in_map(y, col):
+        return tirx.all(y >= top, y < s.h + top, col >= left, col < s.w + left)
 
-    # [N, HP, C/KG, WP, KG]: the rows an output row reads are contiguous and
-    # each pixel's KG channels are one 32-bit broadcast
-    xp = te.compute((s.n, hp, g * cbg, wp, kg), pad_value, name="pad")
+    if in_block:
+        # [N, C/b, HP, WP, b]: the blocks as they are, padded (each pixel's KG
+        # channels adjacent already); read in place when nothing is padded or
+        # converted
+        per_block = in_block // kg
+        copy = bool(top or left or hp > s.h or wp > s.w or delta or
+                    spec.x_store != x_dtype)
+        if copy:
+            xp = te.compute(
+                (s.n, s.c // in_block, hp, wp, in_block),
+                lambda n, cb, y, col, lane: tirx.if_then_else(
+                    in_map(y, col), stored(x[n, cb, y - top, col - left, lane]), fill),
+                name="pad")
+        else:
+            xp = x
+
+        def x_group(n, y, rcb, col, k):
+            return xp[n, rcb // per_block, y, col, (rcb % per_block) * kg + k]
+    else:
+        copy = True
+
+        def pad_value(n, y, cb, col, k):
+            gi, j = cb // cbg, (cb % cbg) * kg + k
+            ok = in_map(y, col)
+            if cg % kg:
+                ok = tirx.all(ok, j < cg)
+            return tirx.if_then_else(ok, stored(x[n, gi * cg + j, y - top, col - left]), fill)
+
+        # [N, HP, C/KG, WP, KG]: the rows an output row reads are contiguous and
+        # each pixel's KG channels are one 32-bit broadcast
+        xp = te.compute((s.n, hp, g * cbg, wp, kg), pad_value, name="pad")
+
+        def x_group(n, y, rcb, col, k):
+            return xp[n, y, rcb, col, k]
+
     rcb = te.reduce_axis((0, cbg), "rcb")
     ry = te.reduce_axis((0, s.kh), "ry")
     rx = te.reduce_axis((0, s.kw), "rx")
@@ -341,43 +401,48 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, requant: Requant, isa: 
     acc = te.compute(
         (s.n, g, obg, oh, owp, ob),
         lambda n, gi, b, y, xx, oi: te.sum(
-            tirx.Cast(i32, xp[n, y * sh + ry * dh, gi * cbg + rcb, xx * sw + rx * dw, rk])
+            tirx.Cast(i32, x_group(n, y * sh + ry * dh, gi * cbg + rcb, xx * sw + rx * dw, rk))
             * tirx.Cast(i32, wpk[gi, b, rcb, ry, rx, oi, rk]), axis=[rcb, ry, rx, rk]),
         name="acc")
-    bias_at, bias_t = _channel_table(bias, g, og, obg, ob, "bias_pad")
-    mult_at, mult_t = _channel_table(mult, g, og, obg, ob, "mult_pad")
+    out_shape = blocked_shape(s.n, s.o, oh, ow, out_block) if out_block else output_shape(s)
+    tail = EpilogueTensors(epi, g * obg * ob, out_shape)
+
+    def channel(gi, b, oi):
+        return (gi * obg + b) * ob + oi
+
+    # the per-channel epilogue on whole tiles (padded pixels and channels too)
     rq = te.compute(
         (s.n, g, obg, oh, owp, ob),
-        lambda n, gi, b, y, xx, oi: requantize(acc[n, gi, b, y, xx, oi] + bias_at(gi, b, oi),
-                                               mult_at(gi, b, oi), requant), name="rq")
-    out_shape = output_shape(s)
+        lambda n, gi, b, y, xx, oi: tail.apply_channel(
+            tirx.Cast("float32", acc[n, gi, b, y, xx, oi] + bias[channel(gi, b, oi)]),
+            channel(gi, b, oi)), name="rq")
 
     def out_value(*idx):
-        if g == 1:
-            n, o, y, xx = idx
-            gi, j = 0, o
+        if out_block:
+            n, blk, y, xx, lane = idx
+            gi, j = 0, blk * out_block + lane
+        elif g == 1:
+            n, j, y, xx = idx
+            gi = 0
         else:
             n, gi, j, y, xx = idx
-        return rq[n, gi, j // ob, y, xx, j % ob]
+        return tail.apply_tail(rq[n, gi, j // ob, y, xx, j % ob], idx)
 
     out = te.compute(out_shape, out_value, name="out")
-    workload = te.create_prim_func([x, wpk, bias, mult, out])
+    workload = te.create_prim_func([x, wpk, bias, *tail.inputs, out])
     parallel = s.flops >= MIN_PARALLEL_FLOPS
     w_bytes = np.dtype(spec.w_store).itemsize * g * obg * cbg * s.kh * s.kw * ob * kg
     rows_outer = w_bytes <= ROWS_OUTER_MAX_WEIGHT_BYTES
-    tables = [t.op.name for t in (bias_t, mult_t) if t is not None]
-    sch = _schedule(workload, tile, spec, parallel, rows_outer, tables)
+    sch = _schedule(workload, tile, spec, parallel, rows_outer, copy, in_block, out_block)
     return Kernel(workload, sch, s.flops)
 
 
 def _schedule(func, tile: Int8Tile, spec: Int8Isa, parallel: bool, rows_outer: bool,
-              tables: list[str]) -> Schedule:
+              copy: bool, in_block: int, out_block: int) -> Schedule:
     sch = Schedule(func)
-    for name in tables:  # read in place, predicated (moving rq needs its producers under it)
-        sch.compute_inline(sch.get_sblock(name))
     acc, rq, out = sch.get_sblock("acc"), sch.get_sblock("rq"), sch.get_sblock("out")
     sch.set_scope(acc, 0, "local")  # the register tile
-    sch.set_scope(rq, 0, "local")  # one output row of tiles, requantised
+    sch.set_scope(rq, 0, "local")  # one output row of tiles, through the epilogue
     n, gi, b, y, xx, oi, rcb, ry, rx, rk = sch.get_loops(acc)
     xo, xi = sch.split(xx, [None, tile.xt])
     vo, vi = sch.split(oi, [None, tile.lanes])
@@ -389,7 +454,11 @@ def _schedule(func, tile: Int8Tile, spec: Int8Isa, parallel: bool, rows_outer: b
         sch.reorder(*order, xo, rcb, ry, rx, xi, vo, vi, rk)
     rows = sch.fuse(*order)
     sch.reverse_compute_at(rq, xo)
-    sch.reverse_compute_at(out, rows)
+    if out_block:  # each pixel's channel block leaves as one vector
+        sch.reverse_compute_at(out, xo)
+        sch.vectorize(sch.get_loops(out)[-1])
+    else:
+        sch.reverse_compute_at(out, rows)
     if parallel:
         sch.parallel(rows)
     sch.unroll(xi)
@@ -407,11 +476,12 @@ def _schedule(func, tile: Int8Tile, spec: Int8Isa, parallel: bool, rows_outer: b
     sch.vectorize(rvi)
     sch.unroll(rvo)
     sch.unroll(rql[-2])
-    _schedule_pad(sch, parallel)
+    if copy:
+        _schedule_pad(sch, parallel, in_block)
     return sch
 
 
-def _schedule_pad(sch: Schedule, parallel: bool) -> None:
+def _schedule_pad(sch: Schedule, parallel: bool, in_block: int = 0) -> None:
     """The input copy: threads over (n, row); split into a fill and a copy at
     the channel-block loop, so the copy's columns run over the map only and
     LLVM vectorises its KG interleaved planes (shuffles). Split at the
@@ -419,6 +489,14 @@ def _schedule_pad(sch: Schedule, parallel: bool) -> None:
     pixel and the copy went scalar (vpinsrb per byte): 256->64 1x1 at 56x56
     spent more time there than in the dot products."""
     block = sch.get_sblock("pad")
+    if in_block:  # [N, C/b, HP, WP, b]: rows of blocks, split at the row
+        n, cb, y, col, _ = sch.get_loops(block)
+        fused = sch.fuse(n, cb, y)
+        if parallel:
+            sch.parallel(fused)
+        with contextlib.suppress(ScheduleError):
+            sch.decompose_padding(block, col)
+        return
     n, y, cb, _, _ = sch.get_loops(block)
     fused = sch.fuse(n, y)
     if parallel:

@@ -18,7 +18,7 @@ from tvm import te
 from tvm.s_tir import Schedule, ScheduleError
 
 from .conv2d import ConvShape, cdiv, read_clamped, read_padded
-from .epilogue import Epilogue, EpilogueTensors
+from .epilogue import Epilogue, EpilogueTensors, QParams, dequantize
 from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .pool import Pool
 from .vector_unit import VectorUnit
@@ -74,7 +74,11 @@ def _result(pool: Pool | None, acc, shape: ConvShape, y, x):
     return acc if pool is None else pool.finish(acc, shape, y, x)
 
 
-def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Kernel:
+def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue,
+                     x_q: QParams | None = None) -> Kernel:
+    """NCHW depthwise conv. ``x_q``: x is quantised (x_q.dtype) and read as the
+    integer x - zero point in float32 (the weights then hold integers too, and
+    the epilogue's mult scales the exact sum; see quantised_depthwise)."""
     s = shape
     oh, ow = s.out_hw
     (sh, sw), (dh, dw) = s.stride, s.dilation
@@ -83,9 +87,13 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Ke
     hp = (oh - 1) * sh + (s.kh - 1) * dh + 1
     wp = (owp - 1) * sw + (s.kw - 1) * dw + 1
     f32 = "float32"
-    x = te.placeholder((s.n, s.c, s.h, s.w), f32, name="x")
+    x = te.placeholder((s.n, s.c, s.h, s.w), x_q.dtype if x_q else f32, name="x")
     w = te.placeholder((s.c, s.kh, s.kw), f32, name="w")
     inputs = [x, w]
+
+    def x_at(*i):
+        return dequantize(x[i], x_q, integer=True) if x_q else x[i]
+
     # A stride spreads a vector's inputs sw apart: the padded plane splits each
     # row into its sw phases ([H, sw, W/sw]) so they are contiguous again.
     # Measured on Zen 4, stride 2: 136 channels of 28x28 50 -> 21 us, 272 of
@@ -96,14 +104,14 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue) -> Ke
         read = read_clamped if phases > 1 else read_padded
         xp = te.compute(
             (s.n, s.c, hp, phases, cdiv(wp, phases)),
-            lambda n, c, y, ph, xh: read(lambda *i: x[i], s, n, c, y, xh * phases + ph),
+            lambda n, c, y, ph, xh: read(x_at, s, n, c, y, xh * phases + ph),
             name="pad")
 
         def xin(n, c, y, col):
             return xp[n, c, y, col % phases, col // phases]
     else:
         def xin(n, c, y, col):
-            return x[n, c, y, col]
+            return x_at(n, c, y, col)
     ry = te.reduce_axis((0, s.kh), "ry")
     rx = te.reduce_axis((0, s.kw), "rx")
     acc = te.compute(
@@ -152,12 +160,13 @@ BLOCKED_PIXELS = 8
 
 
 def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue,
-                             pool: Pool | None = None) -> Kernel:
+                             pool: Pool | None = None, x_q: QParams | None = None) -> Kernel:
     """Depthwise conv on NCHW[b]c data (see layout.py): x, y and the residual
     are blocked, the weights [C/b, KH, KW, b]; each tap is a vector FMA over a
     block of channels, for a row tile of BLOCKED_PIXELS pixels. Padding is
     read through a branch per tap (no padded copy: depthwise convs and pools
-    are memory-bound). With ``pool``, that pool (no weights)."""
+    are memory-bound). With ``pool``, that pool (no weights). ``x_q``: x is
+    quantised, read as in depthwise_kernel."""
     s = shape
     oh, ow = s.out_hw
     (sh, sw), (dh, dw) = s.stride, s.dilation
@@ -165,13 +174,17 @@ def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue,
     xt = min(BLOCKED_PIXELS, ow)
     owp = cdiv(ow, xt) * xt
     f32 = "float32"
-    x = te.placeholder((s.n, cb, s.h, s.w, block), f32, name="x")
+    x = te.placeholder((s.n, cb, s.h, s.w, block), x_q.dtype if x_q else f32, name="x")
     w = None if pool else te.placeholder((cb, s.kh, s.kw, block), f32, name="w")
     ry = te.reduce_axis((0, s.kh), "ry")
     rx = te.reduce_axis((0, s.kw), "rx")
 
+    def x_at(n, b, iy, ix, lane):
+        v = x[n, b, iy, ix, lane]
+        return dequantize(v, x_q, integer=True) if x_q else v
+
     def tap(n, b, y, xx, lane):
-        return read_padded(lambda n, b, iy, ix: x[n, b, iy, ix, lane], s, n, b,
+        return read_padded(lambda n, b, iy, ix: x_at(n, b, iy, ix, lane), s, n, b,
                            y * sh + ry * dh, xx * sw + rx * dw, pool.fill if pool else 0.0)
 
     acc = te.compute(

@@ -5,6 +5,14 @@ Applied in this order: + bias[channel], first activation, * scale[channel]
 tensor, second activation. That covers Conv+BN(+ReLU), ResNet's
 Conv+BN+Add+ReLU, the MobileNet family's Clip (ReLU6) and HardSwish, YOLO's
 SiLU, a detection head's Sigmoid, and a transformer MLP's GELU.
+
+Quantised chains (int8 models) add three steps around that: the
+accumulator first gets its integer bias and is multiplied by ``mult``
+(x_scale * w_scale[o]: the integer sum back to real units), a quantised
+residual is dequantised as it is read, and the result is quantised as it is
+written (QuantizeLinear: round half to even, + zero point, saturate), so
+the activations between kernels are uint8 / int8 and everything between a
+conv's sum and its quantised output stays in registers.
 """
 
 from __future__ import annotations
@@ -13,6 +21,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from tvm import te, tirx
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor quantisation of a tensor: real = (q - zero_point) * scale."""
+
+    scale: float
+    zero_point: int
+    dtype: str  # "uint8" or "int8"
+
+
+#: the integer range of each quantised dtype
+QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+
+
+@dataclass(frozen=True)
+class QuantOut:
+    """How a quantised output is written: q = clamp(nearbyint(v / scale) + zero_point,
+    lo, hi) (QuantizeLinear's arithmetic; a ReLU or Clip folded into lo / hi).
+    ``scale`` None: v is already in output steps (``mult`` divided by it, the
+    one-multiplier requantisation onnxruntime's QLinearConv does)."""
+
+    scale: float | None
+    zero_point: int
+    dtype: str
+    lo: int
+    hi: int
 
 
 @dataclass
@@ -25,9 +60,20 @@ class Epilogue:
     shuffle: bool = False  # grouped conv: channels written group-interleaved
     act2: tuple | None = None  # after the residual add
     ops: list[str] = field(default_factory=list)  # what was fused, for names and reports
+    # quantised chains: [channels] float32 added to the accumulator (an integer
+    # bias, exact as a float32) and then the factor it is multiplied by
+    pre_bias: np.ndarray | None = None
+    mult: np.ndarray | None = None
+    residual_q: QParams | None = None  # the residual is read quantised
+    out_q: QuantOut | None = None  # the output is written quantised
 
     def describe(self) -> str:
         return "_".join(self.ops)
+
+    def quant_key(self) -> tuple:
+        """What of the quantisation is compiled into a kernel (kernels that differ
+        in it are different kernels; the per-channel arrays are inputs)."""
+        return (self.pre_bias is not None, self.mult is not None, self.residual_q, self.out_q)
 
 
 def _f(v: float):
@@ -99,23 +145,63 @@ def activate(value, act: tuple | None):
     raise ValueError(f"unknown activation {act[0]}")
 
 
+def dequantize(q, params: QParams | None, *, integer: bool = False):
+    """A quantised value as float32: (q - zero_point) * scale, or only
+    q - zero_point with ``integer`` (exact: the scale is applied later)."""
+    v = tirx.Cast("float32", q)
+    if params is None:
+        return v
+    if params.zero_point:
+        v = v - _f(float(params.zero_point))
+    return v if integer else v * _f(params.scale)
+
+
+def quantize(value, q: QuantOut):
+    """float32 -> q.dtype as QuantizeLinear: nearbyint(v / scale) + zero point,
+    saturated (clamped before the zero point is added: one min / max in float)."""
+    f32 = "float32"
+    if q.scale is not None:
+        value = value / _f(q.scale)  # a division, as onnxruntime's QuantizeLinear
+    # llvm.nearbyint directly: TVM's VectorizeLoop scalarises tirx.nearbyint
+    r = tirx.call_llvm_pure_intrin(f32, "llvm.nearbyint", value)
+    r = tirx.min(tirx.max(r, _f(float(q.lo - q.zero_point))), _f(float(q.hi - q.zero_point)))
+    return tirx.Cast(q.dtype, tirx.Cast("int32", r) + q.zero_point)
+
+
 class EpilogueTensors:
-    """The kernel inputs an epilogue needs (bias [C], post-activation affine
-    [C, 2], residual of the output's shape, in that order) and the write-back
-    value computed from them; one place for every kernel template."""
+    """The kernel inputs an epilogue needs (pre-bias [C] and mult [C] of a
+    quantised chain, bias [C], post-activation affine [C, 2], residual of the
+    output's shape, in that order) and the write-back value computed from
+    them; one place for every kernel template."""
 
     def __init__(self, epi: Epilogue, channels: int, out_shape: tuple[int, ...]) -> None:
         f32 = "float32"
         self.epi = epi
-        self.bias = None if epi.bias is None else te.placeholder((channels,), f32, name="bias")
-        self.post = None if epi.post is None else \
-            te.placeholder((channels, 2), f32, name="post")
-        self.residual = te.placeholder(out_shape, f32, name="residual") if epi.residual \
-            else None
+
+        def per_channel(array, name, *extra):
+            return None if array is None else te.placeholder((channels, *extra), f32, name=name)
+
+        self.pre_bias = per_channel(epi.pre_bias, "pre_bias")
+        self.mult = per_channel(epi.mult, "mult")
+        self.bias = per_channel(epi.bias, "bias")
+        self.post = per_channel(epi.post, "post", 2)
+        res_dtype = epi.residual_q.dtype if epi.residual_q is not None else f32
+        self.residual = te.placeholder(out_shape, res_dtype, name="residual") \
+            if epi.residual else None
 
     @property
     def inputs(self) -> list:
-        return [t for t in (self.bias, self.post, self.residual) if t is not None]
+        return [t for t in (self.pre_bias, self.mult, self.bias, self.post, self.residual)
+                if t is not None]
+
+    @property
+    def out_dtype(self) -> str:
+        return self.epi.out_q.dtype if self.epi.out_q is not None else "float32"
+
+    @property
+    def quantize_per_channel(self) -> bool:
+        """Whether apply_channel already quantises (nothing needs the output index)."""
+        return self.epi.out_q is not None and self.residual is None
 
     def apply(self, value, channel, out_index):
         """``value`` (the accumulator) through the epilogue, for output ``out_index``
@@ -123,17 +209,27 @@ class EpilogueTensors:
         return self.apply_tail(self.apply_channel(value, channel), out_index)
 
     def apply_channel(self, value, channel):
-        """The per-channel part (bias, activation, affine): it needs no output
-        index, so a kernel may apply it to padded tile positions too."""
+        """The per-channel part (a quantised chain's integer bias and mult, bias,
+        activation, affine; the quantisation too when there is no residual): it
+        needs no output index, so a kernel may apply it to padded tile positions."""
+        if self.pre_bias is not None:
+            value = value + self.pre_bias[channel]
+        if self.mult is not None:
+            value = value * self.mult[channel]
         if self.bias is not None:
             value = value + self.bias[channel]
         value = activate(value, self.epi.act)
         if self.post is not None:
             value = value * self.post[channel, 0] + self.post[channel, 1]
+        if self.quantize_per_channel:
+            return quantize(value, self.epi.out_q)
         return value
 
     def apply_tail(self, value, out_index):
-        """The residual add and the second activation, at a real output position."""
-        if self.residual is not None:
-            value = value + self.residual[tuple(out_index)]
-        return activate(value, self.epi.act2)
+        """The residual add and the second activation (and then the quantisation),
+        at a real output position."""
+        if self.residual is None:
+            return value
+        value = value + dequantize(self.residual[tuple(out_index)], self.epi.residual_q)
+        value = activate(value, self.epi.act2)
+        return value if self.epi.out_q is None else quantize(value, self.epi.out_q)

@@ -19,7 +19,8 @@ from tvm import te, tirx
 from tvm.s_tir import Schedule
 
 from .conv2d import cdiv
-from .conv2d_int8 import ISAS, Requant, _intrin_name, requantize
+from .conv2d_int8 import ISAS, _intrin_name
+from .epilogue import Epilogue, EpilogueTensors
 from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .matmul import MatmulShape
 
@@ -71,13 +72,14 @@ def prepare_matmul_int8(b_q: np.ndarray, bias_q: np.ndarray | None,
     return packed, bias.astype(np.int32), colsum.astype(np.int32)
 
 
-def matmul_int8_kernel(shape: MatmulShape, tile: Int8MatmulTile, requant: Requant | None,
+def matmul_int8_kernel(shape: MatmulShape, tile: Int8MatmulTile, epi: Epilogue | None,
                        isa: str, a_dtype: str, a_zero_point: int | None = 0) -> Kernel:
-    """(a [M, K] a_dtype, packed b, bias int32 [N], then mult float32 [N] if
-    ``requant``, then a_zp a_dtype [1] and colsum int32 [N] if a_zero_point is
-    None) -> out [M, N] (requant.out_dtype, or int32 = sum((a - a_zp) * b) + bias
-    without requant). A static ``a_zero_point`` must be the one
-    prepare_matmul_int8 folded."""
+    """(a [M, K] a_dtype, packed b, bias int32 [N], then a_zp a_dtype [1] and
+    colsum int32 [N] if a_zero_point is None, then the epilogue's inputs) -> out
+    [M, N]: sum((a - a_zp) * b) + bias through ``epi`` (kernels/epilogue.py:
+    * mult, float work, quantisation; Requant.epilogue for QLinearMatMul's
+    arithmetic), or as int32 without one (MatMulInteger). A static
+    ``a_zero_point`` must be the one prepare_matmul_int8 folded."""
     spec = ISAS[isa]
     s, i32 = shape, "int32"
     mr, nb, kg = tile.mr, tile.nb, tile.kg
@@ -87,13 +89,13 @@ def matmul_int8_kernel(shape: MatmulShape, tile: Int8MatmulTile, requant: Requan
     bp = te.placeholder((nbs, kb, nb, kg), spec.w_store, name="b_packed")
     bias = te.placeholder((s.n,), i32, name="bias")
     inputs = [a, bp, bias]
-    if requant is not None:
-        mult = te.placeholder((s.n,), "float32", name="mult")
-        inputs.append(mult)
     if a_zero_point is None:
         a_zp = te.placeholder((1,), a_dtype, name="a_zp")
         colsum = te.placeholder((s.n,), i32, name="colsum")
         inputs += [a_zp, colsum]
+    tail = None if epi is None else EpilogueTensors(epi, s.n, (s.m, s.n))
+    if tail is not None:
+        inputs += tail.inputs
 
     def stored(v):
         return tirx.Cast(spec.x_store, tirx.Cast(i32, v) + delta) if delta else \
@@ -119,7 +121,7 @@ def matmul_int8_kernel(shape: MatmulShape, tile: Int8MatmulTile, requant: Requan
         v = acc[m, n // nb, n % nb] + bias[n]
         if a_zero_point is None:
             v = v - tirx.Cast(i32, a_zp[0]) * colsum[n]
-        return v if requant is None else requantize(v, mult[n], requant)
+        return v if tail is None else tail.apply(tirx.Cast("float32", v), n, (m, n))
 
     out = te.compute((s.m, s.n), out_value, name="out")
     workload = te.create_prim_func([*inputs, out])
