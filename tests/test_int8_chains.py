@@ -124,8 +124,40 @@ def one_layer(path: Path) -> Path:
     return _save(path, nodes, inits, [1, 8, 9, 13], [1, 24, 9, 13])
 
 
+def det_head(path: Path) -> Path:
+    """A detection head (PP-OCR det's): two branches joined by a Concat that the next
+    conv reads quantised, then two 2x2 stride-2 ConvTransposes (the second to one
+    channel) with BatchNorm + Relu and a Sigmoid."""
+    rng = np.random.default_rng(6)
+    inits = [_w(rng, "wa", 16, 8, 1, 1), _w(rng, "wb", 16, 8, 3, 3, scale=0.15),
+             _w(rng, "wc", 24, 32, 3, 3, scale=0.08), _w(rng, "bc", 24, scale=0.1),
+             _w(rng, "wt1", 24, 24, 2, 2, scale=0.2), _w(rng, "bt1", 24, scale=0.1),
+             numpy_helper.from_array(rng.uniform(0.5, 1.5, 24).astype(np.float32), "g"),
+             _w(rng, "beta", 24, scale=0.1), _w(rng, "mean", 24, scale=0.1),
+             numpy_helper.from_array(rng.uniform(0.5, 1.5, 24).astype(np.float32), "var"),
+             _w(rng, "wt2", 24, 1, 2, 2, scale=0.3), _w(rng, "bt2", 1, scale=0.1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "wa"], ["ca"], name="branch_a"),
+        helper.make_node("Relu", ["ca"], ["ra"], name="relu_a"),
+        helper.make_node("Conv", ["x", "wb"], ["cb"], name="branch_b", pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["cb"], ["sb"], name="sigmoid_b"),
+        helper.make_node("Concat", ["ra", "sb"], ["cat"], name="concat", axis=1),
+        helper.make_node("Conv", ["cat", "wc", "bc"], ["cc"], name="fuse", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["cc"], ["rc"], name="relu_c"),
+        helper.make_node("ConvTranspose", ["rc", "wt1", "bt1"], ["t1"], name="up1",
+                         strides=[2, 2]),
+        helper.make_node("BatchNormalization", ["t1", "g", "beta", "mean", "var"], ["bn"],
+                         name="bn"),
+        helper.make_node("Relu", ["bn"], ["rt"], name="relu_t"),
+        helper.make_node("ConvTranspose", ["rt", "wt2", "bt2"], ["t2"], name="up2",
+                         strides=[2, 2]),
+        helper.make_node("Sigmoid", ["t2"], ["y"], name="prob"),
+    ]
+    return _save(path, nodes, inits, [1, 8, 12, 14], [1, 1, 48, 56])
+
+
 MODELS = {"lcnet": lcnet_block, "resnet": resnet_block, "mlp": mlp_block,
-          "one_layer": one_layer}
+          "one_layer": one_layer, "det_head": det_head}
 
 
 def _samples(folder: Path, shape, n: int = 12, seed: int = 5) -> Path:
@@ -180,6 +212,17 @@ def test_one_layer_differs_by_float_rounding_only(tmp_path):
     model, art, qdq = compile_int8(tmp_path, "one_layer")
     assert "edgec_qconv2d_bias_scale_bias_sigmoid" in _kernels(art), _kernels(art)
     check_against_qdq(art, model, qdq, exact=True)
+
+
+def test_det_head_concat_and_conv_transposes_run_in_int8(tmp_path):
+    model, art, qdq = compile_int8(tmp_path, "det_head")
+    names = _kernels(art)
+    # the concat writes the quantised tensor the conv reads; both ConvTransposes are
+    # int8 convs writing their output pixel-shuffled (the first one quantised)
+    assert "edgec_concat_q" in names, names
+    assert "edgec_qconv2d_transpose_bias_relu_q" in names, names  # BatchNorm folded
+    assert "edgec_qconv2d_transpose_bias_sigmoid" in names, names
+    check_against_qdq(art, model, qdq, exact=False)
 
 
 @pytest.mark.parametrize("name", ["lcnet", "resnet"])

@@ -199,6 +199,18 @@ def test_random_shapes_vnni():
         np.testing.assert_array_equal(got, ort_y, err_msg=str(s))
 
 
+@needs("avx512-vnni")
+def test_half_width_tiles_on_zen4():
+    """24 output channels as 3 x 8-lane vpdpbusd (256-bit) instead of 32 padded."""
+    s = shape(40, 24, (11, 20), 3)
+    tile = q.choose_int8_tile(s, "avx512-vnni", half_width=True)
+    assert (tile.ob, tile.lanes) == (24, 8)
+    assert q.choose_int8_tile(s, "avx512-vnni").lanes == 16
+    got, want, ort_y = run_conv(s, "avx512-vnni", tile=tile, seed=3)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, ort_y)
+
+
 def test_int8_isa_from_llvm_features():
     def feats(t):
         return set(codegen.llvm_get_cpu_features(tvm.target.Target(t)))

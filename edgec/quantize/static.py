@@ -9,8 +9,8 @@ symmetric int8 weights, uint8 or int8 activations). The TVM backend then
 computes each DQ -> op -> ... -> Q in one integer kernel: this module only
 decides what is quantised and the ranges.
 
-What is quantised: the inputs of Conv, Gemm and MatMul with constant
-weights (the multiply-adds, on integer dot products), not their outputs.
+What is quantised: the inputs of Conv, ConvTranspose, Gemm and MatMul with
+constant weights (the multiply-adds, on integer dot products), not their outputs.
 Everything between one such op and the next (bias, activations, HardSwish,
 PP-LCNet's affines, residual adds) stays float inside the kernel that
 computes the op and is quantised once, as the next op's input; the
@@ -41,9 +41,8 @@ from .options import QuantizeOptions
 
 #: op types whose inputs get quantised weights: what "kept float" is counted over
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-#: the op types edgec quantises (inputs only; see the module docstring); ConvTranspose
-#: has no integer kernel and stays float
-QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+#: the op types edgec quantises (inputs only; see the module docstring)
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
 @dataclass

@@ -42,6 +42,7 @@ from .kernels.depthwise import (
     depthwise_blocked_kernel,
     depthwise_kernel,
     pack_blocked_weights,
+    zero_point_bias,
 )
 from .kernels.epilogue import Epilogue
 from .kernels.generic import Kernel
@@ -59,7 +60,7 @@ from .kernels.vector_unit import VectorUnit
 from .kernels.winograd import WinogradTile, choose_winograd, pack_winograd_weights, winograd_kernel
 from .kernels.winograd import applies as applies_winograd
 from .layout import plan_layouts
-from .qchains import integer_result, quantise_chain
+from .qchains import _out_quantize, integer_result, quantise_chain
 from .tuning_db import Schedules
 
 #: shorter rows (a concat along a late axis) stay with TVM's kernel
@@ -93,6 +94,7 @@ class _Rewriter(relax.PyExprMutator):
         self.tail = {c.tail.var: c for c in chains}
         self.skip = {m.var for c in chains for m in c.members[:-1]}
         self.kernels: dict = {}  # (shape, tile, epilogue key) -> GlobalVar
+        self.fused: dict = {}  # var of a binding an earlier kernel computed -> its new var
         self.notes = notes  # kernel name -> var names of the bindings it replaced
 
     def _emit_as(self, binding, expr):
@@ -129,6 +131,9 @@ class _Rewriter(relax.PyExprMutator):
 
     def visit_var_binding_(self, binding):
         if binding.var in self.skip:
+            return
+        if binding.var in self.fused:  # computed by the kernel of an earlier binding
+            self.set_var_remap(binding.var, self.fused[binding.var])
             return
         chain = self.tail.get(binding.var)
         if chain is None:
@@ -256,14 +261,23 @@ class _Rewriter(relax.PyExprMutator):
                 return None
             return self._emit_as(binding, relax.op.concat(
                 [self.visit_expr(f) for f in parts.fields], axis=1))
-        shape = ConcatShape(outer, inners, dtype)
-        gv = self._kernel(("concat", shape), lambda: concat_kernel(shape), "edgec_concat")
+        quant = _out_quantize(self.finder, binding.var, set()) \
+            if blocked is None and dtype == "float32" else None
+        shape = ConcatShape(outer, inners, dtype, quant[1] if quant else None)
+        gv = self._kernel(("concat", shape), lambda: concat_kernel(shape),
+                          "edgec_concat" + ("_q" if quant else ""))
         self.notes.setdefault(gv.name_hint, []).append(binding.var.name)
         args = [self.builder_.emit(self._view(self.visit_expr(f), [outer, n]))
                 for f, n in zip(parts.fields, inners, strict=True)]
         y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType(
-            [outer, shape.total], dtype)))
-        return self._emit_as(binding, relax.op.reshape(y, out))
+            [outer, shape.total], shape.out_dtype)))
+        if quant is None:
+            return self._emit_as(binding, relax.op.reshape(y, out))
+        # the quantize reading it is done: its var is this kernel's output
+        self.notes[gv.name_hint].append(quant[0].var.name)
+        new = self._emit_as(quant[0], relax.op.reshape(y, out))
+        self.fused[quant[0].var] = new
+        return new
 
     def _epilogue_args(self, epi: Epilogue, residual, view=None) -> list:
         """The epilogue's inputs in EpilogueTensors' order (``view`` reshapes the
@@ -293,9 +307,11 @@ class _Rewriter(relax.PyExprMutator):
         out_dtype = epi.out_q.dtype if epi.out_q is not None else "float32"
         residual = q.residual if q.residual is not None else chain.residual
         if q.kind == "depthwise":
-            if q.int_bias is not None:
-                epi = replace(epi, pre_bias=q.int_bias.astype(np.float32))
             weight = q.w_int.reshape(shape.c, shape.kh, shape.kw).astype(np.float32)
+            pre_bias = zero_point_bias(weight, q.x_q.zero_point)
+            if q.int_bias is not None:
+                pre_bias = pre_bias + q.int_bias.astype(np.float32)
+            epi = replace(epi, pre_bias=pre_bias)
             key = ("qdw", shape, chain.tile, epi.describe(), epi.act, epi.act2,
                    epi.quant_key(), q.x_q, out_block)
             if out_block:
@@ -311,19 +327,25 @@ class _Rewriter(relax.PyExprMutator):
             args = [x, relax.const(weight)]
         else:
             tile = chain.tile
+            shuffle = pixel_shuffle_of(conv) or 0  # a ConvTranspose as a 1x1 conv
             epi = padded_epilogue(epi, shape.groups, tile)
             key = ("qconv", shape, tile, epi.describe(), epi.act, epi.act2, epi.quant_key(),
-                   q.x_q.dtype, q.x_q.zero_point, in_block, out_block, self.isa)
+                   q.x_q.dtype, q.x_q.zero_point, in_block, out_block, shuffle, self.isa)
             gv = self._kernel(key, lambda: conv2d_int8_kernel(
                 shape, tile, epi, self.isa, q.x_q.dtype, q.x_q.zero_point, in_block=in_block,
-                out_block=out_block),
+                out_block=out_block, shuffle=shuffle),
                 f"edgec_q{epi.describe()}_{self.isa.replace('-', '_')}"
                 + (f"_nchw{out_block}c" if out_block else ""))
             packed, bias = prepare_conv_int8(q.w_int.astype(np.int8), q.int_bias,
                                              q.x_q.zero_point, q.x_q.dtype, shape.groups,
                                              self.isa, tile)
-            kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block) \
-                if out_block else output_shape(shape)
+            if shuffle:  # [N, O, H, k, W, k]: the bytes of the op's [N, O, H*k, W*k]
+                kernel_out = (shape.n, shape.o // shuffle ** 2, shape.out_hw[0], shuffle,
+                              shape.out_hw[1], shuffle)
+            elif out_block:
+                kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block)
+            else:
+                kernel_out = output_shape(shape)
             args = [x, relax.const(packed), relax.const(bias)]
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
         reshaped = not out_block and list(kernel_out) != _shape(chain.tail.var)
@@ -486,7 +508,8 @@ def dispatch_kernels(mod: tvm.IRModule, unit: VectorUnit,
                 continue
             chain = find_chain(finder, b, claimed, unit)
             if chain is not None:
-                chain = quantise_chain(finder, chain, claimed, isa)
+                chain = quantise_chain(finder, chain, claimed, isa,
+                                       unit.fma_lanes < unit.lanes)
                 if chain.quant is None and integer_result(finder, chain):
                     continue  # exact int32 sums: quantized.lower_quantized's
                 chains.append(chain)

@@ -100,6 +100,10 @@ def _weights(finder: _Finder, chain: Chain):
         if q.ndim != 2:
             return None
         o, chan_axis = q.shape[1], 1
+    elif op == "relax.nn.conv2d_transpose":  # [C, O, k, k]: output channels on axis 1
+        if q.ndim != 4:
+            return None
+        o, chan_axis = q.shape[1], 1
     else:
         if op == "relax.nn.conv1d":
             q = q[:, :, None, :]
@@ -114,17 +118,26 @@ def _weights(finder: _Finder, chain: Chain):
     zp_b = np.broadcast_to(zp.reshape(shape if zp.size > 1 else [1] * q.ndim), q.shape)
     w_int = q.astype(np.int32) - zp_b.astype(np.int32)
     symmetric_int8 = q.dtype == np.int8 and not np.any(zp)
-    return w_int, np.broadcast_to(scale, (o,)).astype(np.float64), symmetric_int8
+    w_scale = np.broadcast_to(scale, (o,)).astype(np.float64)
+    if op == "relax.nn.conv2d_transpose":
+        # as chains.find_chain lays the float weights out: the 1x1 conv whose channel
+        # (o, i, j) is output pixel (i, j) of channel o
+        c, _, kh, kw = w_int.shape
+        w_int = np.ascontiguousarray(w_int.transpose(1, 2, 3, 0)).reshape(o * kh * kw, c, 1, 1)
+        w_scale = np.repeat(w_scale, kh * kw)
+    return w_int, w_scale, symmetric_int8
 
 
-def quantise_chain(finder: _Finder, chain: Chain, claimed: set, isa: str | None) -> Chain:
+def quantise_chain(finder: _Finder, chain: Chain, claimed: set, isa: str | None,
+                   half_width: bool = False) -> Chain:
     """``chain`` with its integer side (``quant``, the quantized epilogue, the
     output quantize as its tail) when an integer kernel can compute it, else
-    ``chain`` unchanged (the float kernel then reads the dequantised input)."""
+    ``chain`` unchanged (the float kernel then reads the dequantised input).
+    ``half_width``: half-width vectors cost the target no throughput."""
     call = chain.head.value
     op = _op(call)
-    if op not in ("relax.nn.conv2d", "relax.nn.conv1d", "relax.matmul") or \
-            chain.epilogue.shuffle:
+    if op not in ("relax.nn.conv2d", "relax.nn.conv1d", "relax.matmul",
+                  "relax.nn.conv2d_transpose") or chain.epilogue.shuffle:
         return chain
     xd = dequantized_var(finder, call.args[0])
     w = _weights(finder, chain)
@@ -133,6 +146,9 @@ def quantise_chain(finder: _Finder, chain: Chain, claimed: set, isa: str | None)
     x, xs, xzp = xd
     w_int, ws, symmetric_int8 = w
     x_q = QParams(xs, xzp, _dtype(x))
+    channel_scale = chain.channel_scale
+    if op == "relax.nn.conv2d_transpose" and channel_scale is not None:
+        channel_scale = np.repeat(channel_scale, w_int.shape[0] // channel_scale.size)
     if op == "relax.matmul":
         if isa is None or not symmetric_int8:
             return chain
@@ -142,7 +158,7 @@ def quantise_chain(finder: _Finder, chain: Chain, claimed: set, isa: str | None)
     elif isinstance(chain.tile, DepthwiseTile):
         kind, tile = "depthwise", chain.tile
     else:
-        tile = choose_int8_tile(conv_shape(call), isa) \
+        tile = choose_int8_tile(conv_shape(call), isa, half_width=half_width) \
             if isa is not None and symmetric_int8 else None
         if tile is None:
             return chain
@@ -159,7 +175,7 @@ def quantise_chain(finder: _Finder, chain: Chain, claimed: set, isa: str | None)
     # exact: bias, then ReLU / Clip folded into the clamp, then the quantize
     int_bias = None
     simple = out_q is not None and chain.residual is None and epi.post is None and \
-        chain.channel_scale is None and (epi.act is None or epi.act[0] in ("relu", "clip")) \
+        channel_scale is None and (epi.act is None or epi.act[0] in ("relu", "clip")) \
         and len(chain.bias_exprs) <= 1 and None not in chain.bias_exprs
     if simple:
         int_bias = integer_bias(finder, chain.bias_exprs[0], o, xs, ws) \
@@ -174,8 +190,8 @@ def quantise_chain(finder: _Finder, chain: Chain, claimed: set, isa: str | None)
     else:
         int_bias = None
         mult = np.float32(xs) * ws.astype(np.float32)
-        if chain.channel_scale is not None:
-            mult = mult * chain.channel_scale.astype(np.float32)
+        if channel_scale is not None:
+            mult = mult * channel_scale.astype(np.float32)
         epi = replace(epi, mult=mult.astype(np.float32), out_q=out_q)
     residual = None
     if chain.residual is not None:

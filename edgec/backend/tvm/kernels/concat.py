@@ -28,17 +28,36 @@ class ConcatShape:
     outer: int
     inners: tuple[int, ...]  # row length of each input
     dtype: str
+    quantize: object | None = None  # epilogue.QuantOut: float32 in, quantised out
 
     @property
     def total(self) -> int:
         return sum(self.inners)
 
+    @property
+    def out_dtype(self) -> str:
+        return self.quantize.dtype if self.quantize is not None else self.dtype
+
+
+def _value(shape: ConcatShape, read: str) -> str:
+    """What a copy writes: the input, or it quantised as QuantizeLinear does (an
+    int8 model's concat feeding a conv: one pass instead of a float concat and a
+    quantize over it)."""
+    q = shape.quantize
+    if q is None:
+        return read
+    r = f'T.call_llvm_pure_intrin("float32", "llvm.nearbyint", {read} / T.float32({q.scale!r}))'
+    r = f"T.max(T.min({r}, T.float32({float(q.hi - q.zero_point)!r})), " \
+        f"T.float32({float(q.lo - q.zero_point)!r}))"
+    return f'T.Cast("{q.dtype}", T.Cast("int32", {r}) + {q.zero_point})'
+
 
 def concat_kernel(shape: ConcatShape) -> Kernel:
-    """(in0 [outer, inner0], in1, ...) -> out [outer, sum(inner)]."""
+    """(in0 [outer, inner0], in1, ...) -> out [outer, sum(inner)] (quantised when
+    ``shape.quantize``)."""
     s = shape
     params = [f'in{i}: T.Buffer(({s.outer}, {n}), "{s.dtype}")' for i, n in enumerate(s.inners)]
-    params.append(f'out: T.Buffer(({s.outer}, {s.total}), "{s.dtype}")')
+    params.append(f'out: T.Buffer(({s.outer}, {s.total}), "{s.out_dtype}")')
     lines = ["@T.prim_func(s_tir=True)",
              f"def main({', '.join(params)}):",
              '    T.func_attr({"tirx.noalias": True})']
@@ -61,7 +80,7 @@ def concat_kernel(shape: ConcatShape) -> Kernel:
             f'{body}    with T.sblock("copy{i}"):',
             f"{body}        r = T.axis.spatial({s.outer}, {q} // {nch})",
             f"{body}        c = T.axis.spatial({n}, {q} % {nch} * {CHUNK} + j)",
-            f"{body}        out[r, {offset} + c] = in{i}[r, c]",
+            f"{body}        out[r, {offset} + c] = {_value(s, f'in{i}[r, c]')}",
         ]
         if not last:
             lines.append(f"{pad}else:")

@@ -107,7 +107,7 @@ def read_padded(x_at, shape: ConvShape, n, c, y, col, fill: float | None = 0.0):
     return tirx.if_then_else(_in_map(shape, y, col), x_at(n, c, y - top, col - left), pad)
 
 
-def read_clamped(x_at, shape: ConvShape, n, c, y, col):
+def read_clamped(x_at, shape: ConvShape, n, c, y, col, fill: float = 0.0):
     """read_padded as a select between a read clamped into the map and zero:
     both sides are always evaluated, so a copy made of it vectorises. For
     the depthwise kernel's copy that splits rows into a stride's phases,
@@ -118,7 +118,7 @@ def read_clamped(x_at, shape: ConvShape, n, c, y, col):
     top, left = shape.pad[0], shape.pad[1]
     iy = tirx.max(tirx.min(y - top, shape.h - 1), 0)
     ix = tirx.max(tirx.min(col - left, shape.w - 1), 0)
-    return tirx.Select(_in_map(shape, y, col), x_at(n, c, iy, ix), tirx.const(0.0, "float32"))
+    return tirx.Select(_in_map(shape, y, col), x_at(n, c, iy, ix), tirx.const(fill, "float32"))
 
 
 @dataclass(frozen=True)

@@ -193,11 +193,17 @@ ISAS = {
 }
 
 
-def _intrin_name(isa: Int8Isa) -> str | None:
+def _intrin_name(isa: Int8Isa, lanes: int | None = None) -> str | None:
+    """The tensor intrinsic for ``isa`` at ``lanes`` int32 lanes (default: the
+    ISA's; half of them is the same instruction on half-width registers)."""
     if isa.intrin is None:
         return None
-    return _dot_intrin(f"edgec_dot_{isa.intrin}_{isa.lanes}x{isa.kg}", isa.lanes, isa.kg,
-                       isa.x_store, isa.w_store, isa.intrin)
+    lanes = lanes or isa.lanes
+    kind = isa.intrin
+    if kind.startswith(("vpdpbusd", "pmaddwd")):
+        kind = kind[:-3] + str(lanes * 32)
+    return _dot_intrin(f"edgec_dot_{kind}_{lanes}x{isa.kg}", lanes, isa.kg,
+                       isa.x_store, isa.w_store, kind)
 
 
 def int8_isa(arch: str, features: set[str]) -> str:
@@ -229,35 +235,42 @@ def is_depthwise(shape: ConvShape) -> bool:
     return shape.groups > 1 and (shape.c // shape.groups == 1 or shape.o // shape.groups == 1)
 
 
-def choose_int8_tile(shape: ConvShape, isa: str, *, accumulators: int | None = None
-                     ) -> Int8Tile | None:
+def choose_int8_tile(shape: ConvShape, isa: str, *, accumulators: int | None = None,
+                     half_width: bool = False) -> Int8Tile | None:
     """The tile with the least padded work and the fewest loads per dot
     product, with 3/4 to all of the ISA's accumulator registers. None for
     depthwise / channel-wise convs (one channel per group: no channel
     reduction for a dot product, and 1-channel blocks would pad 16x): those
-    stay on the float path."""
+    stay on the float path. ``half_width``: vectors of half the lanes may be
+    chosen too, where they cost no throughput (Zen 4 runs 512-bit ops as two
+    256-bit halves) and pad less: 24 channels as 3 x 8 lanes instead of 32."""
     if is_depthwise(shape):
         return None
     spec = ISAS[isa]
     og = shape.o // shape.groups
     _, ow = shape.out_hw
     max_accs = accumulators or spec.accumulators
+    widths = [spec.lanes]
+    if half_width and spec.intrin is not None and spec.intrin.endswith("512") \
+            and og % spec.lanes and og % (spec.lanes // 2) == 0:
+        widths.append(spec.lanes // 2)
     best, best_score = None, -1.0
-    for vectors in (1, 2, 3, 4):
-        ob = vectors * spec.lanes
-        if vectors > 1 and ob > cdiv(og, spec.lanes) * spec.lanes:
-            break
-        for xt in range(1, min(ow, max_accs // vectors) + 1):
-            accs = vectors * xt
-            useful = (og / (cdiv(og, ob) * ob)) * (ow / (cdiv(ow, xt) * xt))
-            sat = max_accs * 3 // 4
-            fill = min(accs, sat) / sat
-            # per dot product: a weight vector serves xt pixels, a broadcast
-            # input (folded into the instruction on x86) serves the vectors
-            loads = 1 + 1.0 / xt + 0.25 / vectors
-            score = useful * fill / loads
-            if score > best_score + 1e-9:
-                best, best_score = Int8Tile(ob, xt, spec.lanes, spec.kg), score
+    for lanes in widths:
+        for vectors in (1, 2, 3, 4):
+            ob = vectors * lanes
+            if vectors > 1 and ob > cdiv(og, lanes) * lanes:
+                break
+            for xt in range(1, min(ow, max_accs // vectors) + 1):
+                accs = vectors * xt
+                useful = (og / (cdiv(og, ob) * ob)) * (ow / (cdiv(ow, xt) * xt))
+                sat = max_accs * 3 // 4
+                fill = min(accs, sat) / sat
+                # per dot product: a weight vector serves xt pixels, a broadcast
+                # input (folded into the instruction on x86) serves the vectors
+                loads = 1 + 1.0 / xt + 0.25 / vectors
+                score = useful * fill / loads
+                if score > best_score + 1e-9:
+                    best, best_score = Int8Tile(ob, xt, lanes, spec.kg), score
     return best
 
 
@@ -318,7 +331,7 @@ def can_read_blocked_int8(shape: ConvShape, tile: Int8Tile, block: int) -> bool:
 
 def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, epi: Epilogue, isa: str,
                        x_dtype: str, x_zero_point: int, *, in_block: int = 0,
-                       out_block: int = 0) -> Kernel:
+                       out_block: int = 0, shuffle: int = 0) -> Kernel:
     """(x [N, C, H, W] x_dtype, packed weights, bias int32, then the epilogue's
     inputs: per-channel arrays laid out by padded_epilogue, a residual of the
     output's shape) -> y [N, O, OH, OW] in the epilogue's output dtype
@@ -326,7 +339,9 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, epi: Epilogue, isa: str
     The int32 bias and the per-channel arrays are indexed as pad_channels lays
     them out. ``x_zero_point`` is what the padding is filled with (it must
     match the one prepare_conv_int8 folded). ``in_block`` / ``out_block``: x /
-    y and the residual in NCHW[b]c (layout.py)."""
+    y and the residual in NCHW[b]c (layout.py). ``shuffle`` = k: y pixel-shuffled,
+    [N, O/k^2, H, k, W, k], as conv2d.conv2d_kernel writes a ConvTranspose whose
+    kernel equals its stride (channel (o, i, j) is pixel (i, j) of channel o)."""
     spec = ISAS[isa]
     s = shape
     g = s.groups
@@ -404,7 +419,14 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, epi: Epilogue, isa: str
             tirx.Cast(i32, x_group(n, y * sh + ry * dh, gi * cbg + rcb, xx * sw + rx * dw, rk))
             * tirx.Cast(i32, wpk[gi, b, rcb, ry, rx, oi, rk]), axis=[rcb, ry, rx, rk]),
         name="acc")
-    out_shape = blocked_shape(s.n, s.o, oh, ow, out_block) if out_block else output_shape(s)
+    if shuffle and (out_block or g > 1):
+        raise ValueError(f"{s}: a pixel shuffle needs an ungrouped conv with NCHW output")
+    if shuffle:
+        out_shape = (s.n, s.o // (shuffle * shuffle), oh, shuffle, ow, shuffle)
+    elif out_block:
+        out_shape = blocked_shape(s.n, s.o, oh, ow, out_block)
+    else:
+        out_shape = output_shape(s)
     tail = EpilogueTensors(epi, g * obg * ob, out_shape)
 
     def channel(gi, b, oi):
@@ -418,7 +440,10 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, epi: Epilogue, isa: str
             channel(gi, b, oi)), name="rq")
 
     def out_value(*idx):
-        if out_block:
+        if shuffle:
+            n, o, y, i, xx, jj = idx
+            gi, j = 0, (o * shuffle + i) * shuffle + jj
+        elif out_block:
             n, blk, y, xx, lane = idx
             gi, j = 0, blk * out_block + lane
         elif g == 1:
@@ -433,21 +458,23 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, epi: Epilogue, isa: str
     parallel = s.flops >= MIN_PARALLEL_FLOPS
     w_bytes = np.dtype(spec.w_store).itemsize * g * obg * cbg * s.kh * s.kw * ob * kg
     rows_outer = w_bytes <= ROWS_OUTER_MAX_WEIGHT_BYTES
-    sch = _schedule(workload, tile, spec, parallel, rows_outer, copy, in_block, out_block)
+    sch = _schedule(workload, tile, spec, parallel, rows_outer, copy, in_block, out_block,
+                    bool(shuffle))
     return Kernel(workload, sch, s.flops)
 
 
 def _schedule(func, tile: Int8Tile, spec: Int8Isa, parallel: bool, rows_outer: bool,
-              copy: bool, in_block: int, out_block: int) -> Schedule:
+              copy: bool, in_block: int, out_block: int, shuffle: bool = False) -> Schedule:
     sch = Schedule(func)
     acc, rq, out = sch.get_sblock("acc"), sch.get_sblock("rq"), sch.get_sblock("out")
     sch.set_scope(acc, 0, "local")  # the register tile
-    sch.set_scope(rq, 0, "local")  # one output row of tiles, through the epilogue
+    if not shuffle:
+        sch.set_scope(rq, 0, "local")  # one output row of tiles, through the epilogue
     n, gi, b, y, xx, oi, rcb, ry, rx, rk = sch.get_loops(acc)
     xo, xi = sch.split(xx, [None, tile.xt])
     vo, vi = sch.split(oi, [None, tile.lanes])
     order = (n, gi, y, b) if rows_outer else (n, gi, b, y)
-    intrin = _intrin_name(spec)
+    intrin = _intrin_name(spec, tile.lanes)
     if intrin is None:  # kg = 1: the multiply-adds vectorised over channels
         sch.reorder(*order, xo, rcb, ry, rx, rk, xi, vo, vi)
     else:  # (lanes, kg) innermost: what the instruction computes
@@ -457,6 +484,13 @@ def _schedule(func, tile: Int8Tile, spec: Int8Isa, parallel: bool, rows_outer: b
     if out_block:  # each pixel's channel block leaves as one vector
         sch.reverse_compute_at(out, xo)
         sch.vectorize(sch.get_loops(out)[-1])
+    elif shuffle:
+        # a pass of its own: TVM cannot place it under the rows (its channel index
+        # o * k^2 + i * k + j defeats the region analysis); rq is a whole buffer
+        on, oo, oy = sch.get_loops(out)[:3]
+        fused = sch.fuse(on, oo, oy)
+        if parallel:
+            sch.parallel(fused)
     else:
         sch.reverse_compute_at(out, rows)
     if parallel:

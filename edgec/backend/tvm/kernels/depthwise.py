@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from tvm import te
+import numpy as np
+from tvm import te, tirx
 from tvm.s_tir import Schedule, ScheduleError
 
 from .conv2d import ConvShape, cdiv, read_clamped, read_padded
-from .epilogue import Epilogue, EpilogueTensors, QParams, dequantize
+from .epilogue import Epilogue, EpilogueTensors, QParams
 from .generic import MIN_PARALLEL_FLOPS, Kernel
 from .pool import Pool
 from .vector_unit import VectorUnit
@@ -76,9 +77,10 @@ def _result(pool: Pool | None, acc, shape: ConvShape, y, x):
 
 def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue,
                      x_q: QParams | None = None) -> Kernel:
-    """NCHW depthwise conv. ``x_q``: x is quantised (x_q.dtype) and read as the
-    integer x - zero point in float32 (the weights then hold integers too, and
-    the epilogue's mult scales the exact sum; see quantised_depthwise)."""
+    """NCHW depthwise conv. ``x_q``: x is quantised (x_q.dtype) and read as its
+    integer value in float32, the padding as the zero point (the weights hold
+    integers too, the caller folds -zero point * sum(w) into the epilogue's
+    pre_bias: zero_point_bias, and mult scales the exact sum: qchains.py)."""
     s = shape
     oh, ow = s.out_hw
     (sh, sw), (dh, dw) = s.stride, s.dilation
@@ -91,8 +93,10 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue,
     w = te.placeholder((s.c, s.kh, s.kw), f32, name="w")
     inputs = [x, w]
 
+    fill = float(x_q.zero_point) if x_q else 0.0
+
     def x_at(*i):
-        return dequantize(x[i], x_q, integer=True) if x_q else x[i]
+        return tirx.Cast(f32, x[i]) if x_q else x[i]
 
     # A stride spreads a vector's inputs sw apart: the padded plane splits each
     # row into its sw phases ([H, sw, W/sw]) so they are contiguous again.
@@ -104,7 +108,7 @@ def depthwise_kernel(shape: ConvShape, tile: DepthwiseTile, epi: Epilogue,
         read = read_clamped if phases > 1 else read_padded
         xp = te.compute(
             (s.n, s.c, hp, phases, cdiv(wp, phases)),
-            lambda n, c, y, ph, xh: read(x_at, s, n, c, y, xh * phases + ph),
+            lambda n, c, y, ph, xh: read(x_at, s, n, c, y, xh * phases + ph, fill),
             name="pad")
 
         def xin(n, c, y, col):
@@ -181,11 +185,13 @@ def depthwise_blocked_kernel(shape: ConvShape, block: int, epi: Epilogue,
 
     def x_at(n, b, iy, ix, lane):
         v = x[n, b, iy, ix, lane]
-        return dequantize(v, x_q, integer=True) if x_q else v
+        return tirx.Cast(f32, v) if x_q else v  # quantised: as depthwise_kernel reads it
+
+    fill = float(x_q.zero_point) if x_q else (pool.fill if pool else 0.0)
 
     def tap(n, b, y, xx, lane):
         return read_padded(lambda n, b, iy, ix: x_at(n, b, iy, ix, lane), s, n, b,
-                           y * sh + ry * dh, xx * sw + rx * dw, pool.fill if pool else 0.0)
+                           y * sh + ry * dh, xx * sw + rx * dw, fill)
 
     acc = te.compute(
         (s.n, cb, oh, owp, block),
@@ -220,3 +226,9 @@ def pack_blocked_weights(weight, block: int):
     """[C, KH, KW] (depthwise OIHW with I = 1, squeezed) -> [C/b, KH, KW, b]."""
     c, kh, kw = weight.shape
     return weight.reshape(c // block, block, kh, kw).transpose(0, 2, 3, 1).copy()
+
+
+def zero_point_bias(weight: np.ndarray, zero_point: int) -> np.ndarray:
+    """-zero_point * sum(w[c]) per channel: what reading a quantised input without
+    subtracting its zero point adds to each sum (weights [C, KH, KW])."""
+    return (-float(zero_point) * weight.reshape(weight.shape[0], -1).sum(1)).astype(np.float32)
