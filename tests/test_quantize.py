@@ -283,8 +283,10 @@ def test_quant_report_keeps_the_most_sensitive_layers_float(tmp_path, built):
     def db(v):
         return float(v)  # "inf" when a layer alone changes nothing
 
-    worst = min(rep["layers"], key=lambda la: db(la["sensitivity_db"]))["node"]
-    assert rep["kept_float"][0] == worst  # the most sensitive layer goes first
+    # the most noise per MAC goes first
+    first = max(rep["layers"], key=lambda la: 10 ** (-db(la["sensitivity_db"]) / 10)
+                / max(la["macs"], 1))["node"]
+    assert rep["kept_float"][0] == first
     out_now = rep["outputs"][0]["sqnr_db"]
     out_int8 = rep["outputs_all_int8"][0]["sqnr_db"]
     assert out_now == "inf" or out_now > out_int8

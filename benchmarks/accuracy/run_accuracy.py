@@ -269,7 +269,12 @@ class EdgecEngine:
             self.artifacts[m] = edgec.load(path)
             man = self.artifacts[m].manifest
             q = man.get("quantization") or _find_key(man, "quantize")
-            modes.append(f"{m} {q.get('mode', '?') if isinstance(q, dict) else 'float32'}")
+            mode = q.get("mode", "?") if isinstance(q, dict) else "float32"
+            kept = q.get("kept_float", []) if isinstance(q, dict) else []
+            if kept:
+                mode += (f" with {len(kept)} of {len(kept) + q.get('quantized_ops', 0)} "
+                         "conv/matmul layers kept float")
+            modes.append(f"{m} {mode}")
         shown = folder.resolve()
         shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
         self.label = f"edgec artifacts in {shown} ({', '.join(modes)})"

@@ -7,10 +7,10 @@ quantiser pass and one onnxruntime run, not a calibration.
 - Accumulated: in the fully quantised model, the layer's int8 output (as the
   next layer reads it, after QuantizeLinear -> DequantizeLinear) against the
   float one: the noise from the input up to there.
-``max_drop`` keeps the most sensitive layers float, the fewest that bring
-every output's SQNR to the budget (bisection over the sensitivity order;
-automatic mixed precision); their share of the MACs is reported (the speed
-they cost is an estimate from MACs, not a measurement).
+``max_drop`` keeps layers float, the fewest that bring every output's SQNR
+to the budget (bisection over the layers ordered by the noise each adds per
+MAC it runs: automatic mixed precision); their share of the MACs is
+reported (the speed they cost is an estimate from MACs, not a measurement).
 """
 
 from __future__ import annotations
@@ -189,6 +189,16 @@ def _worst(outputs: list[dict]) -> float:
     return min(o["sqnr_db"] for o in outputs)
 
 
+def _noise_per_mac(layer: LayerError) -> float:
+    """The output noise a layer adds on its own (relative power, from its
+    sensitivity) per multiply-accumulate it would run in int8: the order
+    ``max_drop`` keeps layers float in, so the noise goes first where it buys
+    the least speed. By sensitivity alone, PP-OCRv4 rec kept 69% of its MACs
+    float for a 20 dB budget; by this order, small depthwise and squeeze-excite
+    convs go first (measured: see README, int8 accuracy)."""
+    return 10.0 ** (-layer.sensitivity_db / 10.0) / max(layer.macs, 1)
+
+
 def quant_report(float_model: onnx.ModelProto, options: QuantizeOptions,
                  calibration: Calibration, evaluation: Calibration, *, source: str,
                  max_drop: float | None = None,
@@ -215,7 +225,7 @@ def quant_report(float_model: onnx.ModelProto, options: QuantizeOptions,
         kept: list[str] = []
         final, opts = outputs, options
         if max_drop is not None and _worst(outputs) < max_drop:
-            order = [la.node for la in sorted(layers, key=lambda la: la.sensitivity_db)]
+            order = [la.node for la in sorted(layers, key=_noise_per_mac, reverse=True)]
             tried: dict[int, list[dict]] = {0: outputs}
 
             def attempt(k: int) -> list[dict]:
