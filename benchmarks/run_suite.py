@@ -70,8 +70,9 @@ def main() -> int:
         reports.append(report)
     table = markdown_table(reports)
     if any(r.result("edgec", "int8") for r in reports):
-        table += ("\nint8 (`--quantize int8`; onnxruntime runs the very QDQ graph edgec "
-                  "compiled, TFLite onnx2tf's integer model calibrated on the same samples; "
+        table += ("\nint8 (`--quantize int8`; onnxruntime runs quantize_static's own default "
+                  "QDQ model (every op quantised, per-channel weights), TFLite onnx2tf's "
+                  "integer model, both calibrated on the same samples; "
                   "inputs: a calibration sample, SQNR against onnxruntime fp32; "
                   + ", ".join(f"{n}: {'random calibration, speed only' if c == 'random' else c}"
                               for n, c in int8.items() if n in names)

@@ -425,7 +425,8 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
               json_out: Path | None, plot_out: Path | None, **q) -> None:
     """Time edgec against onnxruntime and TFLite on MODEL: same inputs, same threads.
 
-    With --quantize int8, also edgec int8 and onnxruntime int8 (the same QDQ graph).
+    With --quantize int8, also edgec int8, onnxruntime int8 (quantize_static's default,
+    same calibration) and TFLite int8.
     """
     from . import api  # the compiler side, loaded only when needed
     from .bench import BenchOptions, run_bench

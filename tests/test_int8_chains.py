@@ -240,3 +240,21 @@ def test_int8_chains_under_emulated_arm(tmp_path, target):
         model, art, qdq = compile_int8(tmp_path / name, name, target=target)
         assert "_nchw4c" in _kernels(art), _kernels(art)
         check_against_qdq(art, model, qdq, exact=False, emulate=True)
+
+
+def test_profile_reports_int8_op_rates(tmp_path):
+    """edgec profile's GOP/s: the manifest records each edgec kernel's ops per call
+    (2 x its multiply-adds: 2 x 32 x 16 x 9 per output pixel for conv1), the profile
+    divides by the measured time per call."""
+    from edgec.runtime.profiler import profile
+
+    _model, art, _qdq = compile_int8(tmp_path, "lcnet")
+    kernels = art.manifest["kernels"]
+    conv1 = next(k for k in kernels if k.startswith("edgec_qconv2d_bias_hardswish"))
+    assert kernels[conv1]["arith"] == "int8"
+    assert kernels[conv1]["ops_per_call"] == 2 * 32 * 16 * 9 * 20 * 22
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 20, 22)).astype(np.float32)
+    rows = {r.name: r for r in profile(art.session(), {"x": x}, repeat=5).rows}
+    row = rows[conv1]
+    assert row.gops_per_s == pytest.approx(row.ops_per_call / (row.us_per_call * 1e3))
+    assert row.to_json(1.0)["gops_per_s"] > 0

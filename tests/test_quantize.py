@@ -363,8 +363,9 @@ def test_fp16_under_emulated_arm(tmp_path, built):
 
 
 def test_bench_adds_int8_rows(tmp_path, built):
-    """edgec int8 and onnxruntime int8 on the same QDQ graph, timed with the fp32 rows,
-    on a calibration sample, each with its SQNR against onnxruntime fp32."""
+    """edgec int8 and onnxruntime int8 (onnxruntime's own quantize_static flow on the
+    same calibration data), timed with the fp32 rows, on a calibration sample, each
+    with its SQNR against onnxruntime fp32."""
     tmp, model, _art = built
     js = tmp_path / "b.json"
     res = subprocess.run([*EDGEC, "bench", str(model), "--quantize", "int8", "--calibration",
@@ -380,8 +381,6 @@ def test_bench_adds_int8_rows(tmp_path, built):
     for key in (("edgec", "int8"), ("onnxruntime", "int8")):
         assert rows[key]["status"] == "ok" and rows[key]["sqnr_db"] >= 25, rows[key]
         assert rows[key]["stats"]["runs"] >= 5
-    # the same integer arithmetic: the two int8 engines agree far better than with fp32
-    assert abs(rows[("edgec", "int8")]["sqnr_db"] - rows[("onnxruntime", "int8")]["sqnr_db"]) < 3
     # sizes are recorded (on this tiny model the int8 kernels outweigh its weights)
     assert rows[("edgec", "int8")]["artifact_bytes"] > 0 < rows[("edgec", "fp32")]["artifact_bytes"]
     assert "int8" in " ".join(res.stdout.split())

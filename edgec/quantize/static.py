@@ -213,15 +213,42 @@ def _entropy_ranges(src: Path, tmp: Path, reader: _Reader, options: QuantizeOpti
     return str(cache)
 
 
+def weights_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` at IR 7 or newer with no weight listed as a graph input.
+
+    IR < 4 needs every initializer listed as a graph input, which edgec's passes
+    do not keep; onnxruntime's opset upgrade (to 13 for per-channel QDQ) then
+    fails on "undefined" weights. And IR 3 lists every weight as a graph input
+    too: onnxruntime then takes them for run-time values and quantises them as
+    activations (uint8, per tensor, in the graph), which no integer kernel wants."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model.ir_version = max(model.ir_version, 7)
+    weights = {t.name for t in model.graph.initializer}
+    kept = [vi for vi in model.graph.input if vi.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    return model
+
+
+#: how a model is quantised: edgec's scheme (module docstring), or onnxruntime's own
+#: default (every op it knows, outputs too) for the onnxruntime int8 yardstick, which
+#: onnxruntime runs fastest (its QLinearConv fusions need a quantize after each op)
+SCHEMES = ("edgec", "onnxruntime")
+
+
 def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration: Calibration,
                   *, source: str, say: Callable[[str], None] = lambda _m: None,
-                  ranges: Path | None = None, only: tuple[str, ...] | None = None
-                  ) -> tuple[onnx.ModelProto, QuantSummary]:
+                  ranges: Path | None = None, only: tuple[str, ...] | None = None,
+                  scheme: str = "edgec") -> tuple[onnx.ModelProto, QuantSummary]:
     """``model`` (float, static shapes) as a QDQ model calibrated on ``calibration``.
 
     ``ranges``: a file of calibrated ranges, read when it exists (no calibration
     run) and written otherwise: quant-report quantises one model many ways.
-    ``only``: quantise just these nodes (a layer's sensitivity)."""
+    ``only``: quantise just these nodes (a layer's sensitivity). ``scheme``: one
+    of SCHEMES."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme {scheme!r}: one of {SCHEMES}")
+    edgec_scheme = scheme == "edgec"
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -230,27 +257,16 @@ def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration:
     )
 
     t0 = time.perf_counter()
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    # IR < 4 needs every initializer listed as a graph input, which edgec's passes
-    # do not keep; onnxruntime's opset upgrade (to 13 for per-channel QDQ) then
-    # fails on "undefined" weights
-    model.ir_version = max(model.ir_version, 7)
-    # and IR 3 lists every weight as a graph input too: onnxruntime then takes them
-    # for run-time values and quantises them as activations (uint8, per tensor,
-    # in the graph), which no integer kernel wants
-    weights = {t.name for t in model.graph.initializer}
-    kept = [vi for vi in model.graph.input if vi.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(kept)
-    model = _upgrade_opset(model, source)
+    model = _upgrade_opset(weights_as_constants(model), source)
     _name_nodes(model)
     exclude = sorted(set(excluded_nodes(model, options.keep_float, source))
-                     | set(activation_matmuls(model)))
+                     | set(activation_matmuls(model) if edgec_scheme else ()))
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[options.method]
     extra = {"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True,
              "CalibPercentile": options.percentile,
-             "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}
+             **({"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}
+                if edgec_scheme else {})}
     summary = QuantSummary(options, calibration)
     root = logging.getLogger()
     level = root.level
@@ -273,7 +289,7 @@ def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration:
                     activation_type=QuantType.QInt8 if options.symmetric_activations
                     else QuantType.QUInt8,
                     weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                    op_types_to_quantize=list(QUANTIZED_OPS),
+                    op_types_to_quantize=list(QUANTIZED_OPS) if edgec_scheme else None,
                     nodes_to_quantize=list(only) if only is not None else None,
                     calibrate_method=method, extra_options=extra)
         finally:

@@ -55,17 +55,29 @@ class KernelTime:
     calls: int
     onnx_nodes: tuple[str, ...] | None  # None: unknown (or not applicable to builtins)
     ops: tuple[str, ...] | None
+    ops_per_call: int = 0  # arithmetic per call (2 per multiply-add), when known
+    arith: str = ""  # "int8" or "float32", with ops_per_call
 
     @property
     def us_per_call(self) -> float:
         return self.ms * 1e3 / self.calls if self.calls else 0.0
 
+    @property
+    def gops_per_s(self) -> float | None:
+        """Integer ops (int8 kernels) or FLOPs (float ones) per second, in billions."""
+        if not self.ops_per_call or not self.us_per_call:
+            return None
+        return self.ops_per_call / (self.us_per_call * 1e3)
+
     def to_json(self, total_ms: float) -> dict:
+        rate = self.gops_per_s
         return {"name": self.name, "kind": self.kind, "ms": round(self.ms, 4),
                 "share": round(self.ms / total_ms, 4) if total_ms else 0.0,
                 "calls": self.calls, "us_per_call": round(self.us_per_call, 3),
                 "onnx_nodes": list(self.onnx_nodes) if self.onnx_nodes is not None else None,
-                "ops": list(self.ops) if self.ops is not None else None}
+                "ops": list(self.ops) if self.ops is not None else None,
+                **({"ops_per_call": self.ops_per_call, "arith": self.arith,
+                    "gops_per_s": round(rate, 2)} if rate is not None else {})}
 
 
 @dataclass
@@ -250,7 +262,9 @@ def _summarise(session: Session, latency: LatencyStats, walls: list[float],
         rows.append(KernelTime(
             name=name, kind=kind, ms=total_ns[name] / n / 1e6, calls=round(count[name] / n),
             onnx_nodes=tuple(entry["onnx_nodes"]) if entry else None,
-            ops=tuple(entry["ops"]) if entry else None))
+            ops=tuple(entry["ops"]) if entry else None,
+            ops_per_call=int(entry.get("ops_per_call", 0)) if entry else 0,
+            arith=str(entry.get("arith", "")) if entry else ""))
     rows.sort(key=lambda r: (-r.ms, r.name))
     sums = [sum(b - a for _, a, b in run) / 1e9 for run in runs]
     shortest = min((b - a for run in runs for _, a, b in run), default=0) / 1e3
@@ -290,19 +304,25 @@ def render_profile(prof: Profile, console: Console, *, top: int | None = None) -
                   title_justify="left")
     for col, justify in (("#", "right"), ("kernel", "left"), ("ms", "right"),
                          ("share", "right"), ("calls", "right"), ("µs/call", "right"),
-                         ("ONNX ops", "left"), ("ONNX nodes", "left")):
+                         ("GOP/s", "right"), ("ONNX ops", "left"), ("ONNX nodes", "left")):
         table.add_column(col, justify=justify)
 
     def add(label: str, rows: list[KernelTime], index: str = "", nodes=("", ""),
-            per_call: bool = True) -> None:
+            per_call: bool = True, rate: str = "") -> None:
         ms = sum(r.ms for r in rows)
         calls = sum(r.calls for r in rows)
         table.add_row(index, label, f"{ms:.3f}", f"{ms / total:.1%}" if total else "-",
                       str(calls), f"{ms * 1e3 / calls:.1f}" if calls and per_call else "",
-                      escape(nodes[1]), escape(nodes[0]))
+                      rate, escape(nodes[1]), escape(nodes[0]))
+
+    def rate(row: KernelTime) -> str:
+        gops = row.gops_per_s
+        if gops is None:
+            return ""
+        return f"{gops:.0f}" + (" int8" if row.arith == "int8" else "")
 
     for i, row in enumerate(shown, 1):
-        add(escape(row.name), [row], str(i), _nodes_text(row))
+        add(escape(row.name), [row], str(i), _nodes_text(row), rate=rate(row))
     rest = kernels[len(shown):]
     if rest:
         add(f"({len(rest)} more kernels)", rest)
@@ -313,6 +333,9 @@ def render_profile(prof: Profile, console: Console, *, top: int | None = None) -
     add("total", prof.rows, per_call=False)
     console.print(table)
     console.print("latency (no instrumentation): " + prof.latency.line())
+    if any(r.gops_per_s for r in kernels):
+        console.print("GOP/s: edgec kernels' multiply-adds (2 ops each) per second of the "
+                      "kernel's time; int8: integer ops of the int8 templates, else float32")
     over = prof.overhead
     console.print(f"per-call times add up to {prof.kernel_sum.median_ms:.3f} ms per run = "
                   f"{prof.coverage:.1%} of that median (check: within ±"

@@ -245,6 +245,16 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
     return mod, unit
 
 
+def _note_ops(kernels: dict, schedules: Schedules) -> None:
+    """Each edgec kernel's arithmetic per call in the manifest's kernel table (for
+    ``edgec profile``'s GOP/s): ``ops_per_call`` (two per multiply-add) and
+    ``arith``, int8 for the integer templates (their names start edgec_q)."""
+    for name, kernel in schedules.kernels.items():
+        if name in kernels and kernel.flops:
+            kernels[name]["ops_per_call"] = int(kernel.flops)
+            kernels[name]["arith"] = "int8" if name.startswith("edgec_q") else "float32"
+
+
 def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
            save_temps: Path | None, schedules: Schedules, fp16: bool = False) -> BuildResult:
     seconds, counts = {}, {}
@@ -256,6 +266,7 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
         with t, tracker.pass_context():
             mod = _pipeline(t, unit.lanes)(mod)
         kernels = tracker.kernels(mod)
+        _note_ops(kernels, schedules)
         if save_temps is not None:
             (save_temps / "relax-after.py").write_text(mod.script(show_meta=False))
         executable = tvm.compile(mod, target=t, relax_pipeline=None)
