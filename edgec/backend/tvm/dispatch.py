@@ -339,13 +339,8 @@ class _Rewriter(relax.PyExprMutator):
             packed, bias = prepare_conv_int8(q.w_int.astype(np.int8), q.int_bias,
                                              q.x_q.zero_point, q.x_q.dtype, shape.groups,
                                              self.isa, tile)
-            if shuffle:  # [N, O, H, k, W, k]: the bytes of the op's [N, O, H*k, W*k]
-                kernel_out = (shape.n, shape.o // shuffle ** 2, shape.out_hw[0], shuffle,
-                              shape.out_hw[1], shuffle)
-            elif out_block:
-                kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block)
-            else:
-                kernel_out = output_shape(shape)
+            # pixel-shuffled, [N, O, H, k, W, k], is the bytes of the op's [N, O, H*k, W*k]
+            kernel_out = output_shape(shape, out_block=out_block, pixel_shuffle=shuffle)
             args = [x, relax.const(packed), relax.const(bias)]
         self.notes.setdefault(gv.name_hint, []).extend(m.var.name for m in chain.members)
         reshaped = not out_block and list(kernel_out) != _shape(chain.tail.var)
@@ -438,13 +433,11 @@ class _Rewriter(relax.PyExprMutator):
             x = self.builder_.emit(self._view(x, [shape.n, shape.c, 1, shape.w]))
         args = [x, relax.const(weight)]
         grouped = not depthwise and shape.groups > 1
-        if out_block:  # read only by edgec conv kernels, which take it blocked
-            kernel_out = blocked_shape(shape.n, shape.o, *shape.out_hw, out_block)
-        elif shuffle:  # [N, O, H, k, W, k]: the bytes of the op's [N, O, H*k, W*k]
-            kernel_out = (shape.n, shape.o // shuffle ** 2, shape.out_hw[0], shuffle,
-                          shape.out_hw[1], shuffle)
-        elif grouped:
-            kernel_out = output_shape(shape, epi.shuffle)
+        if out_block or shuffle or grouped:
+            # blocks are read only by edgec conv kernels, which take them blocked; a
+            # pixel shuffle's [N, O, H, k, W, k] is the bytes of the op's [N, O, H*k, W*k]
+            kernel_out = output_shape(shape, epi.shuffle, out_block=out_block,
+                                      pixel_shuffle=shuffle)
         else:
             kernel_out = (shape.n, shape.o, *shape.out_hw)
         reshaped = not out_block and list(kernel_out) != _shape(chain.tail.var)

@@ -205,11 +205,19 @@ def pack_weights(weight: np.ndarray, groups: int, ob: int) -> np.ndarray:
         w.reshape(groups, obg, ob, cg, kh, kw).transpose(0, 1, 3, 4, 5, 2))
 
 
-def output_shape(shape: ConvShape, shuffle: bool = False) -> tuple[int, ...]:
+def output_shape(shape: ConvShape, shuffle: bool = False, *, out_block: int = 0,
+                 pixel_shuffle: int = 0) -> tuple[int, ...]:
     """The kernel's output: NCHW, or [N, G, O/G, H, W] for a grouped conv (the
     same bytes; dispatch reshapes), so each group's channels index simply;
-    [N, O/G, G, H, W] when a channel shuffle (ShuffleNet's) is folded in."""
+    [N, O/G, G, H, W] when a channel shuffle (ShuffleNet's) is folded in;
+    NCHW[out_block]c blocks; [N, O/k^2, H, k, W, k] when the output is written
+    pixel-shuffled by k = ``pixel_shuffle`` (a ConvTranspose's)."""
     oh, ow = shape.out_hw
+    if pixel_shuffle:
+        k = pixel_shuffle
+        return (shape.n, shape.o // (k * k), oh, k, ow, k)
+    if out_block:
+        return blocked_shape(shape.n, shape.o, oh, ow, out_block)
     if shape.groups == 1:
         return (shape.n, shape.o, oh, ow)
     if shuffle:
@@ -304,12 +312,7 @@ def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue, *, in_block: 
         raise ValueError(f"{s} with {tile} cannot write {out_block}-channel blocks")
     if shuffle and (out_block or not can_pixel_shuffle(s, tile, shuffle)):
         raise ValueError(f"{s} with {tile} cannot write a pixel shuffle by {shuffle}")
-    if shuffle:
-        out_shape = (s.n, s.o // (shuffle * shuffle), oh, shuffle, ow, shuffle)
-    elif out_block:
-        out_shape = blocked_shape(s.n, s.o, oh, ow, out_block)
-    else:
-        out_shape = output_shape(s, epi.shuffle)
+    out_shape = output_shape(s, epi.shuffle, out_block=out_block, pixel_shuffle=shuffle)
     tail = EpilogueTensors(epi, s.o, out_shape)
     inputs += tail.inputs
 

@@ -421,12 +421,7 @@ def conv2d_int8_kernel(shape: ConvShape, tile: Int8Tile, epi: Epilogue, isa: str
         name="acc")
     if shuffle and (out_block or g > 1):
         raise ValueError(f"{s}: a pixel shuffle needs an ungrouped conv with NCHW output")
-    if shuffle:
-        out_shape = (s.n, s.o // (shuffle * shuffle), oh, shuffle, ow, shuffle)
-    elif out_block:
-        out_shape = blocked_shape(s.n, s.o, oh, ow, out_block)
-    else:
-        out_shape = output_shape(s)
+    out_shape = output_shape(s, out_block=out_block, pixel_shuffle=shuffle)
     tail = EpilogueTensors(epi, g * obg * ob, out_shape)
 
     def channel(gi, b, oi):
