@@ -18,7 +18,9 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def _err(e: EngineResult) -> str:
     if e.sqnr_db is not None:
-        mark = "" if e.within_tolerance else " (below 20 dB)"
+        from ..verification import DEFAULT_MIN_SQNR
+
+        mark = "" if e.within_tolerance else f" (below {DEFAULT_MIN_SQNR['int8']:g} dB)"
         return f"{e.max_abs_err:.2g} abs, SQNR {e.sqnr_db:.1f} dB{mark}"
     if e.max_abs_err is None:
         return "-"
