@@ -21,13 +21,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, load
+from .console import SafeConsole, shown
 from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError, first_line
-from .fsutil import atomic_write
+from .fsutil import atomic_write, check_output
 from .specs import DEFAULT_MAX_MODEL_BYTES, parse_const_spec, parse_shape_spec
 
 # Made per invocation in main(), so COLUMNS and the streams of that moment apply.
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = SafeConsole(highlight=False)
+err = SafeConsole(stderr=True, highlight=False)
 EXIT_INTERNAL = 70  # an edgec bug (EX_SOFTWARE); run with --debug and report it
 _state = {"debug": bool(os.environ.get("EDGEC_DEBUG"))}
 
@@ -185,21 +186,39 @@ def compile_cmd(model: Path, output: Path | None, **o) -> None:
     m = art.manifest
     passes = m["passes"]
     first, last = passes[0]["nodes_before"], passes[-1]["nodes_after"]
-    out.print(f"compiled {model} for {m['target']['name']} -> {art.path} "
+    out.print(f"compiled {shown(model)} for {m['target']['name']} -> {shown(art.path)} "
               f"({art.path.stat().st_size / 1024:.0f} KiB, {m['compile_seconds']['total']:.1f} s)")
     out.print(f"  passes ({m['pipeline']}): nodes {first} -> {last}; "
               + ", ".join(f"{p['name']} {p['nodes_before']}->{p['nodes_after']}"
                           for p in passes if p["nodes_before"] != p["nodes_after"]))
-    out.print("  inputs:  " + ", ".join(s.describe() for s in art.inputs))
-    out.print("  outputs: " + ", ".join(s.describe() for s in art.outputs))
+    out.print("  inputs:  " + shown(", ".join(s.describe() for s in art.inputs)))
+    out.print("  outputs: " + shown(", ".join(s.describe() for s in art.outputs)))
     tuning = m.get("tuning")
     if tuning:
         tuned = tuning["tuned_kernels"]
-        out.print(f"  tuning db {tuning['db']}: "
+        out.print(f"  tuning db {shown(tuning['db'])}: "
                   + (f"{len(tuned)} kernel(s) use a tuned schedule" if tuned
                      else "no kernel has a faster record than its template"))
     if o["save_temps"]:
-        out.print(f"  intermediates in {o['save_temps']}")
+        out.print(f"  intermediates in {shown(o['save_temps'])}")
+
+
+def _check_outputs(**paths: Path | None) -> None:
+    """Each output option's path checked before any work (fsutil.check_output)."""
+    for option, path in paths.items():
+        if path is not None:
+            check_output(path, what="--" + option.replace("_", "-"))
+
+
+def _summary(v: np.ndarray) -> str:
+    """min, max and mean of an output (numbers only where they exist: an output
+    may have no elements, or be strings or booleans)."""
+    if v.size == 0:
+        return "(no elements)"
+    if v.dtype.kind not in "biuf":
+        return f"{v.size} element(s)"
+    x = v.astype(np.float64)
+    return f"min {x.min():.6g} max {x.max():.6g} mean {x.mean():.6g}"
 
 
 def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, np.ndarray]:
@@ -230,6 +249,8 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
 def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None,
             repeat: int, emulate: bool) -> None:
     """Run an artifact on this machine (or under qemu) and write its outputs to .npz."""
+    target = output or artifact.with_name(artifact.stem + ".out.npz")
+    check_output(target, what="-o", inputs=(artifact,))
     art = load(artifact)
     feeds = _feeds(art, inputs, random, seed)
     if emulate:
@@ -240,13 +261,11 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
     else:
         session = art.session()
         results = session.run(feeds)
-    target = output or artifact.with_name(artifact.stem + ".out.npz")
     with atomic_write(target) as f:  # never a half-written .npz
         np.savez(f, **results)
     for name, v in results.items():
-        out.print(f"{name}: {v.dtype}{list(v.shape)} min {v.min():.6g} max {v.max():.6g} "
-                  f"mean {v.astype(np.float64).mean():.6g}")
-    out.print(f"outputs written to {target}")
+        out.print(f"{shown(name)}: {v.dtype}{list(v.shape)} " + _summary(v))
+    out.print(f"outputs written to {shown(target)}")
     if emulate:
         out.print("ran under qemu-user: no latency (emulated time says nothing about a board)")
     elif repeat > 0:
@@ -277,6 +296,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
     a warning says when they do not add up to within 15% of the latency
     measured without it.
     """
+    _check_outputs(trace=trace, json=json_out)
     from .runtime.profiler import profile, render_profile
 
     art = load(artifact)
@@ -289,7 +309,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
         if path is not None:
             with atomic_write(path) as f:
                 f.write(json.dumps(data(), indent=1).encode())
-            out.print(f"{what} written to {path}")
+            out.print(f"{what} written to {shown(path)}")
 
 
 @cli.command("verify")
@@ -318,6 +338,7 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
     PATH is an ONNX model (compiled now with the compile options) or an
     .edgec artifact (then give --model).
     """
+    _check_outputs(json=json_out)
     from . import api  # the compiler side, loaded only when needed
     from .artifact import Artifact
     from .verification import DEFAULT_TOLERANCES, verify_artifact
@@ -379,7 +400,8 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
         elif repeat > 0 and report.ok:
             out.print("edgec latency: " + art.session().time(feeds, repeat=repeat).line())
         if json_out is not None:
-            json_out.write_text(json.dumps(report.to_json(), indent=2))
+            with atomic_write(json_out) as f:
+                f.write(json.dumps(report.to_json(), indent=2).encode())
         if not report.ok:
             bad = [c.name for c in report.checks if not c.ok]
             if quant:
@@ -428,6 +450,7 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
     With --quantize int8, also edgec int8, onnxruntime int8 (quantize_static's default,
     same calibration) and TFLite int8.
     """
+    _check_outputs(json=json_out, plot=plot_out)
     from . import api  # the compiler side, loaded only when needed
     from .bench import BenchOptions, run_bench
     from .bench.render import failure_lines, int8_speedup, plot, ratio_to_best_peer, rich_table
@@ -496,6 +519,7 @@ def tune_cmd(model: Path, target: str, input_shapes, input_consts, opt_level,
 
     Resumable: records are saved as they are measured, so after Ctrl-C the
     same command continues where it stopped."""
+    _check_outputs(json=json_out)
     from . import api
     from .tuning import parse_budget, tune
 
@@ -576,6 +600,7 @@ def _tune_bar():
 def quant_report_cmd(model: Path, input_shapes, input_consts, opt_level, eval_data,
                      max_drop, json_out, plot_out, top, **o) -> None:
     """Per-layer and per-output int8 error of MODEL against float (onnxruntime)."""
+    _check_outputs(json=json_out, plot=plot_out)
     from . import api
 
     o.setdefault("quantize", "int8")
@@ -786,9 +811,9 @@ PIPE_WIDTH = 10_000
 def _console(*, stderr: bool) -> Console:
     """A console for stdout or stderr: the terminal's width, COLUMNS when set, and
     otherwise no limit, so logs keep whole rows and whole numbers."""
-    console = Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    console = SafeConsole(stderr=stderr, highlight=False, soft_wrap=stderr)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=PIPE_WIDTH)
+        console = SafeConsole(stderr=stderr, highlight=False, soft_wrap=stderr, width=PIPE_WIDTH)
     return console
 
 

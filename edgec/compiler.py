@@ -28,6 +28,7 @@ from .artifact import LIBRARY, Artifact, TensorSpec, write_artifact
 from .errors import UnsupportedError, UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings
 from .frontend.prepare import bind, run_passes
+from .fsutil import check_output
 from .passes import DEFAULT_PIPELINE, resolve_pipeline
 from .quantize.options import QuantizeOptions
 from .target_registry import Target, resolve_target
@@ -103,9 +104,11 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
     if both:
         raise UsageError(f"input(s) {', '.join(both)} given both --input-shape and "
                          "--input-const; a constant's shape comes from its value")
+    output = check_output(output if output is not None else Path(model.stem + ".edgec"),
+                          inputs=(model,))
     return CompilePlan(
         model=model,
-        output=Path(output) if output is not None else Path(model.stem + ".edgec"),
+        output=output,
         target=resolved,
         pipeline=label,
         passes=passes,
@@ -148,19 +151,53 @@ def _spec(value: ir.Value, source: Path, what: str) -> TensorSpec:
     return TensorSpec(value.name, tuple(value.shape), value.dtype.numpy().name)
 
 
-def _gather_bounds(model: ir.Model) -> dict[str, int]:
-    """Integer inputs used directly as Gather indices: the size they must stay below."""
-    bounds: dict[str, int] = {}
+#: index inputs per op: (input position of the data, of the indices, kind); an "nd" op's
+#: last index dim picks that many leading axes of the data (after batch_dims)
+_INDEX_OPS = {"Gather": (0, 1, "axis"), "GatherElements": (0, 1, "axis"),
+              "ScatterElements": (0, 1, "axis"), "GatherND": (0, 1, "nd"),
+              "ScatterND": (0, 1, "nd")}
+
+
+def _index_extents(model: ir.Model) -> dict[str, list[int]]:
+    """Integer graph inputs used directly as gather / scatter indices -> the extent of
+    the axis each indexes: one number, or one per last-dim slot for GatherND and
+    ScatterND. ONNX allows [-extent, extent); the runtime refuses anything else
+    before running (runtime/session.py)."""
+    extents: dict[str, list[int]] = {}
     for node in model.graph:
-        if node.op_type == "Gather" and len(node.inputs) == 2 and node.inputs[1] is not None \
-                and node.inputs[1].is_graph_input() and node.inputs[0] is not None \
-                and node.inputs[0].shape is not None:
-            axis = node.attributes.get_int("axis", 0)
-            size = node.inputs[0].shape[axis]
-            if isinstance(size, int):
-                name = node.inputs[1].name
-                bounds[name] = min(size, bounds.get(name, size))
-    return bounds
+        spec = _INDEX_OPS.get(node.op_type)
+        if spec is None or len(node.inputs) <= spec[1]:
+            continue
+        data, idx = node.inputs[spec[0]], node.inputs[spec[1]]
+        if data is None or idx is None or not idx.is_graph_input() or data.shape is None \
+                or not all(isinstance(d, int) for d in data.shape):
+            continue
+        shape = list(data.shape)
+        if spec[2] == "axis":
+            found = [shape[node.attributes.get_int("axis", 0) % len(shape)]]
+        else:
+            if idx.shape is None or not isinstance(idx.shape[-1], int):
+                continue
+            batch = node.attributes.get_int("batch_dims", 0)
+            found = shape[batch:batch + idx.shape[-1]]
+        old = extents.get(idx.name)
+        if old is None:
+            extents[idx.name] = found
+        elif len(old) == len(found):
+            extents[idx.name] = [min(a, b) for a, b in zip(old, found, strict=True)]
+        else:  # used both ways: the smallest extent bounds every element
+            extents[idx.name] = [min(*old, *found)]
+    return extents
+
+
+def _input_entry(spec: TensorSpec, extents: dict[str, list[int]]) -> dict:
+    """A manifest input: its spec, and for index inputs ``index_extents`` and
+    ``valid_range`` ([0, smallest extent]: what random inputs are drawn from)."""
+    entry = spec.to_json()
+    if spec.name in extents:
+        entry["index_extents"] = extents[spec.name]
+        entry["valid_range"] = [0, min(extents[spec.name])]
+    return entry
 
 
 @contextlib.contextmanager
@@ -218,7 +255,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
         timings["passes"] = time.perf_counter() - t0
         inputs = [_spec(v, plan.model, "input") for v in model.graph.inputs]
         outputs = [_spec(v, plan.model, "output") for v in model.graph.outputs]
-        bounds = _gather_bounds(model)
+        extents = _index_extents(model)
         declared = loaded.declared_inputs()
         proto = ir.serde.serialize_model(model)
         quant = None
@@ -245,8 +282,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
                              "inputs": {s.name: declared.get(s.name) for s in inputs}},
             "target": {**plan.target.to_json(), "tvm_resolved": result.tvm_target,
                        "device_modules": result.device_modules},
-            "inputs": [dict(s.to_json(), **({"valid_range": [0, bounds[s.name]]}
-                                          if s.name in bounds else {})) for s in inputs],
+            "inputs": [_input_entry(s, extents) for s in inputs],
             "outputs": [s.to_json() for s in outputs],
             "bindings": plan.bindings.to_json(),
             "pipeline": plan.pipeline,

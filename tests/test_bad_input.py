@@ -356,3 +356,44 @@ def test_input_const_files_get_the_same_checks_as_inputs(cli, conv_onnx, tmp_pat
         assert_one_line_error(res, EXIT_USAGE, "--input-const x", needle)
         assert "allow_pickle" not in res.err
     assert not (tmp_path / "o.edgec").exists()
+
+
+@pytest.mark.parametrize("bad", ["same", "device", "file-parent", "folder"])
+def test_bad_output_path_is_refused_before_compiling(cli, conv_onnx, tmp_path, bad):
+    """Checked before any work: the user's model is never overwritten, a device node
+    never replaced by a rename, and nothing is created."""
+    before = conv_onnx.read_bytes()
+    out = {"same": conv_onnx, "device": Path("/dev/null"),
+           "file-parent": conv_onnx / "x.edgec", "folder": tmp_path}[bad]
+    res = cli("compile", conv_onnx, "-o", out)
+    assert_one_line_error(res, EXIT_USAGE)
+    assert conv_onnx.read_bytes() == before
+    assert Path("/dev/null").is_char_device()
+    assert_nothing_written(tmp_path, "conv.onnx")
+
+
+def test_run_output_on_the_artifact_itself_is_refused(cli, conv_onnx, tmp_path):
+    art = tmp_path / "c.edgec"
+    assert cli("compile", conv_onnx, "-o", art).code == 0
+    before = art.read_bytes()
+    res = cli("run", art, "--random", "-o", art, "--repeat", "0")
+    assert_one_line_error(res, EXIT_USAGE, "is the input file itself")
+    assert art.read_bytes() == before
+
+
+def test_names_with_markup_and_escape_sequences_are_shown_inert(cli, tmp_path):
+    """Names come from the model: '[/]' is not rich markup (it crashed as an internal
+    error), and a terminal escape sequence is shown as \\x1b, never sent raw."""
+    name = "in[/]put\x1b[2J\x1b]0;pwned\x07"
+    model = conv_model()
+    model.graph.input[0].name = name
+    model.graph.node[0].input[0] = name
+    model.graph.node[0].name = "[bold]conv\x1b[31m"
+    path = save(model, tmp_path / "we[ir]d.onnx")
+    for args in (("inspect", path), ("compile", path, "-o", tmp_path / "w.edgec"),
+                 ("run", tmp_path / "w.edgec", "--random", "--repeat", "0"),
+                 ("profile", tmp_path / "w.edgec", "--repeat", "1")):
+        res = cli(*args)
+        assert res.code == 0, (args, res.err)
+        assert "\x1b" not in res.out + res.err, args
+    assert "in[/]put\\x1b[2J" in cli("compile", path, "-o", tmp_path / "w2.edgec").out

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..artifact import read_verified
 from ..cache import cache_dir
-from ..errors import ToolchainError, UnsupportedError, UsageError
+from ..errors import ToolchainError, UnsupportedError
+from ..runtime.inputs import checked_inputs
 from ..target_registry import EMULATED, host_arch
 from .builder import build_bundle
 from .runtime_libs import runtime_libraries
@@ -79,12 +80,8 @@ def run_emulated(artifact, feeds: dict[str, np.ndarray], *, timeout_s: float = 3
         manifest = read_verified(artifact.path, extract_to=work)  # hashes checked again
         stage_model(work / "model", manifest, work)
         files = []
-        for i, spec in enumerate(artifact.inputs):
-            value = np.ascontiguousarray(np.asarray(feeds[spec.name]).astype(spec.dtype))
-            if value.shape != spec.shape:
-                raise UsageError(f"{artifact.path}: input '{spec.name}' has shape "
-                                 f"{list(value.shape)}, the artifact takes {list(spec.shape)}")
-            np.save(work / f"input_{i}.npy", value)
+        for i, value in enumerate(checked_inputs(artifact.path, manifest, feeds)):
+            np.save(work / f"input_{i}.npy", np.ascontiguousarray(value))
             files.append(str(work / f"input_{i}.npy"))
         out_dir = work / "out"
         out_dir.mkdir()

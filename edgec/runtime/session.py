@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import LIBRARY, TensorSpec, read_verified
-from ..errors import UnsupportedError, UsageError
+from ..errors import UnsupportedError
 from ..stats import LatencyStats
 from ..target_registry import host_compatibility
 from . import native
+from .inputs import checked_inputs
 
 #: TVM's generated code assumes tensor data aligned to 64 bytes (it may use
 #: aligned vector loads); numpy only guarantees 16, which crashed at random.
@@ -108,44 +109,9 @@ class Session:
         return native.num_threads()
 
     def _args(self, feeds: dict[str, np.ndarray]) -> list:
-        unknown = sorted(set(feeds) - {s.name for s in self.inputs})
-        if unknown:
-            raise UsageError(f"{self.path}: no input named {', '.join(unknown)}; inputs are: "
-                             + ", ".join(s.describe() for s in self.inputs))
         ffi = native.ffi()
-        args = []
-        for spec in self.inputs:
-            if spec.name not in feeds:
-                raise UsageError(f"{self.path}: input '{spec.name}' is missing; give "
-                                 f"{spec.describe()} (or use --random)")
-            arr = np.asarray(feeds[spec.name])
-            if tuple(arr.shape) != spec.shape:
-                raise UsageError(f"{self.path}: input '{spec.name}' has shape "
-                                 f"{list(arr.shape)}, the artifact takes {list(spec.shape)}; "
-                                 + self._reshape_hint(spec, tuple(arr.shape)))
-            if arr.dtype != np.dtype(spec.dtype):
-                if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
-                    raise UsageError(f"{self.path}: input '{spec.name}' is {arr.dtype}, the "
-                                     f"model takes {spec.dtype}")
-                arr = arr.astype(spec.dtype)
-            args.append(ffi.from_dlpack(aligned_copy(arr)))
-        return args
-
-    def _reshape_hint(self, spec: TensorSpec, shape: tuple[int, ...]) -> str:
-        """What to do about a wrong shape: recompile only where the model's own
-        dims allow the given shape (dynamic there), else fix the data."""
-        declared = self.manifest["source_model"].get("inputs", {}).get(spec.name, "unknown")
-        if declared == "unknown":  # an artifact from before the manifest kept them
-            return (f"give an array of that shape, or recompile with --input-shape "
-                    f"{spec.name}=... if the model's dims are dynamic")
-        if declared is not None and (len(declared) != len(shape) or any(
-                isinstance(d, int) and d != s for d, s in zip(declared, shape, strict=False))):
-            dims = ",".join("?" if d is None or isinstance(d, str) else str(d) for d in declared)
-            legend = " ('?': dynamic)" if "?" in dims else ""
-            return (f"the model itself fixes it to [{dims}]{legend}, so give an array of "
-                    f"shape {list(spec.shape)}")
-        return ("the model allows other sizes there: recompile with --input-shape "
-                f"{spec.name}={','.join(map(str, shape))} to run this one")
+        return [ffi.from_dlpack(aligned_copy(a))
+                for a in checked_inputs(self.path, self.manifest, feeds)]
 
     def _collect(self, result) -> dict[str, np.ndarray]:
         values = [result] if hasattr(result, "__dlpack__") else list(result)

@@ -29,6 +29,7 @@ from ...target_registry import Target
 from .dispatch import dispatch_kernels
 from .fp16 import to_fp16
 from .importer import import_onnx
+from .index_bounds import guard_indices
 from .kernels.conv2d_int8 import int8_isa
 from .kernels.generic import ParallelizeDefaultKernels
 from .kernels.vector_unit import vector_unit
@@ -204,6 +205,7 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
     else:
         mod = import_onnx(model, source)
     seconds["import"] = time.perf_counter() - t0
+    mod, _guarded = guard_indices(mod)  # no gather or scatter reads or writes out of bounds
     if save_temps is not None:
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
     features = set(codegen.llvm_get_cpu_features(cpu_side(t)))
