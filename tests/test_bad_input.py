@@ -397,3 +397,42 @@ def test_names_with_markup_and_escape_sequences_are_shown_inert(cli, tmp_path):
         assert res.code == 0, (args, res.err)
         assert "\x1b" not in res.out + res.err, args
     assert "in[/]put\\x1b[2J" in cli("compile", path, "-o", tmp_path / "w2.edgec").out
+
+
+def _types_model(path: Path, nodes, inputs, outputs) -> Path:
+    graph = helper.make_graph(nodes, "types", inputs, outputs)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)],
+                                  ir_version=10), path)
+
+
+@pytest.mark.parametrize("dtype", ["FLOAT8E4M3FN", "FLOAT8E5M2", "INT4", "UINT4", "BFLOAT16"])
+def test_types_edgec_cannot_run_are_refused_at_compile_time(cli, tmp_path, dtype):
+    """They compiled and then failed inside DLPack at run time."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    path = _types_model(tmp_path / "c.onnx", [
+        helper.make_node("Cast", ["x"], ["c"], name="narrow", to=getattr(TensorProto, dtype)),
+        helper.make_node("Cast", ["c"], ["y"], name="back", to=TensorProto.FLOAT)], [x], [y])
+    res = cli("compile", path, "-o", tmp_path / "c.edgec")
+    assert_one_line_error(res, EXIT_UNSUPPORTED, "node 'narrow' (Cast) casts to",
+                          dtype.lower())
+    assert_nothing_written(tmp_path, "c.onnx")
+
+
+@pytest.mark.parametrize("where", ["optional input", "sequence output"])
+def test_non_tensor_graph_inputs_and_outputs_are_refused(cli, tmp_path, where):
+    """An optional input raised a KeyError; a sequence output was refused only when run."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    tensor = helper.make_tensor_type_proto(TensorProto.FLOAT, [4])
+    if where == "optional input":
+        ins = [helper.make_value_info("x", helper.make_optional_type_proto(tensor))]
+        outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])]
+        nodes = [helper.make_node("OptionalGetElement", ["x"], ["y"])]
+        needle = "graph input 'x' is an optional"
+    else:
+        ins, nodes = [x], [helper.make_node("SequenceConstruct", ["x"], ["s"])]
+        outs = [helper.make_value_info("s", helper.make_sequence_type_proto(tensor))]
+        needle = "graph output 's' is a sequence"
+    path = _types_model(tmp_path / "t.onnx", nodes, ins, outs)
+    assert_one_line_error(cli("compile", path, "-o", tmp_path / "t.edgec"), EXIT_UNSUPPORTED,
+                          needle)

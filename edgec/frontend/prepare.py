@@ -17,6 +17,7 @@ from ..passes import PassReport, run_pipeline
 from ..passes.pipelines import Observer
 from .binding import Bindings, bind_inputs, binding_hint, unbound_inputs
 from .loader import DEFAULT_MAX_MODEL_BYTES, LoadedModel, load_model
+from .types import check_types
 
 
 @dataclass
@@ -31,6 +32,7 @@ def bind(path: Path, bindings: Bindings, *,
     """The checked model with every input bound; an unbound dynamic dim is an error."""
     loaded = load_model(path, max_bytes=max_bytes)
     model = ir.serde.deserialize_model(loaded.proto)
+    check_types(model, path)
     bind_inputs(model, bindings, path)
     loose = unbound_inputs(model)
     if loose:
