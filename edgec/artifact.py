@@ -15,6 +15,7 @@ code from it; a tampered, truncated or unknown member is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -33,6 +34,10 @@ FORMAT = "edgec-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
+#: no manifest needs more (ResNet-50's is 40 KB): a bigger one is not read
+MAX_MANIFEST_BYTES = 16 << 20
+#: members are hashed (and extracted) in chunks of this size, never whole in memory
+CHUNK_BYTES = 1 << 20
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -126,6 +131,10 @@ def read_verified(path: Path, extract_to: Path | None = None) -> dict[str, Any]:
                                 "compile it again") from None
         if MANIFEST not in entries:
             raise ArtifactError(f"{path}: no {MANIFEST}; not an edgec artifact")
+        if entries[MANIFEST].size > MAX_MANIFEST_BYTES:
+            raise ArtifactError(f"{path}: {MANIFEST} declares {entries[MANIFEST].size} bytes, "
+                                f"over the {MAX_MANIFEST_BYTES >> 20} MiB any manifest "
+                                "needs; the artifact is corrupt or hostile, do not load it")
         try:
             manifest = json.loads(_read(tar, entries[MANIFEST], path))
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -143,22 +152,55 @@ def read_verified(path: Path, extract_to: Path | None = None) -> dict[str, Any]:
         if extra:
             raise ArtifactError(f"{path}: unexpected member(s) {extra}; the artifact was "
                                 "tampered with, do not load it")
-        blobs = {}
-        for name, meta in declared.items():
-            if name not in entries or not entries[name].isfile() or "/" in name or \
-                    name.startswith("."):
-                raise ArtifactError(f"{path}: member '{name}' is missing or not a plain file; "
-                                    "the artifact is corrupt, compile it again")
-            data = _read(tar, entries[name], path)
-            if sha256_bytes(data) != meta.get("sha256"):
-                raise ArtifactError(f"{path}: member '{name}' does not match its sha256 in "
-                                    "the manifest; the artifact was tampered with or "
-                                    "corrupted, do not load it")
-            blobs[name] = data
-    if extract_to is not None:
-        for name, data in blobs.items():
-            (Path(extract_to) / name).write_bytes(data)
+        file_size = path.stat().st_size
+        written: list[Path] = []
+        try:
+            for name, meta in declared.items():
+                if name not in entries or not entries[name].isfile() or "/" in name or \
+                        name.startswith(".") or not isinstance(meta, dict):
+                    raise ArtifactError(f"{path}: member '{name}' is missing or not a plain "
+                                        "file; the artifact is corrupt, compile it again")
+                size = entries[name].size
+                if size != meta.get("bytes") or size > file_size:
+                    raise ArtifactError(f"{path}: member '{name}' is {size} bytes, the "
+                                        f"manifest says {meta.get('bytes')} and the file has "
+                                        f"{file_size}; the artifact is corrupt or was "
+                                        "tampered with, do not load it")
+                dest = Path(extract_to) / name if extract_to is not None else None
+                if dest is not None:
+                    written.append(dest)
+                if _stream(tar, entries[name], path, dest) != meta.get("sha256"):
+                    raise ArtifactError(f"{path}: member '{name}' does not match its sha256 "
+                                        "in the manifest; the artifact was tampered with or "
+                                        "corrupted, do not load it")
+        except BaseException:
+            for dest in written:  # nothing of a refused artifact stays on disk
+                dest.unlink(missing_ok=True)
+            raise
     return manifest
+
+
+def _stream(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path,
+            dest: Path | None) -> str:
+    """The sha256 of a member read in chunks (never whole into memory), copied to
+    ``dest`` as it is read when given (the caller removes it if the hash fails)."""
+    digest = hashlib.sha256()
+    seen = 0
+    try:
+        src = tar.extractfile(member)
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(open(dest, "wb")) if dest is not None else None
+            while src is not None and (chunk := src.read(CHUNK_BYTES)):
+                digest.update(chunk)
+                seen += len(chunk)
+                if out is not None:
+                    out.write(chunk)
+    except (tarfile.TarError, EOFError) as exc:
+        raise ArtifactError(f"{path}: artifact is truncated or corrupt ({exc}); "
+                            "compile it again") from None
+    if seen != member.size:
+        raise ArtifactError(f"{path}: member '{member.name}' is truncated; compile it again")
+    return digest.hexdigest()
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:

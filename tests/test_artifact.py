@@ -53,6 +53,38 @@ def test_tampered_member_is_refused(tmp_path):
         read_verified(art)
 
 
+def test_member_sizes_are_bounded_before_reading(tmp_path):
+    """A manifest declaring a 64 GiB library is refused before a byte of it is read
+    (it was read whole into memory), as is a tar header that does not match."""
+    def huge(name, data):
+        if name != MANIFEST:
+            return data
+        m = json.loads(data)
+        m["members"][LIBRARY]["bytes"] = 64 << 30
+        return json.dumps(m).encode()
+
+    art = _rewrite(_fake(tmp_path), tmp_path / "h.edgec", huge)
+    with pytest.raises(ArtifactError, match="the manifest says 68719476736"):
+        read_verified(art)
+    big = tmp_path / "m.edgec"  # a manifest member over the bound
+    with tarfile.open(big, "w") as tar:
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = 17 << 20
+        tar.addfile(info, __import__("io").BytesIO(b" " * info.size))
+    with pytest.raises(ArtifactError, match="over the 16 MiB"):
+        read_verified(big)
+
+
+def test_a_refused_artifact_leaves_no_extracted_member(tmp_path):
+    art = _rewrite(_fake(tmp_path), tmp_path / "t.edgec",
+                   lambda n, d: d.replace(b"really", b"REALLY") if n == LIBRARY else d)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ArtifactError):
+        read_verified(art, extract_to=out)
+    assert list(out.iterdir()) == []
+
+
 def test_extra_member_is_refused(tmp_path):
     def add(name, data):
         return data
@@ -140,6 +172,27 @@ def test_tampered_library_is_never_loaded(conv_artifact, tmp_path):
                    lambda n, d: d[:-16] + b"\x00" * 16 if n == LIBRARY else d)
     with pytest.raises(ArtifactError, match="tampered"):
         edgec.load(bad)
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("field,value", [("dtype", "bool"), ("shape", [3, 3])])
+def test_outputs_that_contradict_the_manifest_are_refused(conv_artifact, tmp_path, field,
+                                                          value):
+    """What the library returns is checked against the manifest (a bool returned as
+    float32, or another shape, was passed on silently)."""
+    _, path = conv_artifact
+
+    def edit(name, data):
+        if name != MANIFEST:
+            return data
+        m = json.loads(data)
+        m["outputs"][0][field] = value
+        return json.dumps(m).encode()
+
+    art = edgec.load(_rewrite(path, tmp_path / "o.edgec", edit))
+    x = np.zeros(art.inputs[0].shape, np.float32)
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        art.run({art.inputs[0].name: x})
 
 
 @pytest.mark.compile

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import LIBRARY, TensorSpec, read_verified
-from ..errors import UnsupportedError
+from ..errors import ArtifactError, UnsupportedError
 from ..stats import LatencyStats
 from ..target_registry import host_compatibility
 from . import native
@@ -119,8 +119,16 @@ class Session:
             raise UnsupportedError(f"{self.path}: the library returned {len(values)} outputs, "
                                    f"the manifest lists {len(self.outputs)}; recompile it")
         # Copies: the VM's pooled allocator reuses output buffers on the next run.
-        return {spec.name: np.from_dlpack(v).copy()
-                for spec, v in zip(self.outputs, values, strict=True)}
+        out = {spec.name: np.from_dlpack(v).copy()
+               for spec, v in zip(self.outputs, values, strict=True)}
+        for spec in self.outputs:
+            got = out[spec.name]
+            if tuple(got.shape) != spec.shape or got.dtype != np.dtype(spec.dtype):
+                raise ArtifactError(f"{self.path}: output '{spec.name}' came back as "
+                                    f"{got.dtype}{list(got.shape)}, the manifest says "
+                                    f"{spec.describe()}; the library does not match its "
+                                    "manifest: recompile it, and report it if it persists")
+        return out
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``main`` once; as `edgec.Artifact.run`.
