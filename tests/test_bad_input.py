@@ -436,3 +436,28 @@ def test_non_tensor_graph_inputs_and_outputs_are_refused(cli, tmp_path, where):
     path = _types_model(tmp_path / "t.onnx", nodes, ins, outs)
     assert_one_line_error(cli("compile", path, "-o", tmp_path / "t.edgec"), EXIT_UNSUPPORTED,
                           needle)
+
+
+def test_external_data_hard_link_is_refused(cli, tmp_path):
+    """A hard link can make any file of the disk look like it is in the model's folder
+    (onnx's own loader calls it a hardlink attack; it was an internal error here)."""
+    path, raw = _external_model(tmp_path, "w.bin")
+    (tmp_path / "outside.bin").write_bytes(raw)
+    os.link(tmp_path / "outside.bin", path.parent / "w.bin")
+    res = cli("compile", path, "-o", tmp_path / "o.edgec")
+    assert_one_line_error(res, EXIT_BAD_MODEL, "'w.bin'", "2 hard links")
+    assert not (tmp_path / "o.edgec").exists()
+
+
+@pytest.mark.parametrize("key,value,needle", [("offset", "-8", "non-negative"),
+                                              ("length", "-4", "non-negative"),
+                                              ("offset", str(1 << 40), "only")])
+def test_external_data_offsets_and_lengths_are_checked(cli, tmp_path, key, value, needle):
+    path, raw = _external_model(tmp_path, "w.bin")
+    (path.parent / "w.bin").write_bytes(raw)
+    m = onnx.load(str(path), load_external_data=False)
+    for entry in m.graph.initializer[0].external_data:
+        if entry.key == key:
+            entry.value = value
+    onnx.save(m, str(path))
+    assert_one_line_error(cli("inspect", path), EXIT_BAD_MODEL, "'W'", needle)

@@ -91,7 +91,11 @@ def _check_external_data(path: Path, model: onnx.ModelProto) -> int:
     for tensor in _all_tensors(model):
         if not external_data_helper.uses_external_data(tensor):
             continue
-        info = external_data_helper.ExternalDataInfo(tensor)
+        try:
+            info = external_data_helper.ExternalDataInfo(tensor)
+        except ValueError as exc:  # onnx checks offsets and lengths as it reads them
+            raise ModelError(f"{path}: tensor '{tensor.name}' has invalid external-data "
+                             f"fields ({first_line(exc)}); re-export the model") from None
         loc = info.location
         where = f"{path}: tensor '{tensor.name}' has external data at '{loc}'"
         if not loc or os.path.isabs(loc) or Path(loc).drive or ".." in Path(loc).parts:
@@ -107,10 +111,19 @@ def _check_external_data(path: Path, model: onnx.ModelProto) -> int:
             raise ModelError(f"{where}, outside the model's folder; move it next to the model")
         if not real.is_file():
             raise ModelError(f"{where}, which does not exist; copy it next to the model")
-        size = real.stat().st_size
-        offset = info.offset or 0
-        if info.length is not None and offset + info.length > size:
-            raise ModelError(f"{where}, but that file has only {size} bytes; it is truncated")
+        stat = real.stat()
+        if stat.st_nlink > 1:  # it may be any file of the disk, linked in (onnx refuses too)
+            raise ModelError(f"{where}, a file with {stat.st_nlink} hard links; copy the data "
+                             "into a file of its own next to the model")
+        size = stat.st_size
+        offset, length = info.offset or 0, info.length
+        if offset < 0 or (length is not None and length < 0):
+            raise ModelError(f"{where} with offset {offset} and length {length}; both must "
+                             "be non-negative: re-export the model")
+        if offset > size or (length is not None and offset + length > size):
+            raise ModelError(f"{where} from byte {offset}"
+                             + (f" for {length} bytes" if length is not None else "")
+                             + f", but that file has only {size} bytes; it is truncated")
         if real not in seen:
             seen.add(real)
             total += size
