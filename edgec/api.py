@@ -12,6 +12,7 @@ from .errors import UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES
 from .passes import DEFAULT_PIPELINE
 from .quantize.options import QuantizeOptions
+from .specs import DEFAULT_MAX_NODES
 from .target_registry import Target, load_targets, resolve_target
 
 
@@ -29,7 +30,7 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
             *, input_shapes: dict[str, tuple[int, ...]] | None = None,
             input_consts: dict[str, object] | None = None, opt_level: int | None = None,
             pipeline: str | None = None, save_temps: str | Path | None = None,
-            max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+            max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES, max_nodes: int = DEFAULT_MAX_NODES,
             use_tuning_db: bool = True, tuning_db: str | Path | None = None,
             quantize: QuantizeOptions | None = None,
             progress: Progress | None = None) -> Artifact:
@@ -52,6 +53,8 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
         save_temps: a folder to keep the model after every pass, the Relax
             modules, the resolved target and a ``reproduce.sh`` (for bug reports).
         max_model_bytes: bigger models are refused (default 2 GiB).
+        max_nodes: models with more nodes, subgraphs counted, are refused (default
+            50000: compile time grows with them).
         use_tuning_db: apply tuning records. Kernels with records in the target's
             tuning database (``tuning_db``, else the one ``edgec tune`` fills by
             default) get the fastest schedule on record; ``False`` keeps every
@@ -78,8 +81,8 @@ def compile(model: str | Path, target: str | Target = "host", output: str | Path
     """
     plan = plan_compile(model, target=target, output=output, input_shapes=input_shapes,
                         input_consts=input_consts, pipeline=_pipeline(opt_level, pipeline),
-                        max_model_bytes=max_model_bytes, save_temps=save_temps,
-                        use_tuning_db=use_tuning_db, tuning_db=tuning_db,
+                        max_model_bytes=max_model_bytes, max_nodes=max_nodes,
+                        save_temps=save_temps, use_tuning_db=use_tuning_db, tuning_db=tuning_db,
                         quantize=quantize)
     return compile_plan(plan, progress=progress)
 
@@ -133,7 +136,7 @@ def verify(model: str | Path, artifact: str | Path | Artifact | None = None, *,
 
 def inspect(model: str | Path, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
             input_consts: dict[str, object] | None = None,
-            max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES):
+            max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES, max_nodes: int = DEFAULT_MAX_NODES):
     """Describe a model without compiling it (and without loading TVM); ``edgec inspect``.
 
     The model goes through the same checks, bindings and shape inference as a
@@ -145,6 +148,7 @@ def inspect(model: str | Path, *, input_shapes: dict[str, tuple[int, ...]] | Non
         input_shapes: ``{input name: shape}`` to bind dynamic dims first (as `compile`).
         input_consts: ``{input name: value}`` to bind inputs to constants first.
         max_model_bytes: bigger models are refused (default 2 GiB).
+        max_nodes: models with more nodes are refused (default 50000).
 
     Returns:
         An `edgec.model_info.ModelInfo`: inputs and outputs, op histogram,
@@ -164,7 +168,7 @@ def inspect(model: str | Path, *, input_shapes: dict[str, tuple[int, ...]] | Non
 
     consts = {k: np.asarray(v) for k, v in (input_consts or {}).items()}
     return inspect_model(model, bindings=Bindings(dict(input_shapes or {}), consts),
-                         max_bytes=max_model_bytes)
+                         max_bytes=max_model_bytes, max_nodes=max_nodes)
 
 
 def targets() -> dict[str, Target]:

@@ -24,7 +24,12 @@ from . import __version__, load
 from .console import SafeConsole, shown
 from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError, first_line
 from .fsutil import atomic_write, check_output
-from .specs import DEFAULT_MAX_MODEL_BYTES, parse_const_spec, parse_shape_spec
+from .specs import (
+    DEFAULT_MAX_MODEL_BYTES,
+    DEFAULT_MAX_NODES,
+    parse_const_spec,
+    parse_shape_spec,
+)
 
 # Made per invocation in main(), so COLUMNS and the streams of that moment apply.
 out = SafeConsole(highlight=False)
@@ -141,6 +146,9 @@ def compile_options(f):
                           "a reproducer in DIR."),
         click.option("--max-model-size", default=str(DEFAULT_MAX_MODEL_BYTES), metavar="SIZE",
                      help="Refuse bigger models (bytes, or 500M, 4G).", show_default=True),
+        click.option("--max-nodes", type=click.IntRange(min=1), default=DEFAULT_MAX_NODES,
+                     show_default=True, help="Refuse models with more nodes (subgraphs "
+                     "counted)."),
         click.option("--tuning-db", type=click.Path(file_okay=False, path_type=Path),
                      default=None, metavar="DIR",
                      help="Tuning database from 'edgec tune --db DIR' (default: the "
@@ -157,7 +165,7 @@ def _compile_kwargs(o: dict) -> dict:
     return {"target": o["target"], "input_shapes": _shapes(o["input_shapes"]),
             "input_consts": _consts(o["input_consts"]), "opt_level": o["opt_level"],
             "pipeline": o["pipeline"], "save_temps": o["save_temps"],
-            "max_model_bytes": _size(o["max_model_size"]),
+            "max_model_bytes": _size(o["max_model_size"]), "max_nodes": o["max_nodes"],
             "use_tuning_db": not o["no_tuning_db"], "tuning_db": o["tuning_db"],
             "quantize": _quantize(o)}
 
@@ -688,8 +696,10 @@ def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path |
               help="Bind dynamic dims first (for FLOPs).")
 @click.option("--input-const", "input_consts", multiple=True, metavar="NAME=VALUE")
 @click.option("--max-model-size", default=str(DEFAULT_MAX_MODEL_BYTES), metavar="SIZE")
+@click.option("--max-nodes", type=click.IntRange(min=1), default=DEFAULT_MAX_NODES,
+              show_default=True, help="Refuse models with more nodes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
+def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str, max_nodes: int,
                 as_json: bool) -> None:
     """Describe a model (I/O, ops, parameters, FLOPs, what TVM cannot import) or an
     .edgec artifact (target, I/O, passes, quantisation, kernels)."""
@@ -701,7 +711,8 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str,
         return
 
     info = api.inspect(model, input_shapes=_shapes(input_shapes),
-                       input_consts=_consts(input_consts), max_model_bytes=_size(max_model_size))
+                       input_consts=_consts(input_consts), max_model_bytes=_size(max_model_size),
+                       max_nodes=max_nodes)
     if as_json:
         out.print_json(json.dumps(info.to_json()))
     else:

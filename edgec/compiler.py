@@ -31,6 +31,7 @@ from .frontend.prepare import bind, run_passes
 from .fsutil import check_output
 from .passes import DEFAULT_PIPELINE, resolve_pipeline
 from .quantize.options import QuantizeOptions
+from .specs import DEFAULT_MAX_NODES
 from .target_registry import Target, resolve_target
 
 #: Called with a short description as each step starts (the CLI shows a spinner).
@@ -48,6 +49,7 @@ class CompilePlan:
     passes: tuple[str, ...]
     bindings: Bindings = field(default_factory=Bindings)
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    max_nodes: int = DEFAULT_MAX_NODES
     save_temps: Path | None = None
     use_tuning_db: bool = True  # kernels with tuning records get the fastest one
     tuning_db: Path | None = None  # None: the target's default folder, if it exists
@@ -68,6 +70,8 @@ class CompilePlan:
                 cmd += ["--input-const", f"{name}={temps.resolve() / f'const-{name}.npy'}"]
         if self.max_model_bytes != DEFAULT_MAX_MODEL_BYTES:
             cmd += ["--max-model-size", str(self.max_model_bytes)]
+        if self.max_nodes != DEFAULT_MAX_NODES:
+            cmd += ["--max-nodes", str(self.max_nodes)]
         if not self.use_tuning_db:
             cmd += ["--no-tuning-db"]
         elif self.tuning_db is not None:
@@ -89,6 +93,7 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
                  input_consts: dict[str, object] | None = None,
                  pipeline: str = DEFAULT_PIPELINE,
                  max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+                 max_nodes: int = DEFAULT_MAX_NODES,
                  save_temps: str | Path | None = None, use_tuning_db: bool = True,
                  tuning_db: str | Path | None = None,
                  quantize: QuantizeOptions | None = None) -> CompilePlan:
@@ -114,6 +119,7 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
         passes=passes,
         bindings=Bindings(dict(input_shapes or {}), consts),
         max_model_bytes=max_model_bytes,
+        max_nodes=max_nodes,
         save_temps=Path(save_temps) if save_temps is not None else None,
         use_tuning_db=use_tuning_db,
         tuning_db=Path(tuning_db) if tuning_db is not None else None,
@@ -210,7 +216,8 @@ def _workdir(save_temps: Path | None) -> Iterator[tuple[Path, Path | None]]:
 
 def load_bound(plan: CompilePlan):
     """The plan's model, loaded and checked, with every input bound."""
-    return bind(plan.model, plan.bindings, max_bytes=plan.max_model_bytes)
+    return bind(plan.model, plan.bindings, max_bytes=plan.max_model_bytes,
+                max_nodes=plan.max_nodes)
 
 
 #: run after the plan's passes before int8 calibration: weights generated in the

@@ -45,6 +45,7 @@ from .frontend.binding import (
 )
 from .frontend.loader import DEFAULT_MAX_MODEL_BYTES, load_model
 from .passes.shapes import InferShapes
+from .specs import DEFAULT_MAX_NODES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -244,7 +245,8 @@ class ModelInfo:
 
 
 def inspect_model(path: str | os.PathLike, *, bindings: Bindings | None = None,
-                  max_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> ModelInfo:
+                  max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+                  max_nodes: int = DEFAULT_MAX_NODES) -> ModelInfo:
     """Load, check, bind and shape-infer the model at ``path`` and describe it.
 
     Raises the front end's EdgecErrors: a bad file as ModelError, a binding that
@@ -252,7 +254,7 @@ def inspect_model(path: str | os.PathLike, *, bindings: Bindings | None = None,
     because dims are still dynamic is not an error: the report then says what
     it could not work out.
     """
-    loaded = load_model(path, max_bytes=max_bytes)
+    loaded = load_model(path, max_bytes=max_bytes, max_nodes=max_nodes)
     proto = loaded.proto
     params = _param_info(proto)  # before binding: constant inputs are not weights
     model = ir.serde.deserialize_model(proto)

@@ -461,3 +461,21 @@ def test_external_data_offsets_and_lengths_are_checked(cli, tmp_path, key, value
             entry.value = value
     onnx.save(m, str(path))
     assert_one_line_error(cli("inspect", path), EXIT_BAD_MODEL, "'W'", needle)
+
+
+def test_models_with_too_many_nodes_are_refused_at_load(cli, tmp_path):
+    """A 10^5-node chain compiled for over five minutes; the limit is a clear line,
+    checked before anything else, and --max-nodes raises it."""
+    nodes = [helper.make_node("Relu", ["x" if i == 0 else f"t{i - 1}"], [f"t{i}"])
+             for i in range(60_000)]
+    graph = helper.make_graph(nodes, "chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("t59999", TensorProto.FLOAT, [1, 4])])
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                  ir_version=8), tmp_path / "long.onnx")
+    for cmd in ("inspect", "compile"):
+        res = cli(cmd, path, "-o" if cmd == "compile" else "--json",
+                  *([tmp_path / "l.edgec"] if cmd == "compile" else []))
+        assert_one_line_error(res, EXIT_BAD_MODEL, "60000 nodes", "limit of 50000",
+                              "--max-nodes")
+    assert cli("inspect", path, "--max-nodes", "60000", "--json").code == 0

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from ..errors import ModelError, UnsupportedError, UsageError, first_line
-from ..specs import DEFAULT_MAX_MODEL_BYTES
+from ..specs import DEFAULT_MAX_MODEL_BYTES, DEFAULT_MAX_NODES
 
 #: Oldest default-domain opset TVM's importer handles.
 MIN_OPSET = 7
@@ -130,8 +130,21 @@ def _check_external_data(path: Path, model: onnx.ModelProto) -> int:
     return total
 
 
+def count_nodes(graph: onnx.GraphProto) -> int:
+    """Nodes of ``graph`` and of every subgraph (If / Loop / Scan bodies)."""
+    total = 0
+    for node in graph.node:
+        total += 1
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                total += count_nodes(attr.g)
+            for g in attr.graphs:
+                total += count_nodes(g)
+    return total
+
+
 def load_model(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
-               full_check: bool = True) -> LoadedModel:
+               full_check: bool = True, max_nodes: int = DEFAULT_MAX_NODES) -> LoadedModel:
     """Read, validate and return the model at ``path`` (external data loaded)."""
     path = Path(path)
     if not path.exists():
@@ -154,6 +167,11 @@ def load_model(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_MODEL_BY
     if not proto.HasField("graph") or proto.ir_version == 0 or not proto.opset_import:
         raise ModelError(f"{path}: not an ONNX model (no graph, IR version or opset); "
                          "check that the file is a .onnx export")
+    nodes = count_nodes(proto.graph) + sum(len(f.node) for f in proto.functions)
+    if nodes > max_nodes:
+        raise ModelError(f"{path}: model has {nodes} nodes, over the limit of {max_nodes} "
+                         "(compile time grows with them: minutes at 10^5); raise it with "
+                         "--max-nodes if the model is meant to be that big")
     total = size + _check_external_data(path, proto)
     if total > max_bytes:
         raise ModelError(f"{path}: model with external data is {total / 2**20:.1f} MiB, over "

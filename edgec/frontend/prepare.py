@@ -15,6 +15,7 @@ import onnx_ir as ir
 from ..errors import EdgecError, UsageError
 from ..passes import PassReport, run_pipeline
 from ..passes.pipelines import Observer
+from ..specs import DEFAULT_MAX_NODES
 from .binding import Bindings, bind_inputs, binding_hint, unbound_inputs
 from .loader import DEFAULT_MAX_MODEL_BYTES, LoadedModel, load_model
 from .types import check_types
@@ -27,10 +28,10 @@ class Prepared:
     reports: list[PassReport]
 
 
-def bind(path: Path, bindings: Bindings, *,
-         max_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> tuple[LoadedModel, ir.Model]:
+def bind(path: Path, bindings: Bindings, *, max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+         max_nodes: int = DEFAULT_MAX_NODES) -> tuple[LoadedModel, ir.Model]:
     """The checked model with every input bound; an unbound dynamic dim is an error."""
-    loaded = load_model(path, max_bytes=max_bytes)
+    loaded = load_model(path, max_bytes=max_bytes, max_nodes=max_nodes)
     model = ir.serde.deserialize_model(loaded.proto)
     check_types(model, path)
     bind_inputs(model, bindings, path)
