@@ -33,6 +33,7 @@ from .index_bounds import guard_indices
 from .kernels.conv2d_int8 import int8_isa
 from .kernels.generic import ParallelizeDefaultKernels
 from .kernels.vector_unit import vector_unit
+from .nan_semantics import propagate_nan
 from .provenance import Tracker
 from .quantized import fold_weight_dequantize, lower_quantized
 from .tuning_db import Schedules, TuningDB, default_db_dir
@@ -230,6 +231,7 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
         if tracker is not None:
             tracker.note_kernels(notes)
         seconds["kernels"] = time.perf_counter() - t0
+    mod, _ = propagate_nan(mod)  # the relu / clip ops TVM lowers itself keep NaN
     # what no kernel took: quantised ops TVM lowers (integer Relax ops for a
     # chain with an int32 result, the weights of float ops as constants)
     try:

@@ -120,17 +120,30 @@ def _sigmoid(x):
     return _f(1.0) / (_f(1.0) + fast_exp(_f(0.0) - x))
 
 
+def clamp(value, lo: float | None, hi: float | None):
+    """``value`` clamped to [lo, hi] (None: unbounded) with NaN passed through, as
+    onnxruntime's Relu and Clip do (min / max, LLVM's minnum / maxnum, return the
+    other operand for a NaN: a NaN input came out as a finite 0). A compare and a
+    blend per bound, as cheap as min / max."""
+    if lo is not None:
+        bound = tirx.const(lo, "float32")
+        value = tirx.Select(value < bound, bound, value)
+    if hi is not None:
+        bound = tirx.const(hi, "float32")
+        value = tirx.Select(value > bound, bound, value)
+    return value
+
+
 def activate(value, act: tuple | None):
     if act is None:
         return value
     f32 = "float32"  # the kernels are float32 only so far
     if act[0] == "relu":
-        return tirx.max(value, tirx.const(0.0, f32))
+        return clamp(value, 0.0, None)
     if act[0] == "clip":
-        return tirx.min(tirx.max(value, tirx.const(act[1], f32)), tirx.const(act[2], f32))
+        return clamp(value, act[1], act[2])
     if act[0] == "hardswish":  # x * clip(x / 6 + 1/2, 0, 1)
-        gate = tirx.min(tirx.max(value * tirx.const(1.0 / 6.0, f32) + tirx.const(0.5, f32),
-                                 tirx.const(0.0, f32)), tirx.const(1.0, f32))
+        gate = clamp(value * tirx.const(1.0 / 6.0, f32) + tirx.const(0.5, f32), 0.0, 1.0)
         return value * gate
     if act[0] == "sigmoid":
         return _sigmoid(value)
