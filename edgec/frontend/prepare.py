@@ -18,6 +18,7 @@ from ..passes.pipelines import Observer
 from ..specs import DEFAULT_MAX_NODES
 from .binding import Bindings, bind_inputs, binding_hint, unbound_inputs
 from .loader import DEFAULT_MAX_MODEL_BYTES, LoadedModel, load_model
+from .refusals import check_refusals
 from .types import check_types
 
 
@@ -34,6 +35,7 @@ def bind(path: Path, bindings: Bindings, *, max_bytes: int = DEFAULT_MAX_MODEL_B
     loaded = load_model(path, max_bytes=max_bytes, max_nodes=max_nodes)
     model = ir.serde.deserialize_model(loaded.proto)
     check_types(model, path)
+    check_refusals(model, path, as_loaded=True)
     bind_inputs(model, bindings, path)
     loose = unbound_inputs(model)
     if loose:
@@ -44,13 +46,16 @@ def bind(path: Path, bindings: Bindings, *, max_bytes: int = DEFAULT_MAX_MODEL_B
 
 def run_passes(path: Path, model: ir.Model, passes: tuple[str, ...], *,
                observer: Observer | None = None) -> list[PassReport]:
-    """Run ``passes``; errors from a pass name the node, this adds the file."""
+    """Run ``passes``, then refuse what TVM would compute wrongly (refusals.py);
+    errors from a pass name the node, this adds the file."""
     try:
-        return run_pipeline(model, passes, observer=observer)
+        reports = run_pipeline(model, passes, observer=observer)
     except EdgecError as exc:
         if not exc.message.startswith(str(path)):
             exc.message = f"{path}: {exc.message}"
         raise
+    check_refusals(model, path)
+    return reports
 
 
 def prepare(path: Path, bindings: Bindings, passes: tuple[str, ...], *,

@@ -1,0 +1,129 @@
+"""Uses of valid ops that TVM 0.27 computes wrongly: refused at compile time, named.
+
+Each rule below comes from a case of ONNX's node tests where edgec ran and
+gave wrong values or failed at run time (benchmarks/conformance.md): a model
+that needs one of these is refused with one line naming the node and why,
+never compiled into an artifact that answers wrongly. The check runs on the
+model after edgec's passes, when constants are folded and every tensor has
+a type and shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from ..errors import UnsupportedError
+
+
+def _const(value: ir.Value | None) -> np.ndarray | None:
+    if value is None:
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
+def _used(value: ir.Value | None) -> bool:
+    """Whether an optional output is consumed or is a graph output."""
+    return value is not None and value.name != "" and (bool(value.uses())
+                                                       or value.is_graph_output())
+
+
+def _batchnorm(node: ir.Node) -> str | None:
+    if node.attributes.get_int("training_mode", 0):
+        return "training mode (TVM computes the running statistics wrongly)"
+    return None
+
+
+def _dropout(node: ir.Node) -> str | None:
+    training = node.inputs[2] if len(node.inputs) > 2 else None
+    if training is not None:
+        value = _const(training)
+        if value is None or bool(value.reshape(-1)[0]):
+            return "training mode (its output depends on a random mask)"
+    if len(node.outputs) > 1 and _used(node.outputs[1]):
+        return "its mask output (TVM returns it as float32, not bool)"
+    return None
+
+
+def _layernorm(node: ir.Node) -> str | None:
+    if any(_used(v) for v in node.outputs[1:]):
+        return "its Mean / InvStdDev outputs (TVM returns placeholders for them)"
+    return None
+
+
+def _roialign(node: ir.Node) -> str | None:
+    if node.attributes.get_string("mode", "avg") == "max":
+        return "mode 'max' (TVM's max differs from ONNX's)"
+    return None
+
+
+def _topk(node: ir.Node) -> str | None:
+    if node.inputs[0].dtype in (ir.DataType.UINT64, ir.DataType.UINT32):
+        return f"{node.inputs[0].dtype.name.lower()} input (TVM's sort fails on it)"
+    return None
+
+
+def _expand(node: ir.Node) -> str | None:
+    # a constant shape TVM's importer broadcasts as ONNX says; one computed at run
+    # time it takes as the output's shape (an input [3, 1] to [2, 1, 6] gave [2, 1, 6])
+    x = node.inputs[0]
+    if _const(node.inputs[1]) is not None or x.shape is None:
+        return None
+    if all(d == 1 for d in x.shape):
+        return None  # broadcasting ones to any shape is that shape
+    return ("a shape computed at run time on an input of shape "
+            f"{[str(d) for d in x.shape]} (TVM's importer takes the target shape as "
+            "the output's and does not broadcast them); bind it with --input-const")
+
+
+def _resize(node: ir.Node) -> str | None:
+    scales = _const(node.inputs[2]) if len(node.inputs) > 2 else None
+    x, out = node.inputs[0], node.outputs[0]
+    if scales is None or scales.size == 0 or x.shape is None or out.shape is None:
+        return None
+    for i, (s, a, b) in enumerate(zip(scales.tolist(), x.shape, out.shape, strict=False)):
+        if isinstance(a, int) and isinstance(b, int) and a and abs(b / a - s) > 1e-6:
+            return (f"scale {s:g} on axis {i} that is not output/input size ({b}/{a}): TVM "
+                    "samples at the size ratio, ONNX at the scale; give sizes instead")
+    return None
+
+
+def _nms(node: ir.Node) -> str | None:
+    return "TVM's converter returns no boxes"
+
+
+def _qlinear(node: ir.Node) -> str | None:
+    for v in node.inputs:
+        if v is not None and v.dtype == ir.DataType.FLOAT16:
+            return "float16 scales (edgec's integer lowering takes float32 scales)"
+    return None
+
+
+#: op type -> why a node of it cannot be compiled right, or None; checked on the
+#: model after edgec's passes (constants folded, shapes known)
+RULES: dict[str, Callable[[ir.Node], str | None]] = {
+    "BatchNormalization": _batchnorm, "Dropout": _dropout, "LayerNormalization": _layernorm,
+    "RoiAlign": _roialign, "TopK": _topk, "Expand": _expand,
+    "Resize": _resize, "NonMaxSuppression": _nms,
+}
+#: the same, checked on the model as loaded (edgec's passes rewrite these ops)
+RULES_AS_LOADED: dict[str, Callable[[ir.Node], str | None]] = {
+    "QLinearMatMul": _qlinear, "QLinearConv": _qlinear,
+}
+
+
+def check_refusals(model: ir.Model, path: Path, *, as_loaded: bool = False) -> None:
+    """UnsupportedError for the first node a rule refuses (RULES, or RULES_AS_LOADED
+    for the model before edgec's passes)."""
+    rules = RULES_AS_LOADED if as_loaded else RULES
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        rule = rules.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        why = rule(node) if rule is not None else None
+        if why is not None:
+            raise UnsupportedError(f"{path}: node '{node.name or '(unnamed)'}' "
+                                   f"({node.op_type}) uses {why}; edgec would compute it "
+                                   "wrongly, so it is refused: change the model there")
