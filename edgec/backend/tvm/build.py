@@ -26,8 +26,10 @@ from tvm.target import codegen
 
 from ...errors import CompileError, ToolchainError, UsageError, first_line
 from ...target_registry import Target
+from . import precise_intrinsics
 from .dispatch import dispatch_kernels
 from .fp16 import to_fp16
+from .fp16_accumulate import accumulate_fp32
 from .importer import import_onnx
 from .index_bounds import guard_indices
 from .kernels.conv2d_int8 import int8_isa
@@ -36,6 +38,7 @@ from .kernels.vector_unit import vector_unit
 from .nan_semantics import propagate_nan
 from .provenance import Tracker
 from .quantized import fold_weight_dequantize, lower_quantized
+from .reductions import reductions_from_infinity
 from .tuning_db import Schedules, TuningDB, default_db_dir
 
 # LLVM feature name -> Linux /proc/cpuinfo flag. Code built with the LLVM
@@ -185,6 +188,7 @@ def build_model(model: onnx.ModelProto, target: Target, lib_path: Path, *, sourc
     t = tvm_target(target)
     check_cpu_flags(target)
     cc = find_cc(target)
+    precise_intrinsics.install()  # tanh without cancellation near zero
     db = open_tuning_db(target, t, tuning_db) \
         if use_tuning_db and t.kind.name == "llvm" else None
     with _native_log(save_temps):
@@ -211,6 +215,8 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
         (save_temps / "relax-before.py").write_text(mod.script(show_meta=False))
     features = set(codegen.llvm_get_cpu_features(cpu_side(t)))
     unit = vector_unit(target.arch, features, target.fma_bits)
+    if not fp16:
+        mod, _ = accumulate_fp32(mod)  # a float16 model's sums in float32
     if fp16:
         try:
             mod = to_fp16(mod)
@@ -232,6 +238,7 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
             tracker.note_kernels(notes)
         seconds["kernels"] = time.perf_counter() - t0
     mod, _ = propagate_nan(mod)  # the relu / clip ops TVM lowers itself keep NaN
+    mod, _ = reductions_from_infinity(mod)  # the max of an all -inf row is -inf
     # what no kernel took: quantised ops TVM lowers (integer Relax ops for a
     # chain with an int32 result, the weights of float ops as constants)
     try:
@@ -281,6 +288,9 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
     seconds["tvm"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fcompile = tvm_cc.cross_compiler(cc, options=list(target.cc_flags))
+    triple = cpu_side(t).attrs.get("mtriple")
+    if triple:  # TVM asks the wrong compiler (the host's) when no kernel says it
+        fcompile.get_target_triple = lambda: str(triple)
     try:
         executable.export_library(str(lib_path), fcompile=fcompile)
     except Exception as exc:

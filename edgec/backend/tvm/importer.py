@@ -7,15 +7,19 @@ that names neither the node nor what to do; edgec checks every node first.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from ...errors import CompileError, UnsupportedError, first_line
 from .coverage import DEFAULT_DOMAINS, LOWERED_BY_EDGEC, LOWERED_CONTRIB_BY_EDGEC, tvm_onnx_ops
+from .stable_forms import stable_softplus_mish
 
 
 def _nodes(graph: onnx.GraphProto):
@@ -102,26 +106,165 @@ def check_importable(model: onnx.ModelProto, source: str | Path) -> None:
                            f"cannot be imported by TVM{_more(bad)}; {hint}")
 
 
+#: Constant's value attributes other than ``value`` -> how to make them a tensor
+_CONSTANT_FORMS = {
+    "value_float": lambda a: numpy_helper.from_array(np.array(a.f, np.float32)),
+    "value_floats": lambda a: numpy_helper.from_array(np.array(list(a.floats), np.float32)),
+    "value_int": lambda a: numpy_helper.from_array(np.array(a.i, np.int64)),
+    "value_ints": lambda a: numpy_helper.from_array(np.array(list(a.ints), np.int64)),
+}
+
+
+def _constants_as_tensors(graph: onnx.GraphProto) -> None:
+    """Every Constant node's value as the ``value`` tensor TVM's importer reads: it reads
+    no other form ("no value in Constant"), and onnxscript's folder, run by edgec's
+    fold-constants pass, writes shapes as ``value_ints`` (a third of the node tests
+    edgec refused were that)."""
+    for node in _nodes(graph):
+        if node.op_type != "Constant" or node.domain not in DEFAULT_DOMAINS:
+            continue
+        for attr in list(node.attribute):
+            make = _CONSTANT_FORMS.get(attr.name)
+            if make is not None:
+                tensor = make(attr)
+                node.attribute.remove(attr)
+                node.attribute.append(onnx.helper.make_attribute("value", tensor))
+
+
+@functools.cache
+def _converter_source(op_type: str) -> str | None:
+    """The source of TVM's converter for ``op_type``, with what it builds on in the
+    same module: its bases, and the module's functions and converters it calls
+    (shared readers of pads, auto_pad or a scatter's reduction; LpPool runs
+    AveragePool's), two levels deep. None when TVM has no converter for it."""
+    import inspect
+
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    cls = onnx_frontend._get_convert_map().get(op_type)
+    if cls is None:
+        return None
+    module = vars(onnx_frontend)
+
+    def source(obj) -> str:
+        parts = obj.__mro__ if inspect.isclass(obj) else (obj,)
+        return "".join(inspect.getsource(k) for k in parts
+                       if getattr(k, "__module__", None) == onnx_frontend.__name__)
+
+    seen, text, todo = {cls}, source(cls), [source(cls)]
+    for _ in range(2):
+        found = [obj for name, obj in module.items()
+                 if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj not in seen
+                 and getattr(obj, "__module__", None) == onnx_frontend.__name__
+                 and any(re.search(rf"\b{re.escape(name)}[(.]", t) for t in todo)]
+        seen.update(found)
+        todo = [source(obj) for obj in found]
+        text += "".join(todo)
+    return text
+
+
+def _is_default(attr: onnx.AttributeProto, schema_attr) -> bool:
+    """Whether ``attr`` holds the value its schema gives it when it is left out."""
+    default = schema_attr.default_value
+    if default is None or default.type == onnx.AttributeProto.UNDEFINED:
+        return False
+    return onnx.helper.get_attribute_value(attr) == onnx.helper.get_attribute_value(default)
+
+
+def check_attributes(model: onnx.ModelProto, source: str | Path) -> None:
+    """Refuse a node that sets an attribute TVM's converter for its op never reads
+    (its name does not appear in the converter): it would be ignored and the op
+    computed as if it were left out. In the node tests that gave wrong values for
+    SpaceToDepth's ``mode`` and IsInf's ``detect_negative``/``detect_positive``
+    (and Resize's ``antialias`` is not read either). An attribute left at its
+    default changes nothing and passes."""
+    opset = next((o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS), 0)
+    for node in _nodes(model.graph):
+        if node.domain not in DEFAULT_DOMAINS or not node.attribute:
+            continue
+        src = _converter_source(node.op_type)
+        if src is None:
+            continue
+        for attr in node.attribute:
+            if f'"{attr.name}"' in src or f"'{attr.name}'" in src:
+                continue
+            try:
+                known = onnx.defs.get_schema(node.op_type, opset).attributes.get(attr.name)
+            except onnx.defs.SchemaError:
+                known = None
+            if known is not None and _is_default(attr, known):
+                continue
+            raise UnsupportedError(
+                f"{source}: node '{_label(node)}' ({node.op_type}) sets attribute "
+                f"'{attr.name}', which TVM's importer ignores (it would compute "
+                f"{node.op_type} without it); leave it at its default or replace the node in "
+                "the exporter")
+
+
 def import_onnx(model: onnx.ModelProto, source: str | Path):
     """Relax IRModule for a static-shape model, weights embedded as constants."""
     from tvm.relax.frontend.onnx import from_onnx
 
     check_importable(model, source)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    _constants_as_tensors(model.graph)
+    check_attributes(model, source)
+    stable_softplus_mish(model)
     shapes = {}
     for vi in model.graph.input:
         shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
     dtypes = {vi.name: onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
               for vi in model.graph.input}
     chatter = io.StringIO()
+    current: dict = {}
     try:
         # TVM's importer prints and warns (e.g. "X in initializer but not in graph
         # input", true of every modern export); keep the user's terminal clean.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), \
+                _watching(current):
             warnings.simplefilter("ignore")
             return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes,
                              keep_params_in_input=False)
     except Exception as exc:  # TVM raises many types; the user needs one line
+        if current.get("failed"):
+            # a valid node TVM's converter cannot handle (an input it needs constant,
+            # an attribute it lacks): unsupported, named, not an edgec bug
+            name, op = current["name"], current["op"]
+            why = first_line(exc)
+            if isinstance(exc, KeyError):  # a dict lookup: an attribute it needs
+                why = f"it needs {why}"
+            raise UnsupportedError(
+                f"{source}: node '{name or '(unnamed)'}' ({op}): TVM's ONNX importer cannot "
+                f"convert it ({why}); bind the inputs it needs as constants "
+                "(--input-const) if that is what it lacks, else replace it in the exporter"
+            ) from exc
         where = re.search(r"Error converting operator (\w+)", chatter.getvalue())
         op = f" on a {where.group(1)} node" if where else ""
         raise CompileError(f"{source}: TVM's ONNX importer failed{op}: {first_line(exc)}; rerun "
                            "with --save-temps DIR and report the saved model") from exc
+
+
+@contextlib.contextmanager
+def _watching(current: dict):
+    """While active, TVM's importer notes in ``current`` the node it converts and
+    whether its converter raised (chained on whatever importer class is in place:
+    the provenance tracker installs one too)."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    base = onnx_frontend.ONNXGraphImporter
+
+    class Watching(base):
+        def _convert_operator(self, op_name, inputs, attrs, opset):
+            current.update(op=op_name, name=(attrs.get("tvm_custom") or {}).get("name") or "",
+                           failed=False)
+            try:
+                return super()._convert_operator(op_name, inputs, attrs, opset)
+            except Exception:
+                current["failed"] = True
+                raise
+
+    onnx_frontend.ONNXGraphImporter = Watching
+    try:
+        yield
+    finally:
+        onnx_frontend.ONNXGraphImporter = base
