@@ -81,7 +81,7 @@ def run_emulated(artifact, feeds: dict[str, np.ndarray], *, timeout_s: float = 3
         stage_model(work / "model", manifest, work)
         files = []
         for i, value in enumerate(checked_inputs(artifact.path, manifest, feeds)):
-            np.save(work / f"input_{i}.npy", np.ascontiguousarray(value))
+            np.save(work / f"input_{i}.npy", np.asarray(value, order="C"))  # keeps 0-d
             files.append(str(work / f"input_{i}.npy"))
         out_dir = work / "out"
         out_dir.mkdir()

@@ -24,8 +24,8 @@ from tvm import relax
 from tvm.support import cc as tvm_cc
 from tvm.target import codegen
 
-from ...errors import CompileError, ToolchainError, UsageError, first_line
-from ...target_registry import Target
+from ...errors import CompileError, ToolchainError, UnsupportedError, UsageError, first_line
+from ...target_registry import Target, host_arch
 from . import precise_intrinsics
 from .dispatch import dispatch_kernels
 from .fp16 import to_fp16
@@ -266,6 +266,40 @@ def _note_ops(kernels: dict, schedules: Schedules) -> None:
             kernels[name]["arith"] = "int8" if name.startswith("edgec_q") else "float32"
 
 
+#: packed functions TVM's compiler library registers that the standalone runtime a
+#: device or a C bundle links (libtvm_runtime) lacks: relax.run.nonzero (NonZero,
+#: Compress, a Squeeze without axes), unique, and the sorts behind TopK / ArgSort
+_COMPILER_ONLY = ("relax.run.", "tvm.contrib.sort.")
+
+
+@relax.expr_functor.visitor
+class _ExternNames(relax.PyExprVisitor):
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def visit_extern_func_(self, op):
+        self.names.add(str(op.global_symbol))
+
+
+def _check_runtime_functions(mod, target: Target, source: str) -> None:
+    """Refuse a cross target's model that calls functions only TVM's compiler has:
+    it would compile, then fail on the device ("Cannot find ffi::Function")."""
+    if target.arch == host_arch():
+        return  # runs here under the full TVM; `edgec bundle` checks for itself
+    found = _ExternNames()
+    for _gv, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            found.visit_expr(func)
+    missing = sorted(n for n in found.names if n.startswith(_COMPILER_ONLY))
+    if missing:
+        raise UnsupportedError(
+            f"{source}: needs {', '.join(missing)} at run time, which TVM's device runtime "
+            f"for '{target.name}' does not have (NonZero, Compress, Unique, TopK or a Squeeze "
+            "without axes lower to them); bind the inputs they depend on as constants, or "
+            "change those nodes")
+
+
 def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
            save_temps: Path | None, schedules: Schedules, fp16: bool = False) -> BuildResult:
     seconds, counts = {}, {}
@@ -285,6 +319,7 @@ def _build(model, target: Target, t, cc: str, lib_path: Path, source: str,
         raise CompileError(f"{source}: TVM failed to compile for '{target.name}': "
                            f"{first_line(exc)}; rerun with --debug --save-temps DIR and report "
                            "it") from exc
+    _check_runtime_functions(mod, target, source)
     seconds["tvm"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fcompile = tvm_cc.cross_compiler(cc, options=list(target.cc_flags))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import io
 import re
+import traceback
 import warnings
 from pathlib import Path
 
@@ -226,6 +228,10 @@ def import_onnx(model: onnx.ModelProto, source: str | Path):
             return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes,
                              keep_params_in_input=False)
     except Exception as exc:  # TVM raises many types; the user needs one line
+        # free the importer's half-built BlockBuilder now, while native logging is
+        # captured, not at exit ("Warning: BlockBuilder destroyed with remaining blocks!")
+        traceback.clear_frames(exc.__traceback__)
+        gc.collect()
         if current.get("failed"):
             # a valid node TVM's converter cannot handle (an input it needs constant,
             # an attribute it lacks): unsupported, named, not an edgec bug
