@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, load
-from .console import SafeConsole, shown
+from . import __version__
+from .console import SafeConsole, one_line, shown
 from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError, first_line
 from .fsutil import atomic_write, check_output
 from .specs import (
@@ -67,6 +67,33 @@ def _progress():
         return
     with err.status("starting") as status:
         yield lambda msg: status.update(msg)
+
+
+def trust_option(f):
+    """--trust KEYS: the public keys (.pub files or folders of them) an artifact must be
+    signed by before any of it is extracted or loaded; EDGEC_TRUST gives a default."""
+    return click.option(
+        "--trust", "trust", multiple=True, envvar="EDGEC_TRUST",
+        type=click.Path(path_type=Path), metavar="KEYS",
+        help="Accept only artifacts signed by one of these keys (.pub files or folders of "
+             "them; repeatable; default: EDGEC_TRUST, paths separated by ':'). Refused "
+             "before the library is loaded: unsigned, another key, a changed manifest.")(f)
+
+
+def _trust(paths: tuple[Path, ...]):
+    """The TrustStore --trust (or EDGEC_TRUST) names, or None when neither is given."""
+    if not paths:
+        return None
+    from .signing import load_trust
+
+    return load_trust(paths)
+
+
+def _open_artifact(path: Path, trust: tuple[Path, ...]):
+    """The artifact at ``path``, its signature checked against --trust when given."""
+    from .artifact import Artifact
+
+    return Artifact(path, trust=_trust(trust))
 
 
 quantize_options = [
@@ -184,13 +211,27 @@ def cli(debug: bool) -> None:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Artifact to write (default: MODEL's name with .edgec, here).")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="KEY",
+              help="Sign the artifact with this Ed25519 private key ('edgec keygen').")
 @compile_options
-def compile_cmd(model: Path, output: Path | None, **o) -> None:
+def compile_cmd(model: Path, output: Path | None, sign_key: Path | None, **o) -> None:
     """Compile MODEL.onnx for a target into an .edgec artifact."""
     from . import api  # the compiler side, loaded only when needed
 
+    key = None
+    if sign_key is not None:  # a bad key fails now, not after the compile
+        from .signing import load_private_key
+
+        key = load_private_key(sign_key)
     with _progress() as say:
         art = api.compile(model, output=output, progress=say, **_compile_kwargs(o))
+        if key is not None:
+            from .artifact import Artifact, sign_artifact
+
+            say("signing")
+            signature = sign_artifact(art.path, key)
+            art = Artifact(art.path)
     m = art.manifest
     passes = m["passes"]
     first, last = passes[0]["nodes_before"], passes[-1]["nodes_after"]
@@ -209,6 +250,8 @@ def compile_cmd(model: Path, output: Path | None, **o) -> None:
                      else "no kernel has a faster record than its template"))
     if o["save_temps"]:
         out.print(f"  intermediates in {shown(o['save_temps'])}")
+    if key is not None:
+        out.print(f"  signed with key {signature.key_id} ({shown(sign_key)})")
 
 
 def _check_outputs(**paths: Path | None) -> None:
@@ -254,12 +297,13 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
               help="Timed runs after one warm-up (0: run once, no timing).")
 @click.option("--emulate", is_flag=True,
               help="Run an aarch64 artifact through its C bundle under qemu-user.")
+@trust_option
 def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None,
-            repeat: int, emulate: bool) -> None:
+            repeat: int, emulate: bool, trust: tuple[Path, ...]) -> None:
     """Run an artifact on this machine (or under qemu) and write its outputs to .npz."""
     target = output or artifact.with_name(artifact.stem + ".out.npz")
     check_output(target, what="-o", inputs=(artifact,))
-    art = load(artifact)
+    art = _open_artifact(artifact, trust)
     feeds = _feeds(art, inputs, random, seed)
     if emulate:
         with _progress() as say:
@@ -293,8 +337,9 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
               help="Write the last run as a Chrome/Perfetto trace (ui.perfetto.dev).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the profile as JSON.")
+@trust_option
 def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
-                trace: Path | None, json_out: Path | None) -> None:
+                trace: Path | None, json_out: Path | None, trust: tuple[Path, ...]) -> None:
     """Latency and per-kernel time breakdown of an artifact on this machine.
 
     Each fused TVM kernel is listed with its time, share, calls and the ONNX
@@ -307,7 +352,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
     _check_outputs(trace=trace, json=json_out)
     from .runtime.profiler import profile, render_profile
 
-    art = load(artifact)
+    art = _open_artifact(artifact, trust)
     feeds = _feeds(art, inputs, True, seed)
     prof = profile(art.session(), feeds, repeat=repeat)
     render_profile(prof, out, top=top)
@@ -339,8 +384,10 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
               help="Timed runs for the latency line (0: none).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the report as JSON.")
+@trust_option
 def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed: int,
-               rtol, atol, min_sqnr, repeat: int, json_out: Path | None, **o) -> None:
+               rtol, atol, min_sqnr, repeat: int, json_out: Path | None,
+               trust: tuple[Path, ...], **o) -> None:
     """Compare an artifact's outputs with onnxruntime's on the same inputs.
 
     PATH is an ONNX model (compiled now with the compile options) or an
@@ -359,6 +406,11 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             if path.suffix == ".edgec":
                 raise UsageError(f"{path}: an artifact needs --model MODEL.onnx to compare "
                                  "against")
+            source = click.get_current_context().get_parameter_source("trust")
+            if trust and source == click.core.ParameterSource.COMMANDLINE:
+                raise UsageError(f"{path}: --trust checks an artifact's signature; this "
+                                 "model is compiled now, by this command (EDGEC_TRUST is "
+                                 "not applied to it either)")
             model = path
             if output is None:
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgec-verify-"))
@@ -366,7 +418,7 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             with _progress() as say:
                 art = api.compile(path, output=output, progress=say, **_compile_kwargs(o))
         else:
-            art = Artifact(path)
+            art = Artifact(path, trust=_trust(trust))
         feeds = _feeds(art, inputs, True, seed) if inputs else None
         report, feeds = verify_artifact(art, model, feeds=feeds, seed=seed, rtol=rtol,
                                         atol=atol, min_sqnr=min_sqnr)
@@ -672,11 +724,15 @@ def quant_report_cmd(model: Path, input_shapes, input_consts, opt_level, eval_da
               help="Also build it with CMake (cross-compiling for aarch64 targets).")
 @click.option("--runtime-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Take libtvm_runtime.so and libtvm_ffi.so for the target from here.")
-def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path | None) -> None:
+@trust_option
+def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path | None,
+               trust: tuple[Path, ...]) -> None:
     """Write a C/C++ app bundle: the model, the TVM runtime for the target, a C API."""
+    from .artifact import trusting
     from .bundle.writer import write_bundle
 
-    with _progress() as say:
+    art = _open_artifact(artifact, trust)  # the manifest's schema, and its signature
+    with _progress() as say, trusting(art.trust):  # the writer's own read is checked too
         say("writing the bundle (downloads the target's TVM runtime wheels once)"
             + (" and building it with CMake" if do_build else ""))
         info = write_bundle(artifact, output, runtime_dir=runtime_dir, build=do_build)
@@ -690,6 +746,38 @@ def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path |
         out.print(f"built {info.program}")
 
 
+@cli.command("keygen")
+@click.argument("name", type=click.Path(path_type=Path))
+def keygen_cmd(name: Path) -> None:
+    """Make an Ed25519 key pair for signing artifacts: NAME.key (private, mode 0600)
+    and NAME.pub (public, for --trust on the devices). Never overwrites a key."""
+    from .signing import generate_key
+
+    private, public, kid = generate_key(name)
+    out.print(f"key {kid}: private key {shown(private)} (mode 0600: keep it secret, off the "
+              f"devices), public key {shown(public)}")
+    out.print(f"sign with 'edgec compile --sign {shown(private)}' or 'edgec sign ART --key "
+              f"{shown(private)}'; devices check with '--trust {shown(public)}'")
+
+
+@cli.command("sign")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, metavar="KEY", help="The Ed25519 private key (NAME.key).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the signed artifact here (default: sign ARTIFACT in place).")
+def sign_cmd(artifact: Path, key_path: Path, output: Path | None) -> None:
+    """Sign an artifact (replacing any signature it has); its hashes are checked first."""
+    from .artifact import sign_artifact
+    from .signing import load_private_key
+
+    if output is not None:
+        check_output(output, what="-o", inputs=())
+    key = load_private_key(key_path)
+    signature = sign_artifact(artifact, key, output)
+    out.print(f"{shown(output or artifact)}: signed with key {signature.key_id}")
+
+
 @cli.command("inspect")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,..",
@@ -699,16 +787,21 @@ def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path |
 @click.option("--max-nodes", type=click.IntRange(min=1), default=DEFAULT_MAX_NODES,
               show_default=True, help="Refuse models with more nodes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@trust_option
 def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str, max_nodes: int,
-                as_json: bool) -> None:
+                as_json: bool, trust: tuple[Path, ...]) -> None:
     """Describe a model (I/O, ops, parameters, FLOPs, what TVM cannot import) or an
     .edgec artifact (target, I/O, passes, quantisation, kernels)."""
     from . import api  # the compiler side, loaded only when needed
     from .model_info import render_model_info
 
     if model.suffix == ".edgec":
-        _inspect_artifact(load(model), as_json)
+        _inspect_artifact(_open_artifact(model, trust), as_json)
         return
+    if trust and click.get_current_context().get_parameter_source("trust") == \
+            click.core.ParameterSource.COMMANDLINE:
+        raise UsageError(f"{model}: --trust checks an .edgec artifact's signature, not a "
+                         "model's")
 
     info = api.inspect(model, input_shapes=_shapes(input_shapes),
                        input_consts=_consts(input_consts), max_model_bytes=_size(max_model_size),
@@ -719,20 +812,34 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str, ma
         render_model_info(info, out)
 
 
+def _signature_line(art) -> str:
+    sig = art.signature
+    if sig is None:
+        return "unsigned"
+    if art.trust is None:
+        return f"signed by key {sig.key_id} (not checked: give --trust KEYS to check it)"
+    source = art.trust.source(sig.key_id)
+    return f"signed by key {sig.key_id}, verified against {source}"
+
+
 def _inspect_artifact(art, as_json: bool) -> None:
     m = art.manifest
     if as_json:
-        out.print_json(json.dumps(m))
+        sig = ({"signature": {"key_id": art.signed_by, "verified": art.trust is not None}}
+               if art.signature is not None else {})
+        out.print_json(json.dumps({**m, **sig}))
         return
     src = m["source_model"]
-    out.print(f"{escape(str(art.path))}: edgec {m['edgec_version']} artifact of "
-              f"{escape(src['file'])} (sha256 {src['sha256'][:12]}...), built "
-              f"{m.get('created', '?')} with TVM {m.get('tvm_version', '?')}")
-    out.print(f"  target:  {m['target']['name']} ({m['target'].get('arch', '?')})")
+    out.print(f"{escape(str(art.path))}: edgec {escape(str(m.get('edgec_version', '?')))} "
+              f"artifact of {escape(src['file'])} (sha256 {escape(src['sha256'][:12])}...), "
+              f"built {escape(str(m.get('created', '?')))} with TVM "
+              f"{escape(str(m.get('tvm_version', '?')))}")
+    out.print(f"  target:  {escape(m['target']['name'])} ({escape(m['target']['arch'])})")
+    out.print(f"  signature: {escape(_signature_line(art))}")
     out.print("  inputs:  " + escape(", ".join(s.describe() for s in art.inputs)))
     out.print("  outputs: " + escape(", ".join(s.describe() for s in art.outputs)))
-    out.print(f"  pipeline {m['pipeline']}: {len(m.get('passes', []))} passes; "
-              f"{len(m.get('kernels', {}))} kernels")
+    out.print(f"  pipeline {escape(str(m.get('pipeline', '?')))}: "
+              f"{len(m.get('passes', []))} passes; {len(m.get('kernels') or {})} kernels")
     q = m.get("quantization")
     if not q:
         out.print("  quantisation: none (float32)")
@@ -839,13 +946,13 @@ def main(argv: list[str] | None = None) -> int:
     except EdgecError as exc:
         if _state["debug"]:
             raise
-        err.print(f"edgec: error: {exc.message}", markup=False)
+        err.print(one_line(f"edgec: error: {exc.message}"), markup=False)
         return exc.exit_code
     except click.exceptions.NoArgsIsHelpError as exc:
         out.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
         return 0
     except click.UsageError as exc:
-        err.print(f"edgec: error: {exc.format_message()} (see 'edgec {_cmd(exc)}--help')",
+        err.print(one_line(f"edgec: error: {exc.format_message()} (see 'edgec {_cmd(exc)}--help')"),
                   markup=False)
         return EXIT_USAGE
     except (click.Abort, KeyboardInterrupt):
@@ -856,8 +963,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line unless --debug
         if _state["debug"]:
             raise
-        err.print(f"edgec: internal error: {type(exc).__name__}: {first_line(exc)}; rerun "
-                  "with --debug and report it", markup=False)
+        err.print(one_line(f"edgec: internal error: {type(exc).__name__}: {first_line(exc)}; "
+                           "rerun with --debug and report it"), markup=False)
         return EXIT_INTERNAL
 
 

@@ -29,6 +29,13 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def one_line(text: str) -> str:
+    """``text`` made visible (``visible``) and kept on one line: line breaks in a
+    name or path shown as ``\\n``, so an error stays the one line it is meant to be
+    and a name cannot forge a second ``edgec: error:`` line."""
+    return visible(text.replace("\r", "\\r").replace("\n", "\\n"))
+
+
 def shown(text: object) -> str:
     """User text ready for a markup string: control characters made visible,
     markup escaped."""

@@ -7,13 +7,29 @@ valid indices; other integers are small non-negative numbers.
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .artifact import TensorSpec
-from .errors import UsageError
+from .errors import UnsupportedError, UsageError
 from .specs import load_array_file
+
+
+def _memory_bytes() -> int | None:
+    """This machine's physical memory, when the OS says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _too_big(spec: TensorSpec, need: int, than: str) -> UnsupportedError:
+    return UnsupportedError(f"random input {spec.describe()} needs {need / 2**30:.1f} GiB to "
+                            f"draw, more than {than}; give the input from a file, or run it "
+                            "where it fits")
 
 
 def random_inputs(specs: list[TensorSpec], *, seed: int = 0,
@@ -24,16 +40,25 @@ def random_inputs(specs: list[TensorSpec], *, seed: int = 0,
     inputs used as Gather indices stay valid (`edgec.Artifact.input_bounds`).
     """
     rng = np.random.default_rng(seed)
+    memory = _memory_bytes()
     out = {}
     for spec in specs:
         dtype = np.dtype(spec.dtype)
-        if dtype == np.bool_:
-            out[spec.name] = rng.random(spec.shape) < 0.5
-        elif np.issubdtype(dtype, np.integer):
-            high = (int_bounds or {}).get(spec.name, 8)
-            out[spec.name] = rng.integers(0, max(1, high), size=spec.shape).astype(dtype)
-        else:
-            out[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
+        # drawn in 8-byte numbers, then cast: that is the peak, not the input's own size
+        need = math.prod(spec.shape) * (dtype.itemsize + 8)
+
+        if memory is not None and need > memory:
+            raise _too_big(spec, need, f"this machine's {memory / 2**30:.1f} GiB")
+        try:
+            if dtype == np.bool_:
+                out[spec.name] = rng.random(spec.shape) < 0.5
+            elif np.issubdtype(dtype, np.integer):
+                high = (int_bounds or {}).get(spec.name, 8)
+                out[spec.name] = rng.integers(0, max(1, high), size=spec.shape).astype(dtype)
+            else:
+                out[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
+        except MemoryError:  # a memory limit (ulimit -v, a container) below the machine's
+            raise _too_big(spec, need, "this process could allocate") from None
     return out
 
 

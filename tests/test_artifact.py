@@ -303,3 +303,277 @@ def test_runtime_uses_every_cpu_unless_told(conv_artifact, tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                          text=True, env={**env, "TVM_NUM_THREADS": "1"}, check=True).stdout
     assert int(out) == 1
+
+
+# ------------------------------------------------------------------ manifest schema
+# A manifest edited by hand (hashes recomputed) used to reach the runtime and fail
+# there as an internal error (exit 70): every field a reader uses is checked on load.
+
+
+def _real_manifest() -> dict:
+    """A manifest shaped like a compile's (the fields readers rely on)."""
+    return {"edgec_version": "0.1.0", "tvm_version": "0.27", "created": "now",
+            "source_model": {"file": "m.onnx", "sha256": "0" * 64, "opset": 17, "bytes": 1,
+                             "inputs": {"x": [1, 3, "h", None]}},
+            "target": {"name": "x86/generic", "arch": "x86_64", "cpu_flags": ["avx2"],
+                       "tvm": {"kind": "llvm"}},
+            "inputs": [{"name": "x", "shape": [1, 3, 16, 16], "dtype": "float32"},
+                       {"name": "ids", "shape": [4], "dtype": "int64",
+                        "index_extents": [10], "valid_range": [0, 10]}],
+            "outputs": [{"name": "y", "shape": [1, 8], "dtype": "float32"}],
+            "bindings": {"input_consts": {}}, "pipeline": "O2", "passes": [],
+            "kernels": {}, "tuning": None}
+
+
+def _edit(path: str, value):
+    def apply(m: dict) -> None:
+        keys = path.split("/")
+        obj = m
+        for k in keys[:-1]:
+            obj = obj[int(k)] if isinstance(obj, list) else obj[k]
+        last = keys[-1]
+        if value is _DROP:
+            del obj[int(last) if isinstance(obj, list) else last]
+        elif isinstance(obj, list):
+            obj[int(last)] = value
+        else:
+            obj[last] = value
+    return apply
+
+
+_DROP = object()
+SCHEMA_CASES = {
+    "manifest-list": (lambda m: None, "not a JSON object"),
+    "no-inputs": (_edit("inputs", _DROP), "has no 'inputs'"),
+    "inputs-string": (_edit("inputs", "image"), "inputs is 'image', not a list"),
+    "input-not-object": (_edit("inputs/0", 3), "inputs[0] is 3, not an object"),
+    "input-name-missing": (_edit("inputs/0/name", _DROP), "inputs[0].name"),
+    "input-name-empty": (_edit("inputs/0/name", ""), "inputs[0].name"),
+    "input-name-repeated": (_edit("inputs/1/name", "x"), "repeats 'x'"),
+    "dtype-object": (_edit("inputs/0/dtype", "object"), "inputs[0].dtype is 'object'"),
+    "dtype-bogus": (_edit("inputs/0/dtype", "float1024"), "'float1024', not one of"),
+    "dtype-number": (_edit("inputs/0/dtype", 7), "inputs[0].dtype is 7, not a string"),
+    "dtype-bfloat16": (_edit("outputs/0/dtype", "bfloat16"), "outputs[0].dtype"),
+    "shape-negative": (_edit("inputs/0/shape", [-1, 3, 16, 16]), "shape[0] is -1"),
+    "shape-float": (_edit("inputs/0/shape", [1.0, 3, 16, 16]), "shape[0] is 1.0"),
+    "shape-bool": (_edit("inputs/0/shape", [True, 3]), "shape[0] is True"),
+    "shape-symbolic": (_edit("inputs/0/shape", ["n", 3]), "shape[0] is 'n'"),
+    "shape-string": (_edit("inputs/0/shape", "1,3"), "shape is '1,3', not a list"),
+    "shape-huge": (_edit("inputs/0/shape", [1, 3, 1 << 20, 1 << 20]), "12 TiB tensor"),
+    "shape-overflow": (_edit("inputs/0/shape", [1 << 40] * 4), "2^162-byte tensor"),
+    "shape-beyond-int64": (_edit("inputs/0/shape", [1 << 70]), "shape[0]"),
+    "rank-100": (_edit("inputs/0/shape", [1] * 100), "100 dims"),
+    "extents-negative": (_edit("inputs/1/index_extents", [-5]), "index_extents"),
+    "valid-range-bad": (_edit("inputs/1/valid_range", "0..10"), "valid_range"),
+    "extents-without-range": (_edit("inputs/1/valid_range", _DROP), "but no valid_range"),
+    "no-target": (_edit("target", _DROP), "has no 'target'"),
+    "target-number": (_edit("target", 7), "target is 7, not an object"),
+    "target-name-number": (_edit("target/name", 3), "target.name is 3"),
+    "cpu-flags-string": (_edit("target/cpu_flags", "avx2"), "target.cpu_flags"),
+    "tvm-not-object": (_edit("target/tvm", "llvm"), "target.tvm"),
+    "source-model-list": (_edit("source_model", []), "source_model"),
+    "declared-dims-bad": (_edit("source_model/inputs/x", "1,3"), "source_model.inputs"),
+    "members-not-object": (_edit("members", []), "members is [], not an object"),
+    "bindings-list": (_edit("bindings", []), "bindings"),
+    "kernels-list": (_edit("kernels", []), "kernels"),
+}
+
+
+def _with_manifest(tmp_path: Path, manifest) -> Path:
+    """An artifact whose manifest is ``manifest`` (members re-hashed: only the schema
+    check can refuse it)."""
+    lib = tmp_path / "lib.bin"
+    lib.write_bytes(b"\x7fELF not really")
+    if isinstance(manifest, dict):
+        manifest = {"format": "edgec-artifact", "format_version": 1,
+                    "members": {LIBRARY: {"sha256": sha256_file(lib), "bytes": 15}},
+                    **manifest}
+    data = json.dumps(manifest).encode()
+    out = tmp_path / "s.edgec"
+    import io
+
+    with tarfile.open(out, "w") as tar:
+        for name, blob in ((MANIFEST, data), (LIBRARY, lib.read_bytes())):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return out
+
+
+@pytest.mark.parametrize("case", list(SCHEMA_CASES))
+def test_manifest_schema_is_checked_on_load(tmp_path, case):
+    edit, needle = SCHEMA_CASES[case]
+    manifest = _real_manifest()
+    if case == "manifest-list":
+        manifest = [1, 2]
+    else:
+        edit(manifest)
+    art = _with_manifest(tmp_path, manifest)
+    with pytest.raises(ArtifactError) as exc:
+        edgec.load(art)
+    assert needle in str(exc.value), str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_well_formed_manifest_passes_the_schema(tmp_path):
+    m = _real_manifest()
+    art = edgec.load(_with_manifest(tmp_path, m))
+    assert [s.name for s in art.inputs] == ["x", "ids"] and art.signature is None
+    for field in ("name", "arch", "cpu_flags", "tvm"):  # what a run needs of the target
+        m2 = _real_manifest()
+        del m2["target"][field]
+        read_verified(_with_manifest(tmp_path, m2))  # the archive layer does not need it
+        with pytest.raises(ArtifactError, match=f"target has no '{field}'"):
+            edgec.load(_with_manifest(tmp_path, m2))
+
+
+def test_format_version_of_another_type_is_named_as_it_is(tmp_path):
+    m = {**_real_manifest(), "format_version": "1"}
+    lib = tmp_path / "lib.bin"
+    lib.write_bytes(b"x")
+    out = tmp_path / "v.edgec"
+    write_artifact(out, {}, {LIBRARY: lib})
+    edited = _rewrite(out, tmp_path / "v2.edgec", lambda n, d: json.dumps(
+        {**json.loads(d), **m}).encode() if n == MANIFEST else d)
+    with pytest.raises(ArtifactError, match="format version '1' is not supported"):
+        read_verified(edited)
+
+
+def test_random_inputs_refuse_what_cannot_be_allocated():
+    from edgec.tensors import random_inputs
+
+    huge = edgec.TensorSpec("x", (1, 1 << 40), "float32")
+    with pytest.raises(UnsupportedError, match=r"random input x float32\[1,1099511627776\]"):
+        random_inputs([huge])
+
+
+def test_library_that_is_not_elf_or_truncated_is_refused_before_dlopen(tmp_path):
+    from edgec.runtime.session import check_elf
+
+    so = tmp_path / "model.so"
+    so.write_bytes(b"not a shared library\n")
+    with pytest.raises(ArtifactError, match="not an ELF shared library"):
+        check_elf(tmp_path / "a.edgec", so)
+    real = Path(sys.executable).resolve()  # any ELF of this machine
+    data = real.read_bytes()
+    so.write_bytes(data[:4096])
+    with pytest.raises(ArtifactError, match=r"truncated|not a shared library"):
+        check_elf(tmp_path / "a.edgec", so)
+
+
+@pytest.mark.compile
+def test_library_checks_on_a_real_artifact(conv_artifact, tmp_path):
+    """A truncated library (hash recomputed) died of SIGBUS inside dlopen; text
+    failed in dlopen as an internal error; both are one-line ArtifactErrors now."""
+    from edgec.runtime.session import check_elf
+
+    _, path = conv_artifact
+    with tarfile.open(path) as t:
+        lib = t.extractfile(LIBRARY).read()
+    so = tmp_path / "model.so"
+    so.write_bytes(lib)
+    check_elf(path, so)  # the real one passes
+    for cut in (64, 4096, len(lib) // 2, len(lib) - 1):
+        so.write_bytes(lib[:cut])
+        with pytest.raises(ArtifactError, match=r"truncated|outside the file"):
+            check_elf(path, so)
+    arm = bytearray(lib)
+    arm[18:20] = (183).to_bytes(2, "little")  # e_machine: aarch64
+    so.write_bytes(bytes(arm))
+    with pytest.raises(ArtifactError, match="ELF machine 183"):
+        check_elf(path, so)
+
+
+def _manifest_edit(field: str, value):
+    def edit(name, data):
+        if name != MANIFEST:
+            return data
+        m = json.loads(data)
+        m["inputs"][0][field] = value
+        return json.dumps(m).encode()
+    return edit
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("field,value,needle", [
+    ("dtype", "int64", r"'x' is int64\[1,3,16,16\] in the manifest, the library takes "
+                       r"float32\[1,3,16,16\]"),
+    ("shape", [1, 3, 32, 32], r"'x' is float32\[1,3,32,32\] in the manifest, the library "
+                              r"takes float32\[1,3,16,16\]"),
+    ("shape", [1, 3, 16], r"float32\[1,3,16\] in the manifest")])
+def test_manifest_inputs_are_checked_against_the_library(conv_artifact, tmp_path, field,
+                                                         value, needle):
+    """The manifest's inputs against what the library's main checks its arguments
+    against (read from the executable, before anything runs): a TVM VM error at the
+    first call before (exit 70)."""
+    _, path = conv_artifact
+    art = edgec.load(_rewrite(path, tmp_path / "i.edgec", _manifest_edit(field, value)))
+    with pytest.raises(ArtifactError, match=needle):
+        art.session()
+
+
+@pytest.mark.compile
+def test_input_count_is_checked_against_the_library(conv_artifact, tmp_path):
+    _, path = conv_artifact
+
+    def edit(name, data):
+        if name != MANIFEST:
+            return data
+        m = json.loads(data)
+        m["inputs"].append(dict(m["inputs"][0], name="x2"))
+        return json.dumps(m).encode()
+
+    art = edgec.load(_rewrite(path, tmp_path / "n.edgec", edit))
+    with pytest.raises(ArtifactError, match=r"main takes 1 input\(s\), the manifest lists 2"):
+        art.session()
+
+
+@pytest.mark.compile
+def test_vm_argument_errors_become_artifact_errors(conv_artifact, tmp_path):
+    """Where the executable does not state a parameter (another TVM), the VM's own
+    check at the call is turned into the same one-line error, naming the input."""
+    _, path = conv_artifact
+    art = edgec.load(_rewrite(path, tmp_path / "f.edgec", _manifest_edit("dtype", "int64")))
+    from edgec.runtime import session as session_mod
+
+    real = session_mod.library_params
+    session_mod.library_params = lambda module: {}
+    try:
+        s = art.session()
+    finally:
+        session_mod.library_params = real
+    with pytest.raises(ArtifactError, match=r"input 'x': the library takes float32\[1,3,16,16\]"):
+        s.run({"x": np.zeros((1, 3, 16, 16), np.int64)})
+    with pytest.raises(ArtifactError, match="input 'x'"):
+        s.time({"x": np.zeros((1, 3, 16, 16), np.int64)}, repeat=1)
+
+
+def test_artifact_fuzz_target_replays_its_seeds(tmp_path):
+    """benchmarks/fuzz_loader (make fuzz-loader): the seeds, and the input that found
+    an entry with index_extents but no valid_range (a KeyError in the run's input
+    checks), go through the artifact target without a finding."""
+    import importlib.util
+
+    here = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_loader"
+
+    def module(name: str):
+        spec = importlib.util.spec_from_file_location(f"edgec_fuzz_loader_{name}",
+                                                      here / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    sys.path.insert(0, str(here))  # fuzz_artifact imports its findings.py
+    try:
+        fuzz, seeds = module("fuzz_artifact"), module("seeds")
+    finally:
+        sys.path.remove(str(here))
+    seeds.artifact_seeds(tmp_path / "seeds")
+    target = fuzz.Target(instrument=False)
+    inputs = sorted((tmp_path / "seeds").iterdir())
+    assert len(inputs) >= 6
+    found = json.loads((tmp_path / "seeds" / "manifest-full").read_bytes()[1:])
+    del found["inputs"][1]["valid_range"]
+    regression = seeds.MANIFEST_ONLY + json.dumps(found).encode()
+    for data in [*(p.read_bytes() for p in inputs), regression]:
+        target.one_input(data)  # raises on a finding
