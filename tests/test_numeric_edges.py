@@ -131,3 +131,17 @@ def test_expand_to_a_shape_known_only_at_run_time_is_refused(tmp_path):
                         input_consts={"shape": np.array([2, 1, 6], np.int64)})
     x = np.arange(3, dtype=np.float32).reshape(3, 1)
     np.testing.assert_array_equal(art.run({"x": x})["y"], np.broadcast_to(x, (2, 3, 6)))
+
+
+@pytest.mark.parametrize("op, start", [("ReduceMax", -np.inf), ("ReduceMin", np.inf),
+                                       ("ReduceSum", 0.0)])
+def test_reductions_over_an_empty_axis(tmp_path, op, start):
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    model = _model([helper.make_node(op, ["x", "axes"], ["y"], keepdims=1)],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 0, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 4])], [axes])
+    # a zero-size input (numpy gives it zero strides, TVM wanted compact ones) and a
+    # reduction over nothing (TVM's kernel skipped its init: garbage before)
+    (got,), (want,) = _both(tmp_path, model, {"x": np.zeros((2, 0, 4), np.float32)})
+    np.testing.assert_array_equal(got, np.full((2, 1, 4), start, np.float32))
+    np.testing.assert_array_equal(got, want)

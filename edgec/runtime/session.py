@@ -38,6 +38,10 @@ def aligned_copy(arr: np.ndarray) -> np.ndarray:
     offset = -buf.ctypes.data % ALIGNMENT
     out = buf[offset:offset + arr.nbytes].view(arr.dtype).reshape(arr.shape)
     out[...] = arr
+    if out.size == 0:  # numpy gives an empty array zero strides; TVM wants compact ones
+        strides = [arr.dtype.itemsize * int(np.prod(arr.shape[i + 1:], dtype=np.int64))
+                   for i in range(arr.ndim)]
+        out = np.lib.stride_tricks.as_strided(out, strides=strides)  # reads nothing
     return out
 
 

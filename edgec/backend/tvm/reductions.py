@@ -5,11 +5,13 @@ max of a row that is all -inf came out as -3.4e38 instead of -inf: in the
 node tests, attention's masking (a ReduceMax over fully masked rows, then
 x - max and Exp) turned an expected 0 into NaN. This pass rewrites every
 float ``max`` / ``min`` reduction into a TE kernel with the infinite start
-value; on finite data the result is the same.
+value; on finite data the result is the same. A reduction over an empty axis
+is its start value (TVM's kernel skipped the init and returned garbage).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tvm
 from tvm import relax, te, tirx
 
@@ -62,6 +64,10 @@ class _Rewriter(relax.PyExprMutator):
             sorted(int(a) % ndim for a in call.attrs.axis)
         self.rewritten += 1
         kind = "max" if op == "relax.max" else "min"
+        if any(shape[a] == 0 for a in axes):  # over nothing: the start value itself (TVM's
+            out = _shape(call)                 # kernel skips its init and returns garbage)
+            start = float("-inf") if kind == "max" else float("inf")
+            return relax.const(np.full(out, start, _dtype(call)))
         return self.builder_.emit_te(_reduce_te, call.args[0], axes,
                                      bool(call.attrs.keepdims), kind)
 
