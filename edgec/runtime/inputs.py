@@ -20,7 +20,7 @@ from ..errors import UsageError
 def index_extents(manifest: dict) -> dict[str, list[int]]:
     """Index inputs -> the extents they must stay within (``index_extents``; artifacts
     from before it: ``valid_range``'s upper end)."""
-    return {d["name"]: d.get("index_extents", [d["valid_range"][1]])
+    return {d["name"]: d["index_extents"] if "index_extents" in d else [d["valid_range"][1]]
             for d in manifest["inputs"] if "index_extents" in d or "valid_range" in d}
 
 
