@@ -97,37 +97,55 @@ def _check_external_data(path: Path, model: onnx.ModelProto) -> int:
             raise ModelError(f"{path}: tensor '{tensor.name}' has invalid external-data "
                              f"fields ({first_line(exc)}); re-export the model") from None
         loc = info.location
-        where = f"{path}: tensor '{tensor.name}' has external data at '{loc}'"
+        shown = loc if len(loc) <= 200 else f"{loc[:100]}... ({len(loc)} characters)"
+        where = f"{path}: tensor '{tensor.name}' has external data at '{shown}'"
         if not loc or os.path.isabs(loc) or Path(loc).drive or ".." in Path(loc).parts:
             raise ModelError(f"{where}, outside the model's folder; external data must be "
                              "a relative path next to the model")
-        raw = base / loc
-        if raw.is_symlink() or any(p.is_symlink() for p in raw.parents if p != base and
-                                   base in p.parents):
-            raise ModelError(f"{where}, which is a symlink; copy the data file next to the "
-                             "model instead")
-        real = raw.resolve()
-        if base not in real.parents:
-            raise ModelError(f"{where}, outside the model's folder; move it next to the model")
-        if not real.is_file():
-            raise ModelError(f"{where}, which does not exist; copy it next to the model")
-        stat = real.stat()
-        if stat.st_nlink > 1:  # it may be any file of the disk, linked in (onnx refuses too)
-            raise ModelError(f"{where}, a file with {stat.st_nlink} hard links; copy the data "
-                             "into a file of its own next to the model")
-        size = stat.st_size
-        offset, length = info.offset or 0, info.length
-        if offset < 0 or (length is not None and length < 0):
-            raise ModelError(f"{where} with offset {offset} and length {length}; both must "
-                             "be non-negative: re-export the model")
-        if offset > size or (length is not None and offset + length > size):
-            raise ModelError(f"{where} from byte {offset}"
-                             + (f" for {length} bytes" if length is not None else "")
-                             + f", but that file has only {size} bytes; it is truncated")
-        if real not in seen:
-            seen.add(real)
-            total += size
+        if "\0" in loc:
+            raise ModelError(f"{where}, a name holding a NUL byte, which no file can have; "
+                             "re-export the model")
+        try:
+            total += _check_external_file(base, loc, where, info, seen)
+        except OSError as exc:  # a name too long, a folder that cannot be read, ...
+            raise ModelError(f"{where}, which cannot be read ({exc.strerror or exc}); copy "
+                             "it next to the model") from None
     return total
+
+
+def _check_external_file(base: Path, loc: str, where: str, info, seen: set[Path]) -> int:
+    """The bytes one external-data file adds (0 when seen before); a ModelError when
+    it is outside ``base``, a link, not a regular file, or shorter than its entry."""
+    raw = base / loc
+    if raw.is_symlink() or any(p.is_symlink() for p in raw.parents if p != base and
+                               base in p.parents):
+        raise ModelError(f"{where}, which is a symlink; copy the data file next to the "
+                         "model instead")
+    real = raw.resolve()
+    if base not in real.parents:
+        raise ModelError(f"{where}, outside the model's folder; move it next to the model")
+    if not real.exists():
+        raise ModelError(f"{where}, which does not exist; copy it next to the model")
+    if not real.is_file():
+        raise ModelError(f"{where}, which is not a regular file (a folder, pipe or "
+                         "device); give the data a file of its own next to the model")
+    stat = real.stat()
+    if stat.st_nlink > 1:  # it may be any file of the disk, linked in (onnx refuses too)
+        raise ModelError(f"{where}, a file with {stat.st_nlink} hard links; copy the data "
+                         "into a file of its own next to the model")
+    size = stat.st_size
+    offset, length = info.offset or 0, info.length
+    if offset < 0 or (length is not None and length < 0):
+        raise ModelError(f"{where} with offset {offset} and length {length}; both must "
+                         "be non-negative: re-export the model")
+    if offset > size or (length is not None and offset + length > size):
+        raise ModelError(f"{where} from byte {offset}"
+                         + (f" for {length} bytes" if length is not None else "")
+                         + f", but that file has only {size} bytes; it is truncated")
+    if real not in seen:
+        seen.add(real)
+        return size
+    return 0
 
 
 def count_nodes(graph: onnx.GraphProto) -> int:
@@ -187,10 +205,69 @@ def load_model(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_MODEL_BY
     if opset < MIN_OPSET:
         raise UnsupportedError(f"{path}: uses opset {opset}; edgec needs {MIN_OPSET} or newer "
                                "(convert it with onnx.version_converter)")
+    _check_raw_sizes(path, proto)
+    _check_declared_sizes(path, proto)
     if full_check:
         _check(path, proto, total)
     return LoadedModel(path=path, proto=proto, sha256=hashlib.sha256(data).hexdigest(),
                        size_bytes=total)
+
+
+#: bits per element of the types packed below a byte (raw_data rounds up to whole bytes)
+_SUB_BYTE_BITS = {getattr(onnx.TensorProto, n): b for n, b in (
+    ("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2))
+    if hasattr(onnx.TensorProto, n)}
+
+
+def _check_raw_sizes(path: Path, proto: onnx.ModelProto) -> None:
+    """raw_data longer than its tensor's shape and type need: onnx.checker refuses
+    raw_data that is too short but lets a longer one through, which later folds or
+    imports as a reshape error (exit 6)."""
+    for tensor in _all_tensors(proto):
+        if not tensor.raw_data or any(d < 0 for d in tensor.dims):
+            continue
+        count = 1
+        for d in tensor.dims:
+            count *= d
+        bits = _SUB_BYTE_BITS.get(tensor.data_type)
+        if bits is not None:
+            need = (count * bits + 7) // 8
+        else:
+            try:
+                need = count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            except (KeyError, TypeError, ValueError):
+                continue  # an unknown or string type: onnx.checker refuses or reads it
+        if len(tensor.raw_data) > need:
+            raise ModelError(f"{path}: tensor '{tensor.name}' has {len(tensor.raw_data)} bytes "
+                             f"of raw_data, but its shape {list(tensor.dims)} and type "
+                             f"{onnx.TensorProto.DataType.Name(tensor.data_type)} hold "
+                             f"{need}; fix or re-export the model")
+
+
+#: bytes no tensor can reach: sizes and offsets are int64 in TVM and onnxruntime
+_MAX_TENSOR_BYTES = 1 << 63
+
+
+def _check_declared_sizes(path: Path, proto: onnx.ModelProto) -> None:
+    """A graph input or output whose declared dims hold 2^63 bytes or more (one dim of
+    2^63-1, two of 2^32): no runtime can index it, and TVM fails on the literal (exit 6)."""
+    graph = proto.graph
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for v in values:
+            if not v.type.HasField("tensor_type") or not v.type.tensor_type.HasField("shape"):
+                continue
+            dims = [d.dim_value for d in v.type.tensor_type.shape.dim if d.HasField("dim_value")]
+            count = 1
+            for d in dims:
+                count *= max(d, 0)
+            try:
+                size = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).itemsize
+            except (KeyError, TypeError, ValueError):
+                size = 1
+            if count * size >= _MAX_TENSOR_BYTES:
+                raise ModelError(f"{path}: {kind} '{v.name}' is declared with dims {dims}, "
+                                 f"{count * size} bytes, past the 2^63 any tensor can index; "
+                                 "fix the model's shapes")
 
 
 def _check(path: Path, proto: onnx.ModelProto, total: int) -> None:
@@ -199,6 +276,7 @@ def _check(path: Path, proto: onnx.ModelProto, total: int) -> None:
             onnx.checker.check_model(proto, full_check=True)
         else:  # the checker takes big models only by path
             onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError,
+            ValueError) as exc:  # ValueError: a data type onnx does not know (999)
         raise ModelError(f"{path}: invalid ONNX model ({first_line(exc)}); fix or re-export it") \
             from None
