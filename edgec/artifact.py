@@ -56,7 +56,7 @@ DTYPES = frozenset({"bool", "float16", "float32", "float64", "int8", "int16", "i
 #: them a shape is a hostile one (a 12 TiB "input" to draw random data for)
 MAX_RANK = 64
 MAX_TENSOR_BYTES = 1 << 40
-MAX_NAME_CHARS = 4096
+MAX_NAME_CHARS = 1 << 20  # ONNX sets none; the manifest's 16 MiB bounds them all
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -384,6 +384,14 @@ class _Schema:
             self.require(d["name"] not in names, f"{key}[{i}].name",
                          f"repeats {_short(d['name'])}")
             names.add(d["name"])
+
+
+def check_io(manifest: dict[str, Any], path: Path) -> None:
+    """The schema's rules for ``inputs`` and ``outputs`` alone: the compiler checks a
+    manifest with them before writing it, so it never writes what it would refuse."""
+    s = _Schema(path)
+    s.tensors(manifest, "inputs")
+    s.tensors(manifest, "outputs")
 
 
 def check_manifest(manifest: dict[str, Any], path: Path) -> None:

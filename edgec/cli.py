@@ -69,6 +69,16 @@ def _progress():
         yield lambda msg: status.update(msg)
 
 
+class OutputPath(click.Path):
+    """click.Path that keeps a trailing '/' visible: Path('out/') drops it, and the
+    command wrote a file 'out' where the user meant a folder."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.endswith(("/", os.sep)) and not self.dir_okay:
+            self.fail(f"'{value}' ends in '/': give a file name, not a folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def trust_option(f):
     """--trust KEYS: the public keys (.pub files or folders of them) an artifact must be
     signed by before any of it is extracted or loaded; EDGEC_TRUST gives a default."""
@@ -209,9 +219,9 @@ def cli(debug: bool) -> None:
 
 @cli.command("compile")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=OutputPath(dir_okay=False, path_type=Path), default=None,
               help="Artifact to write (default: MODEL's name with .edgec, here).")
-@click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--sign", "sign_key", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, metavar="KEY",
               help="Sign the artifact with this Ed25519 private key ('edgec keygen').")
 @compile_options
@@ -254,11 +264,18 @@ def compile_cmd(model: Path, output: Path | None, sign_key: Path | None, **o) ->
         out.print(f"  signed with key {signature.key_id} ({shown(sign_key)})")
 
 
-def _check_outputs(**paths: Path | None) -> None:
-    """Each output option's path checked before any work (fsutil.check_output)."""
+def _check_outputs(*, inputs: tuple = (), **paths: Path | None) -> None:
+    """Each output option's path checked before any work (fsutil.check_output), and
+    refused when it is one of the command's ``inputs`` (it would replace it)."""
+    given = tuple(p for p in inputs if p is not None)
     for option, path in paths.items():
         if path is not None:
-            check_output(path, what="--" + option.replace("_", "-"))
+            check_output(path, what="--" + option.replace("_", "-"), inputs=given)
+
+
+def _input_files(specs: tuple[str, ...]) -> tuple[Path, ...]:
+    """The files named by --input NAME=F.npy / F.npz options."""
+    return tuple(Path(spec.split("=", 1)[-1]) for spec in specs)
 
 
 def _summary(v: np.ndarray) -> str:
@@ -291,7 +308,7 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
               help="Input data; repeatable.")
 @click.option("--random", is_flag=True, help="Random data for inputs not given (seeded).")
 @click.option("--seed", default=0, show_default=True, help="Seed for --random.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=OutputPath(dir_okay=False, path_type=Path), default=None,
               help="Write outputs to this .npz (default: ARTIFACT's name + .out.npz).")
 @click.option("--repeat", default=10, show_default=True,
               help="Timed runs after one warm-up (0: run once, no timing).")
@@ -302,7 +319,7 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
             repeat: int, emulate: bool, trust: tuple[Path, ...]) -> None:
     """Run an artifact on this machine (or under qemu) and write its outputs to .npz."""
     target = output or artifact.with_name(artifact.stem + ".out.npz")
-    check_output(target, what="-o", inputs=(artifact,))
+    check_output(target, what="-o", inputs=(artifact, *_input_files(inputs)))
     art = _open_artifact(artifact, trust)
     feeds = _feeds(art, inputs, random, seed)
     if emulate:
@@ -333,9 +350,9 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
               help="Timed runs, without and then with per-kernel instrumentation.")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Show only the N slowest kernels (the rest in one row).")
-@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--trace", type=OutputPath(dir_okay=False, path_type=Path), default=None,
               help="Write the last run as a Chrome/Perfetto trace (ui.perfetto.dev).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Also write the profile as JSON.")
 @trust_option
 def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
@@ -349,7 +366,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
     a warning says when they do not add up to within 15% of the latency
     measured without it.
     """
-    _check_outputs(trace=trace, json=json_out)
+    _check_outputs(inputs=(artifact, *_input_files(inputs)), trace=trace, json=json_out)
     from .runtime.profiler import profile, render_profile
 
     art = _open_artifact(artifact, trust)
@@ -369,7 +386,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--model", "model", type=click.Path(path_type=Path), default=None,
               help="The ONNX model, when PATH is an artifact.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=OutputPath(dir_okay=False, path_type=Path), default=None,
               help="Keep the artifact compiled for verification here.")
 @compile_options
 @click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy|FILE.npz",
@@ -382,7 +399,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
                    "(default: int8 20 dB, fp16 40 dB).")
 @click.option("--repeat", default=10, show_default=True,
               help="Timed runs for the latency line (0: none).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Also write the report as JSON.")
 @trust_option
 def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed: int,
@@ -393,7 +410,7 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
     PATH is an ONNX model (compiled now with the compile options) or an
     .edgec artifact (then give --model).
     """
-    _check_outputs(json=json_out)
+    _check_outputs(inputs=(path, model, output, *_input_files(inputs)), json=json_out)
     from . import api  # the compiler side, loaded only when needed
     from .artifact import Artifact
     from .verification import DEFAULT_TOLERANCES, verify_artifact
@@ -497,9 +514,9 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
 @click.option("--budget", default=10.0, show_default=True,
               help="Seconds of timed runs per engine (at least 5 runs).")
 @click.option("--seed", default=0, show_default=True, help="Seed for the random inputs.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Write the report as JSON.")
-@click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--plot", "plot_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Draw a bar chart PNG.")
 @_quant_opts
 def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, threads,
@@ -510,7 +527,7 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
     With --quantize int8, also edgec int8, onnxruntime int8 (quantize_static's default,
     same calibration) and TFLite int8.
     """
-    _check_outputs(json=json_out, plot=plot_out)
+    _check_outputs(inputs=(model,), json=json_out, plot=plot_out)
     from . import api  # the compiler side, loaded only when needed
     from .bench import BenchOptions, run_bench
     from .bench.render import failure_lines, int8_speedup, plot, ratio_to_best_peer, rich_table
@@ -570,7 +587,7 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
                                   "under the cache, which compile uses automatically).")
 @click.option("--rpc", default=None, metavar="KEY@HOST:PORT",
               help="Measure on a device registered with a TVM RPC tracker.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Write the report as JSON.")
 def tune_cmd(model: Path, target: str, input_shapes, input_consts, opt_level,
              trials: int | None, budget: str | None, db: Path | None, rpc: str | None,
@@ -579,7 +596,7 @@ def tune_cmd(model: Path, target: str, input_shapes, input_consts, opt_level,
 
     Resumable: records are saved as they are measured, so after Ctrl-C the
     same command continues where it stopped."""
-    _check_outputs(json=json_out)
+    _check_outputs(inputs=(model,), json=json_out)
     from . import api
     from .tuning import parse_budget, tune
 
@@ -651,16 +668,16 @@ def _tune_bar():
 @click.option("--max-drop", type=float, default=None, metavar="DB",
               help="Keep the noisiest layers float until every output's SQNR is at least "
                    "DB dB (automatic mixed precision).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Also write the report as JSON.")
-@click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--plot", "plot_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="A per-layer SQNR chart (PNG).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Show only the N noisiest layers.")
 def quant_report_cmd(model: Path, input_shapes, input_consts, opt_level, eval_data,
                      max_drop, json_out, plot_out, top, **o) -> None:
     """Per-layer and per-output int8 error of MODEL against float (onnxruntime)."""
-    _check_outputs(json=json_out, plot=plot_out)
+    _check_outputs(inputs=(model,), json=json_out, plot=plot_out)
     from . import api
 
     o.setdefault("quantize", "int8")
@@ -762,9 +779,9 @@ def keygen_cmd(name: Path) -> None:
 
 @cli.command("sign")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--key", "key_path", type=OutputPath(dir_okay=False, path_type=Path),
               required=True, metavar="KEY", help="The Ed25519 private key (NAME.key).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=OutputPath(dir_okay=False, path_type=Path), default=None,
               help="Write the signed artifact here (default: sign ARTIFACT in place).")
 def sign_cmd(artifact: Path, key_path: Path, output: Path | None) -> None:
     """Sign an artifact (replacing any signature it has); its hashes are checked first."""

@@ -24,8 +24,8 @@ import onnx
 import onnx_ir as ir
 
 from . import __version__
-from .artifact import LIBRARY, Artifact, TensorSpec, write_artifact
-from .errors import UnsupportedError, UsageError
+from .artifact import LIBRARY, Artifact, TensorSpec, check_io, write_artifact
+from .errors import ArtifactError, UnsupportedError, UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings
 from .frontend.prepare import bind, run_passes
 from .fsutil import check_output
@@ -311,6 +311,11 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
         }
         if temps is not None:
             (temps / "compile-report.json").write_text(json.dumps(manifest, indent=2))
+        try:
+            check_io(manifest, plan.output)
+        except ArtifactError as exc:  # what edgec would refuse to load: not written
+            raise UnsupportedError(f"{plan.model}: {exc.message}; edgec could not load such "
+                                   "an artifact, so it is not written") from exc
         say(f"writing {plan.output}")
         write_artifact(plan.output, manifest, {LIBRARY: lib})
     return Artifact(plan.output)

@@ -66,6 +66,50 @@ def parse_const_spec(spec: str) -> tuple[str, np.ndarray]:
 _NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
 
+def _npy_header(f):
+    """(shape, dtype) from a .npy stream's header, or None when it has none."""
+    version = np.lib.format.read_magic(f)
+    read = {(1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        return None
+    shape, _fortran, dtype = read(f)
+    return shape, dtype
+
+
+def _check_declared_sizes(flag: str, path: Path, is_zip: bool) -> None:
+    """Refuse an array whose header declares more data than its file holds, before
+    numpy allocates it (a 4-TiB shape in a 100-byte file was a MemoryError)."""
+    def check(f, available: int, where: str) -> None:
+        try:
+            found = _npy_header(f)
+        except (ValueError, EOFError, SyntaxError):
+            return  # np.load reports the damage in its own words
+        if found is None:
+            return
+        shape, dtype = found
+        if dtype.hasobject:
+            return  # refused as pickled data below
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if declared > available:
+            raise UsageError(f"{flag}: {where} declares a {dtype}{list(shape)} array "
+                             f"({declared} bytes) but holds {available}; the file is "
+                             "damaged or truncated")
+
+    try:
+        if not is_zip:
+            with path.open("rb") as f:
+                check(f, path.stat().st_size, str(path))  # header bytes count as slack
+            return
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.filename.endswith(".npy"):
+                    with z.open(info) as f:
+                        check(f, info.file_size, f"{path}:{info.filename}")
+    except (zipfile.BadZipFile, OSError, RuntimeError):
+        return  # np.load reports it
+
+
 def load_array_file(flag: str, path: Path):
     """np.load with pickles refused, and errors (prefixed by ``flag``, the option the
     file came from) that say what the file is instead; an .npz becomes a dict.
@@ -78,6 +122,7 @@ def load_array_file(flag: str, path: Path):
     if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
         raise UsageError(f"{flag}: {path} is not a .npy or .npz file (no NumPy "
                          "header); save arrays with numpy.save or numpy.savez")
+    _check_declared_sizes(flag, path, head.startswith(_ZIP_MAGIC))
     try:
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.lib.npyio.NpzFile):  # members load lazily: read them now

@@ -27,50 +27,7 @@ TIMEOUT = float(os.environ.get("EDGEC_HOSTILE_TIMEOUT", "60"))
 MEM = 4 << 30
 
 # Failing on main today (run_hostile.py --trace names where); each a strict xfail.
-KNOWN_FAILING: dict[str, str] = {
-    "dims-constantofshape-2^36-O2":
-        "TVM's constant folding materialises ConstantOfShape's 256 GiB: std::bad_alloc, exit 6 "
-        "(backend/tvm/build.py _build)",
-    "dims-huge-input-2^40":
-        "compile writes the artifact, then opens it (compiler.compile_plan: Artifact(output)) "
-        "and the manifest schema refuses its 4 TiB input (over MAX_TENSOR_BYTES): exit 7, "
-        "the artifact left behind",
-    "name-100k-chars":
-        "compile writes the artifact, then opens it (compiler.compile_plan: Artifact(output)) "
-        "and the manifest schema refuses the 100 000-character input name (over "
-        "MAX_NAME_CHARS): exit 7, the artifact left behind",
-    "fold-if-constant-branches-O0":
-        "TVM's importer fails on an If whose branches hold Constant ('cannot handle ShapeExpr "
-        "inputs', exit 6) and TVM's 'BlockBuilder destroyed' warning is a second stderr line "
-        "(backend/tvm/importer.py import_onnx)",
-    "idx-embedding-int64-wrap":
-        "int64 ids for an int32 input are cast with wrap-around (2^32+5 -> 5) before the "
-        "bounds check: exit 0",
-    "idx-gather-uint64":
-        "uint64 id 2^64-1 is cast to int64 -1 (wrap-around) before the bounds check, a valid "
-        "index: exit 0",
-    "in-npy-header-huge":
-        "np.load allocates the 4 TiB the .npy header declares before any check "
-        "(specs.load_array_file): MemoryError, exit 70",
-    "in-npz-header-huge":
-        "np.load allocates the 32 GiB an .npz member's header declares before any check "
-        "(specs.load_array_file): MemoryError, exit 70",
-    "out-profile-trace-onto-artifact":
-        "profile --trace is checked without the artifact as an input (cli._check_outputs): "
-        "the artifact is overwritten, exit 0",
-    "out-run-onto-input-data":
-        "run -o is checked against the artifact only, not the --input files (cli.run_cmd): "
-        "the .npy is overwritten, exit 0",
-    "out-trailing-slash":
-        "click.Path(path_type=Path) drops the trailing '/' before check_output sees it: a file "
-        "named out/new is written, exit 0",
-    "out-verify-json-onto-model":
-        "verify --json is checked without the model as an input (cli._check_outputs): the "
-        "model is overwritten, exit 0",
-    "pb-bitflip-weights":
-        "verification.compare_output's np.abs(g - f) on inf - inf prints a numpy RuntimeWarning on "
-        "stderr",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -116,9 +116,45 @@ RULES_AS_LOADED: dict[str, Callable[[ir.Node], str | None]] = {
 }
 
 
+#: the biggest tensor edgec compiles: 4 GiB (a ConstantOfShape of 2^36 floats folded into
+#: a 256-GiB constant and died of bad_alloc in TVM; edge models are far below it)
+MAX_VALUE_BYTES = 1 << 32
+
+
+def _too_big(value: ir.Value) -> int | None:
+    """``value``'s size in bytes when its static shape makes it bigger than the limit."""
+    if value is None or value.shape is None or value.dtype is None:
+        return None
+    dims = [d for d in value.shape if isinstance(d, int)]
+    if len(dims) != len(value.shape):
+        return None
+    size = int(np.prod(dims, dtype=object)) * max(value.dtype.itemsize, 1)
+    return size if size > MAX_VALUE_BYTES else None
+
+
+def check_sizes(model: ir.Model, path: Path) -> None:
+    """UnsupportedError for the first graph input or node output over MAX_VALUE_BYTES."""
+    for value in model.graph.inputs:
+        size = _too_big(value)
+        if size is not None:
+            raise UnsupportedError(f"{path}: graph input '{value.name}' is {size / 2**30:.0f} "
+                                   f"GiB, over edgec's limit of {MAX_VALUE_BYTES >> 30} GiB "
+                                   "per tensor; bind smaller dims with --input-shape")
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        for value in node.outputs:
+            size = _too_big(value)
+            if size is not None:
+                raise UnsupportedError(
+                    f"{path}: node '{node.name or '(unnamed)'}' ({node.op_type}) makes "
+                    f"'{value.name}' of {size / 2**30:.0f} GiB, over edgec's limit of "
+                    f"{MAX_VALUE_BYTES >> 30} GiB per tensor; change the model there")
+
+
 def check_refusals(model: ir.Model, path: Path, *, as_loaded: bool = False) -> None:
     """UnsupportedError for the first node a rule refuses (RULES, or RULES_AS_LOADED
-    for the model before edgec's passes)."""
+    for the model before edgec's passes), or a tensor over the size limit."""
+    if not as_loaded:
+        check_sizes(model, path)
     rules = RULES_AS_LOADED if as_loaded else RULES
     for node in ir.traversal.RecursiveGraphIterator(model.graph):
         rule = rules.get(node.op_type) if node.domain in ("", "ai.onnx") else None

@@ -44,13 +44,14 @@ def checked_inputs(path: Path, manifest: dict, feeds: dict[str, np.ndarray]) -> 
             raise UsageError(f"{path}: input '{spec.name}' has shape {list(arr.shape)}, the "
                              f"artifact takes {list(spec.shape)}; "
                              + reshape_hint(manifest, spec, tuple(arr.shape)))
+        if spec.name in extents:  # on the values given, before a cast could wrap them
+            check_indices(path, spec.name, arr, extents[spec.name])
         if arr.dtype != np.dtype(spec.dtype):
             if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
                 raise UsageError(f"{path}: input '{spec.name}' is {arr.dtype}, the model "
                                  f"takes {spec.dtype}")
+            check_integer_range(path, spec.name, arr, np.dtype(spec.dtype))
             arr = arr.astype(spec.dtype)
-        if spec.name in extents:
-            check_indices(path, spec.name, arr, extents[spec.name])
         out.append(arr)
     return out
 
@@ -70,6 +71,21 @@ def reshape_hint(manifest: dict, spec: TensorSpec, shape: tuple[int, ...]) -> st
                 f"{list(spec.shape)}")
     return ("the model allows other sizes there: recompile with --input-shape "
             f"{spec.name}={','.join(map(str, shape))} to run this one")
+
+
+def check_integer_range(path: Path, name: str, arr: np.ndarray, dtype: np.dtype) -> None:
+    """Integers cast to a narrower (or differently signed) type must keep their value:
+    numpy wraps them (a uint64 of 2^63 became -2^63 in an int64 model)."""
+    if arr.size == 0 or arr.dtype.kind not in "iu" or dtype.kind not in "iu" \
+            or np.can_cast(arr.dtype, dtype, casting="safe"):
+        return
+    info = np.iinfo(dtype)
+    lo, hi = arr.min(), arr.max()
+    if int(lo) < info.min or int(hi) > info.max:
+        bad = int(lo) if int(lo) < info.min else int(hi)
+        raise UsageError(f"{path}: input '{name}' holds {bad}, which {dtype} (the model's "
+                         f"type) cannot hold ([{info.min}, {info.max}]); give values in "
+                         "that range")
 
 
 def check_indices(path: Path, name: str, arr: np.ndarray, extents: list[int]) -> None:

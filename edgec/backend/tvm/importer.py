@@ -244,6 +244,14 @@ def import_onnx(model: onnx.ModelProto, source: str | Path):
                 f"convert it ({why}); bind the inputs it needs as constants "
                 "(--input-const) if that is what it lacks, else replace it in the exporter"
             ) from exc
+        shape_input = re.match(r"Node (.*) cannot handle ShapeExpr inputs", str(exc))
+        if shape_input:  # a shape computation TVM keeps symbolic, fed to an op that
+            name = shape_input.group(1)  # takes tensors only (an If on Shape(x), at -O0)
+            raise UnsupportedError(
+                f"{source}: node '{name or '(unnamed)'}' takes a shape computed from another "
+                "tensor's shape, which TVM's importer cannot pass to it; compile with -O1 or "
+                "higher (edgec folds shape computations) or bind the inputs as constants"
+            ) from exc
         where = re.search(r"Error converting operator (\w+)", chatter.getvalue())
         op = f" on a {where.group(1)} node" if where else ""
         raise CompileError(f"{source}: TVM's ONNX importer failed{op}: {first_line(exc)}; rerun "
