@@ -43,10 +43,23 @@ class RemoveDead(ir.passes.InPlacePass):
                     common.RemoveUnusedOpsetsPass())
 
 
+class _IdentityElimination(common.IdentityEliminationPass):
+    """onnx_ir's pass keeps ``y = Identity(x)`` when ``y`` is a graph output and ``x`` a
+    graph input, but not when ``x`` is a graph output too: it renames ``x`` to ``y`` and
+    the graph loses output ``x`` (its outputs read ``y, y``). Keep that node as well."""
+
+    def _try_eliminate_identity_node(self, node: ir.Node) -> bool:
+        if (node.op_type == "Identity" and node.domain == "" and len(node.inputs) == 1
+                and node.inputs[0] is not None and node.outputs[0].is_graph_output()
+                and node.inputs[0].is_graph_output()):
+            return False
+        return super()._try_eliminate_identity_node(node)
+
+
 @register("eliminate-identity", "Drop Identity nodes, keeping graph output names")
 class EliminateIdentity(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        return _run(model, common.IdentityEliminationPass())
+        return _run(model, _IdentityElimination())
 
 
 @register("cse", "Merge identical nodes and duplicate initializers (common subexpressions)")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from ..errors import UnsupportedError, UsageError
 from .calibration import Calibration
@@ -236,6 +237,49 @@ def weights_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
 SCHEMES = ("edgec", "onnxruntime")
 
 
+def _gemm_bias_per_column(model: onnx.ModelProto) -> None:
+    """Give every Gemm with a constant bias C the [N] bias (and beta 1) onnxruntime's
+    quantizer expects: with per-channel weights it rescales the weights for an int32
+    bias and fails on any other C shape (a [1, N] C: "The truth value of an array ...
+    is ambiguous"; a scalar C: "too many indices for array"; a [M, 1] C: "index ... is
+    out of bounds"). C = scalar, [N], [1, N] becomes [N]; a C that varies along the rows
+    ([M, 1], [M, N]) moves into an Add after the Gemm."""
+    inits = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    nodes = list(model.graph.node)
+    for node in nodes:
+        if node.op_type != "Gemm" or len(node.input) < 3 or node.input[2] not in inits \
+                or node.input[1] not in inits or readers.get(node.input[2]) != 1:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        beta = attrs["beta"].f if "beta" in attrs else 1.0
+        trans_b = bool(attrs["transB"].i) if "transB" in attrs else False
+        b_dims = inits[node.input[1]].dims
+        n = b_dims[0] if trans_b else b_dims[1]
+        c = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32) * np.float32(beta)
+        if c.ndim == 1 and c.shape[0] == n and beta == 1.0:
+            continue
+        if "beta" in attrs:
+            node.attribute.remove(attrs["beta"])
+        name = node.input[2]
+        if c.ndim <= 1 or (c.ndim == 2 and c.shape[0] == 1):
+            inits[name].CopyFrom(numpy_helper.from_array(
+                np.ascontiguousarray(np.broadcast_to(c.reshape(-1), (n,))), name))
+        else:  # varies along the rows: Gemm(A, B) + C
+            inits[name].CopyFrom(numpy_helper.from_array(c, name))
+            out = node.output[0]
+            node.output[0] = f"{out}__gemm"
+            del node.input[2]
+            add = onnx.helper.make_node("Add", [node.output[0], name], [out],
+                                        name=f"{node.name}/bias")
+            model.graph.node.insert(list(model.graph.node).index(node) + 1, add)
+        for vi in [v for v in model.graph.value_info if v.name == name]:
+            model.graph.value_info.remove(vi)
+
+
 def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration: Calibration,
                   *, source: str, say: Callable[[str], None] = lambda _m: None,
                   ranges: Path | None = None, only: tuple[str, ...] | None = None,
@@ -259,6 +303,7 @@ def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration:
     t0 = time.perf_counter()
     model = _upgrade_opset(weights_as_constants(model), source)
     _name_nodes(model)
+    _gemm_bias_per_column(model)
     exclude = sorted(set(excluded_nodes(model, options.keep_float, source))
                      | set(activation_matmuls(model) if edgec_scheme else ()))
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,

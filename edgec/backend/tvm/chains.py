@@ -476,6 +476,11 @@ def shuffle_tile(shape: ConvShape, unit: VectorUnit, k: int) -> ConvTile:
         tile = choose_tile(replace(shape, c=1), unit)  # the pixel tile for these widths
     k2 = k * k
     ob = max(k2, tile.ob - tile.ob % k2)
+    # the pixel-shuffled write-back has no tail tile: the blocks must cover the channels
+    # exactly (O*k*k = 8 with 12-channel blocks failed to build: "TensorRegion pattern
+    # match failed"); k*k always divides them
+    while shape.o % ob:
+        ob -= k2
     vectors = max(1, min(tile.xt // tile.lanes, unit.preferred_accumulators // ob))
     return ConvTile(ob, vectors * tile.lanes, tile.lanes, pixels=True)
 

@@ -242,7 +242,7 @@ def can_pixel_shuffle(shape: ConvShape, tile: ConvTile, k: int) -> bool:
     """Whether the kernel can write its output pixel-shuffled by ``k``: an
     ungrouped conv on pixel tiles whose blocks hold whole k x k groups of channels."""
     return shape.groups == 1 and tile.pixels and tile.ob % (k * k) == 0 \
-        and shape.o % (k * k) == 0
+        and shape.o % tile.ob == 0
 
 
 def conv2d_kernel(shape: ConvShape, tile: ConvTile, epi: Epilogue, *, in_block: int = 0,

@@ -73,6 +73,21 @@ def _out_shape(sch: Schedule, block) -> tuple | None:
     return tuple(int(d) for d in dims)
 
 
+#: inlining copies a block's expression into every load of its buffer; past this many
+#: characters of copies (TVMScript) it stays a buffer: a clip lowered to
+#: where(x < lo, lo, where(x > hi, hi, x)) reads x three times, and a chain of them
+#: (GELU, Clip, HardSwish as HardSigmoid) grew 3^depth and compiled for over 5 minutes
+MAX_INLINE_COPY_CHARS = 2000
+
+
+def _copied_chars(sch: Schedule, block, readers) -> int:
+    """How many characters of ``block``'s expression inlining it would add to its readers."""
+    buf = sch.get(block).writes[0].buffer.name
+    size = len(str(sch.get(block).body))
+    loads = sum(str(sch.get(r).body).count(f"{buf}[") for r in readers)
+    return (loads - 1) * size
+
+
 def inline_elementwise(sch: Schedule) -> bool:
     """Compute each intermediate block inside its readers when they write
     tensors of its own shape (elementwise ops). FuseOps puts a chain of ops
@@ -93,7 +108,8 @@ def inline_elementwise(sch: Schedule) -> bool:
             shape = _out_shape(sch, block)
             readers = sch.get_consumers(block)
             if shape is None or not readers or \
-                    any(_out_shape(sch, r) != shape for r in readers):
+                    any(_out_shape(sch, r) != shape for r in readers) or \
+                    _copied_chars(sch, block, readers) > MAX_INLINE_COPY_CHARS:
                 continue
             try:
                 sch.compute_inline(block)
