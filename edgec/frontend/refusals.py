@@ -83,6 +83,13 @@ def _expand(node: ir.Node) -> str | None:
 def _resize(node: ir.Node) -> str | None:
     scales = _const(node.inputs[2]) if len(node.inputs) > 2 else None
     x, out = node.inputs[0], node.outputs[0]
+    mode = node.attributes.get_string("coordinate_transformation_mode", "half_pixel")
+    if mode == "align_corners" and out.shape is not None and x.shape is not None:
+        for i, b in enumerate(out.shape):
+            if i >= 2 and b == 1:  # the spatial axes TVM resizes
+                return (f"align_corners to an output size of 1 on axis {i} (TVM divides "
+                        "(in - 1) by (out - 1) = 0); use coordinate_transformation_mode "
+                        "'asymmetric', which samples the same pixel there")
     if scales is None or scales.size == 0 or x.shape is None or out.shape is None:
         return None
     for i, (s, a, b) in enumerate(zip(scales.tolist(), x.shape, out.shape, strict=False)):
@@ -92,8 +99,37 @@ def _resize(node: ir.Node) -> str | None:
     return None
 
 
+def _pow(node: ir.Node) -> str | None:
+    base = node.inputs[0].dtype
+    if base is not None and not base.is_floating_point():
+        return f"a base of type {base.name.lower()} (TVM's power takes floats only)"
+    return None
+
+
+def _maxpool(node: ir.Node) -> str | None:
+    if len(node.outputs) > 1 and _used(node.outputs[1]):
+        return "its Indices output (TVM's converter returns the values only)"
+    return None
+
+
+def _rmsnorm(node: ir.Node) -> str | None:
+    x = node.inputs[0]
+    axis = node.attributes.get_int("axis", -1)
+    if x.shape is not None and axis % max(len(x.shape), 1) == 0:
+        return "axis 0, every axis normalised (TVM's converter indexes the scale wrongly)"
+    return None
+
+
+def _constantofshape(node: ir.Node) -> str | None:
+    shape = node.inputs[0] if node.inputs else None
+    if shape is not None and shape.is_graph_input():
+        return ("a shape given at run time (TVM's converter needs it while compiling); "
+                "bind it with --input-const")
+    return None
+
+
 def _nms(node: ir.Node) -> str | None:
-    return "TVM's converter returns no boxes"
+    return "NonMaxSuppression itself (TVM's converter selects no boxes)"
 
 
 def _qlinear(node: ir.Node) -> str | None:
@@ -108,7 +144,8 @@ def _qlinear(node: ir.Node) -> str | None:
 RULES: dict[str, Callable[[ir.Node], str | None]] = {
     "BatchNormalization": _batchnorm, "Dropout": _dropout, "LayerNormalization": _layernorm,
     "RoiAlign": _roialign, "TopK": _topk, "Expand": _expand,
-    "Resize": _resize, "NonMaxSuppression": _nms,
+    "Resize": _resize, "NonMaxSuppression": _nms, "Pow": _pow, "MaxPool": _maxpool,
+    "RMSNormalization": _rmsnorm, "ConstantOfShape": _constantofshape,
 }
 #: the same, checked on the model as loaded (edgec's passes rewrite these ops)
 RULES_AS_LOADED: dict[str, Callable[[ir.Node], str | None]] = {
@@ -162,4 +199,5 @@ def check_refusals(model: ir.Model, path: Path, *, as_loaded: bool = False) -> N
         if why is not None:
             raise UnsupportedError(f"{path}: node '{node.name or '(unnamed)'}' "
                                    f"({node.op_type}) uses {why}; edgec would compute it "
-                                   "wrongly, so it is refused: change the model there")
+                                   "wrongly or not at all, so it is refused: change the model "
+                                   "there")
