@@ -82,7 +82,7 @@ MAX_INLINE_COPY_CHARS = 2000
 
 def _copied_chars(sch: Schedule, block, readers) -> int:
     """How many characters of ``block``'s expression inlining it would add to its readers."""
-    buf = sch.get(block).writes[0].buffer.name
+    buf = sch.get(block).writes[0].source.name
     size = len(str(sch.get(block).body))
     loads = sum(str(sch.get(r).body).count(f"{buf}[") for r in readers)
     return (loads - 1) * size
