@@ -2,7 +2,7 @@
 
 Each case is compared with onnxruntime on inputs chosen to hit the edge: shifts
 by the type's width or more, Python's mod by an infinite divisor, Mish and tanh
-near zero (cancellation), float16 sums (float32 accumulators), the max of an
+near zero (cancellation), float16 models (computed in float32), the max of an
 all -inf row (masked attention), and an Expand whose shape arrives at run time
 (refused: TVM's importer does not broadcast it).
 """
@@ -86,22 +86,30 @@ def test_small_inputs_keep_float32_precision(tmp_path, op):
     np.testing.assert_allclose(got, exact, rtol=2e-6, atol=1e-30)
 
 
-def test_float16_matmul_softmax_accumulate_in_float32(tmp_path):
+def test_float16_model_computes_in_float32_and_keeps_its_casts(tmp_path):
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((512, 64)).astype(np.float16), "w")
     model = _model([helper.make_node("MatMul", ["x", "w"], ["m"]),
-                    helper.make_node("Softmax", ["m"], ["y"], axis=-1)],
+                    helper.make_node("Softmax", ["m"], ["y"], axis=-1),
+                    helper.make_node("Cast", ["m"], ["m32"], to=TensorProto.FLOAT),
+                    helper.make_node("Mul", ["m32", "k"], ["big"]),
+                    helper.make_node("Cast", ["big"], ["r"], to=TensorProto.FLOAT16)],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [8, 512])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [8, 64])], [w])
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [8, 64]),
+                    helper.make_tensor_value_info("r", TensorProto.FLOAT16, [8, 64])],
+                   [w, numpy_helper.from_array(np.array(1 / 3, np.float32), "k")])
     x = (rng.standard_normal((8, 512)) * 0.05).astype(np.float16)
-    (got,) = _edgec(tmp_path, model, {"x": x})
-    exact = x.astype(np.float64) @ numpy_helper.to_array(w).astype(np.float64)
-    exact = exact.astype(np.float16).astype(np.float64)  # the model's float16 'm'
-    exact = np.exp(exact - exact.max(-1, keepdims=True))
+    y, r = _edgec(tmp_path, model, {"x": x})
+    assert y.dtype == r.dtype == np.float16  # the artifact takes and returns float16
+    m = x.astype(np.float64) @ numpy_helper.to_array(w).astype(np.float64)
+    exact = np.exp(m - m.max(-1, keepdims=True))
     exact /= exact.sum(-1, keepdims=True)
-    # each op's float32 result rounded once to float16: within 1 ulp (2^-10
-    # relative); float16 partial sums over 512 terms were several ulp off
-    np.testing.assert_allclose(got.astype(np.float64), exact, rtol=2 ** -10, atol=1e-7)
+    # one rounding to float16 at the output (half an ulp: 2^-11 relative); each op
+    # rounded to float16, with float16 partial sums, was several ulp off
+    np.testing.assert_allclose(y.astype(np.float64), exact, rtol=2 ** -11, atol=1e-7)
+    # the model's explicit Cast of m to float32 still sees m rounded to float16
+    want_r = (m.astype(np.float16).astype(np.float32) * np.float32(1 / 3)).astype(np.float16)
+    np.testing.assert_array_equal(r, want_r)
 
 
 def test_softmax_of_a_fully_masked_row_matches_onnxruntime(tmp_path):

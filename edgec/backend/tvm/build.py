@@ -203,12 +203,13 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
     float16 if asked, then edgec's kernels (an int8 model's chains on the integer
     templates), then what is left of the quantised ops as TVM's integer ops."""
     t0 = time.perf_counter()
+    widen = t.kind.name == "llvm" and not fp16  # a CPU: float16 models in float32
     if tracker is not None:
         with tracker.importing():
-            mod = import_onnx(model, source)
+            mod = import_onnx(model, source, float16_in_float32=widen)
         mod = tracker.tag(mod)
     else:
-        mod = import_onnx(model, source)
+        mod = import_onnx(model, source, float16_in_float32=widen)
     seconds["import"] = time.perf_counter() - t0
     mod, _guarded = guard_indices(mod)  # no gather or scatter reads or writes out of bounds
     if save_temps is not None:
@@ -216,7 +217,7 @@ def lower_to_kernels(model, target: Target, t, source: str, tracker: Tracker | N
     features = set(codegen.llvm_get_cpu_features(cpu_side(t)))
     unit = vector_unit(target.arch, features, target.fma_bits)
     if not fp16:
-        mod, _ = accumulate_fp32(mod)  # a float16 model's sums in float32
+        mod, _ = accumulate_fp32(mod)  # a float16 model's sums in float32 (GPU targets)
     if fp16:
         try:
             mod = to_fp16(mod)

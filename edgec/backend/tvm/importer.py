@@ -21,6 +21,7 @@ from onnx import numpy_helper
 
 from ...errors import CompileError, UnsupportedError, first_line
 from .coverage import DEFAULT_DOMAINS, LOWERED_BY_EDGEC, LOWERED_CONTRIB_BY_EDGEC, tvm_onnx_ops
+from .fp16_compute import compute_float16_in_float32
 from .stable_forms import stable_softplus_mish
 
 
@@ -203,12 +204,15 @@ def check_attributes(model: onnx.ModelProto, source: str | Path) -> None:
                 "the exporter")
 
 
-def import_onnx(model: onnx.ModelProto, source: str | Path):
-    """Relax IRModule for a static-shape model, weights embedded as constants."""
+def import_onnx(model: onnx.ModelProto, source: str | Path, *, float16_in_float32: bool = False):
+    """Relax IRModule for a static-shape model, weights embedded as constants;
+    ``float16_in_float32``: compute a float16 model in float32 (fp16_compute.py)."""
     from tvm.relax.frontend.onnx import from_onnx
 
     check_importable(model, source)
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    if float16_in_float32:
+        compute_float16_in_float32(model)
     _constants_as_tensors(model.graph)
     check_attributes(model, source)
     stable_softplus_mish(model)
