@@ -202,6 +202,11 @@ def load_model(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_MODEL_BY
     if opset > newest:
         raise ModelError(f"{path}: uses opset {opset}, newer than this onnx knows ({newest}); "
                          "upgrade onnx or export with an older opset")
+    if opset == 0:
+        domains = sorted({imp.domain for imp in proto.opset_import})
+        raise UnsupportedError(f"{path}: imports no standard ONNX opset (only "
+                               f"{', '.join(domains)}); edgec compiles standard ONNX "
+                               "(ai.onnx) ops: export the model with them")
     if opset < MIN_OPSET:
         raise UnsupportedError(f"{path}: uses opset {opset}; edgec needs {MIN_OPSET} or newer "
                                "(convert it with onnx.version_converter)")
