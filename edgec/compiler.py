@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import json
 import platform
+import resource
 import shlex
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import onnx_ir as ir
 
 from . import __version__
 from .artifact import LIBRARY, Artifact, TensorSpec, check_io, write_artifact
-from .errors import ArtifactError, UnsupportedError, UsageError
+from .errors import ArtifactError, ToolchainError, UnsupportedError, UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES, Bindings
 from .frontend.prepare import bind, run_passes
 from .fsutil import check_output
@@ -236,6 +237,21 @@ def optimise(plan: CompilePlan, model: ir.Model, observe=None) -> list:
     return run_passes(plan.model, model, passes, observer=observe)
 
 
+#: what a compile writes beyond the weights (object files, the library, the tar)
+BUILD_FILES_BYTES = 64 << 20
+
+
+def check_file_size_limit(model: Path, model_bytes: int) -> None:
+    """Refuse to start under a file size limit (ulimit -f) the build would pass: LLVM
+    dies on EFBIG with its own message and exit 1, leaving its temporary files."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    need = 2 * model_bytes + BUILD_FILES_BYTES
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raise ToolchainError(f"{model}: the file size limit (ulimit -f) is {soft} bytes; "
+                             f"compiling writes files of up to about {need >> 20} MiB "
+                             "(object code, the library, the artifact): raise the limit")
+
+
 def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Artifact:
     """Execute a plan; returns the written artifact."""
     say = progress or (lambda _msg: None)
@@ -245,6 +261,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
     t0 = time.perf_counter()
     loaded, model = load_bound(plan)
     timings["load"] = time.perf_counter() - t0
+    check_file_size_limit(plan.model, loaded.size_bytes)
     with _workdir(plan.save_temps) as (work, temps):
         def observe(i: int, name: str, m: ir.Model) -> None:
             if temps is not None:
