@@ -18,7 +18,7 @@ DEMO_MODEL   ?= models/tiny_cnn.onnx
 PYTEST_ARGS  ?=
 
 .PHONY: setup system-deps host-cc venv tflite-venv runtime-wheels wheelhouse models demo test \
-	test-fast bench accuracy lint clean
+	test-fast bench accuracy conformance hostile fuzz fuzz-loader lint clean
 
 setup: system-deps venv tflite-venv runtime-wheels wheelhouse
 
@@ -79,6 +79,45 @@ bench: setup models
 # PP-OCR models compiled with --quantize int8, the table written into README.md.
 accuracy: setup models
 	$(BIN)/python benchmarks/accuracy/make_accuracy.py
+
+# Every ONNX backend node test case through edgec and onnxruntime (a sample also under
+# emulated aarch64); writes benchmarks/conformance.md and fails on any outcome that
+# benchmarks/conformance/exclusions.toml does not list (about 5 minutes on 2 cores).
+conformance: setup
+	$(BIN)/python benchmarks/conformance/run_conformance.py --jobs 2 --emulate-sample 300 \
+		--bound --check --markdown benchmarks/conformance.md
+
+# Hostile inputs (benchmarks/hostile): every case through the real CLI under a time and
+# memory bound; writes benchmarks/hostile.md; fails on any crash, hang, internal error,
+# traceback or partial output. HOSTILE_ARGS=--huge adds the 10^6-node models.
+hostile: venv
+	$(BIN)/python benchmarks/hostile/run_hostile.py --jobs 2 --timeout 120 --mem 4G $(HOSTILE_ARGS)
+
+# Differential testing (benchmarks/fuzz): N random graphs, each at -O0..-O3 and int8,
+# against onnxruntime; prints graphs, ops and outcomes per level, writes out/fuzz-graphs/.
+# `make fuzz N=10000` is hours on 2 cores (FUZZ_ARGS=--rotate: one level per graph).
+N     ?= 1000
+SEED  ?= 0
+FUZZ_LEVELS ?= 0,1,2,3
+fuzz: venv
+	$(BIN)/python benchmarks/fuzz/run_fuzz.py --n $(N) --seed $(SEED) --levels $(FUZZ_LEVELS) \
+		--int8 --jobs 2 --out out/fuzz-graphs $(FUZZ_ARGS)
+
+# Coverage-guided fuzzing (atheris) of the model loader and the artifact reader, FUZZ_TIME
+# seconds each; one input and traceback per kind of finding in out/fuzz/findings (fails
+# when there is any).
+FUZZ_TIME ?= 300
+fuzz-loader: venv
+	$(BIN)/python -m pip install -q -e '.[fuzz]'
+	rm -rf out/fuzz/findings && mkdir -p out/fuzz/loader out/fuzz/artifact
+	$(BIN)/python benchmarks/fuzz_loader/seeds.py out/fuzz
+	$(BIN)/python benchmarks/fuzz_loader/fuzz_loader.py -max_total_time=$(FUZZ_TIME) -timeout=30 \
+		-rss_limit_mb=4096 -max_len=65536 -artifact_prefix=out/fuzz/ out/fuzz/loader \
+		out/fuzz/loader-seeds
+	$(BIN)/python benchmarks/fuzz_loader/fuzz_artifact.py -max_total_time=$(FUZZ_TIME) \
+		-timeout=30 -rss_limit_mb=4096 -max_len=16384 -artifact_prefix=out/fuzz/ \
+		out/fuzz/artifact out/fuzz/artifact-seeds
+	@if ls out/fuzz/findings/*.txt >/dev/null 2>&1; then ls out/fuzz/findings; exit 1; fi
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not install" $(PYTEST_ARGS)
