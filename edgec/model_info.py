@@ -43,7 +43,7 @@ from .frontend.binding import (
     suggest_binding,
     unbound_inputs,
 )
-from .frontend.loader import DEFAULT_MAX_MODEL_BYTES, load_model
+from .frontend.loader import DEFAULT_MAX_MODEL_BYTES, load_model, to_ir
 from .passes.shapes import InferShapes
 from .specs import DEFAULT_MAX_NODES
 
@@ -257,7 +257,7 @@ def inspect_model(path: str | os.PathLike, *, bindings: Bindings | None = None,
     loaded = load_model(path, max_bytes=max_bytes, max_nodes=max_nodes)
     proto = loaded.proto
     params = _param_info(proto)  # before binding: constant inputs are not weights
-    model = ir.serde.deserialize_model(proto)
+    model = to_ir(path, proto)
     params = _with_generated(params, model)
     bound = bindings is not None and bool(bindings.shapes or bindings.consts)
     if bound:

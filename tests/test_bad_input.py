@@ -82,6 +82,21 @@ def test_corrupted_protobuf(cli, tmp_path):
     assert_nothing_written(tmp_path, "bits.onnx")
 
 
+@pytest.mark.parametrize("command", ["compile", "inspect"])
+def test_names_that_are_not_utf8_are_a_model_error(cli, tmp_path, command):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["QQQQ", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["QQQQ", 3])])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    bad = tmp_path / "utf8.onnx"  # a dim name of bytes that are not UTF-8 (found by atheris)
+    bad.write_bytes(data.SerializeToString().replace(b"QQQQ", b"\xff\xfe\xfd\xfc"))
+    args = ["-t", "x86", "-o", tmp_path / "o.edgec"] if command == "compile" else []
+    assert_one_line_error(cli(command, bad, *args), EXIT_BAD_MODEL, "utf8.onnx",
+                          "cannot be read")
+    assert_nothing_written(tmp_path, "utf8.onnx")
+
+
 def test_invalid_model_fails_checker(cli, tmp_path):
     m = conv_model()
     m.graph.node[1].input[0] = "does_not_exist"

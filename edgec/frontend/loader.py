@@ -93,10 +93,14 @@ def _check_external_data(path: Path, model: onnx.ModelProto) -> int:
             continue
         try:
             info = external_data_helper.ExternalDataInfo(tensor)
-        except ValueError as exc:  # onnx checks offsets and lengths as it reads them
+        except (ValueError, TypeError) as exc:  # onnx checks offsets and lengths as it
+            # reads them; a key that is not UTF-8 arrives as bytes (TypeError)
             raise ModelError(f"{path}: tensor '{tensor.name}' has invalid external-data "
                              f"fields ({first_line(exc)}); re-export the model") from None
         loc = info.location
+        if not isinstance(loc, str):  # not UTF-8: protobuf hands it over as bytes
+            raise ModelError(f"{path}: tensor '{tensor.name}' has an external-data location "
+                             "that is not UTF-8 text; re-export the model")
         shown = loc if len(loc) <= 200 else f"{loc[:100]}... ({len(loc)} characters)"
         where = f"{path}: tensor '{tensor.name}' has external data at '{shown}'"
         if not loc or os.path.isabs(loc) or Path(loc).drive or ".." in Path(loc).parts:
@@ -285,3 +289,15 @@ def _check(path: Path, proto: onnx.ModelProto, total: int) -> None:
             ValueError) as exc:  # ValueError: a data type onnx does not know (999)
         raise ModelError(f"{path}: invalid ONNX model ({first_line(exc)}); fix or re-export it") \
             from None
+
+
+def to_ir(path: Path, proto: onnx.ModelProto):
+    """``proto`` as an onnx_ir model; a model it cannot read (a name that is not UTF-8
+    text, say) is a ModelError naming the file."""
+    import onnx_ir as ir
+
+    try:
+        return ir.serde.deserialize_model(proto)
+    except (TypeError, ValueError, ir.serde.SerdeError) as exc:
+        raise ModelError(f"{path}: the model cannot be read ({first_line(exc)}); "
+                         "re-export it") from None

@@ -17,7 +17,7 @@ from ..passes import PassReport, run_pipeline
 from ..passes.pipelines import Observer
 from ..specs import DEFAULT_MAX_NODES
 from .binding import Bindings, bind_inputs, binding_hint, unbound_inputs
-from .loader import DEFAULT_MAX_MODEL_BYTES, LoadedModel, load_model
+from .loader import DEFAULT_MAX_MODEL_BYTES, LoadedModel, load_model, to_ir
 from .refusals import check_refusals
 from .types import check_types
 
@@ -33,7 +33,7 @@ def bind(path: Path, bindings: Bindings, *, max_bytes: int = DEFAULT_MAX_MODEL_B
          max_nodes: int = DEFAULT_MAX_NODES) -> tuple[LoadedModel, ir.Model]:
     """The checked model with every input bound; an unbound dynamic dim is an error."""
     loaded = load_model(path, max_bytes=max_bytes, max_nodes=max_nodes)
-    model = ir.serde.deserialize_model(loaded.proto)
+    model = to_ir(path, loaded.proto)
     check_types(model, path)
     check_refusals(model, path, as_loaded=True)
     bind_inputs(model, bindings, path)
