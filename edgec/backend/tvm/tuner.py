@@ -110,9 +110,13 @@ class TuneReport:
                 "tasks": [t.to_json() for t in self.tasks]}
 
 
-def _median(run_secs) -> float | None:
+def _run_secs(run_secs) -> float | None:
+    """A record's time: the mean of its runs, the order MetaSchedule's database keeps
+    (compile applies its first record). The median, used before, disagreed with it
+    on a loaded machine: a report called a candidate faster than the template while
+    the database still put the template first."""
     vals = [float(v) for v in run_secs or []]
-    return statistics.median(vals) if vals and max(vals) < 1e9 else None
+    return statistics.fmean(vals) if vals and max(vals) < 1e9 else None
 
 
 def _export_so(cc: str, flags: list[str], mod) -> str:
@@ -213,7 +217,7 @@ def _measure_template(task: Task, sch: Schedule, t, db: TuningDB, builder, runne
                            f"tuning: {first_line(built.error_msg)}")
     args = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
     result = runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", args)])[0].result()
-    secs = _median(result.run_secs)
+    secs = _run_secs(result.run_secs)
     if secs is None:
         raise CompileError(f"kernel {task.name}: its template schedule failed to run for "
                            f"tuning: {first_line(result.error_msg or 'no time measured')}")
@@ -228,7 +232,7 @@ def _load_state(task: Task, t, db: TuningDB, builder, runner) -> None:
     task.template = template = template_schedule(task.kernel, task.mod)
     key = _trace_key(template.trace)
     records = db.db.get_top_k(task.workload, 1 << 20)
-    found = [_median(r.run_secs) for r in records if _trace_key(r.trace) == key]
+    found = [_run_secs(r.run_secs) for r in records if _trace_key(r.trace) == key]
     found = [x for x in found if x is not None]
     if found:
         task.template_s = min(found)
@@ -237,7 +241,7 @@ def _load_state(task: Task, t, db: TuningDB, builder, runner) -> None:
         records = db.db.get_top_k(task.workload, 1 << 20)
         found = [task.template_s]
     task.trials = len(records) - len(found)
-    task.best_s = min(task.template_s, _median(records[0].run_secs) or task.template_s)
+    task.best_s = min(task.template_s, _run_secs(records[0].run_secs) or task.template_s)
 
 
 @derived_object
@@ -247,7 +251,7 @@ class _Reporter(ms.measure_callback.PyMeasureCallback):
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
               runner_results) -> None:
-        self.on_batch([_median(r.run_secs) or 0.0 for r in runner_results])
+        self.on_batch([_run_secs(r.run_secs) or 0.0 for r in runner_results])
 
 
 def tune_model(model, target: Target, *, source: str, db_dir: Path | None,
