@@ -16,6 +16,7 @@ EXIT_UNSUPPORTED = 4  # op TVM cannot import, artifact that cannot run here
 EXIT_TOOLCHAIN = 5  # a cross compiler or other external tool is missing
 EXIT_COMPILE = 6  # TVM failed while compiling a model edgec accepted
 EXIT_BAD_ARTIFACT = 7  # artifact truncated, tampered with or of an unknown format
+EXIT_DEVICE = 8  # a remote device unreachable, busy, timed out, dropped or of another key
 
 
 class EdgecError(Exception):
@@ -82,6 +83,14 @@ class ArtifactError(EdgecError):
     """An .edgec artifact is truncated, tampered with or not an artifact. Exit code 7."""
 
     exit_code = EXIT_BAD_ARTIFACT
+
+
+class DeviceError(EdgecError):
+    """A remote device (TVM RPC) could not be reached or used: no server or tracker
+    answers, no free device of the key, a call timed out, the device dropped the
+    session. The message names the device key and address. Exit code 8."""
+
+    exit_code = EXIT_DEVICE
 
 
 class MismatchError(EdgecError):
