@@ -95,6 +95,7 @@ class Profile:
     has_provenance: bool
     last_run: list[tuple[str, int, int]] = field(default_factory=list)  # (name, start, end) ns
     last_run_span: tuple[int, int] = (0, 0)  # (start, end) ns of that whole run
+    device: dict | None = None  # where it ran, when not here (edgec.runtime.device)
 
     @property
     def coverage(self) -> float:
@@ -139,6 +140,7 @@ class Profile:
                 "coverage_tolerance": COVERAGE_TOLERANCE,
                 "calls_per_run": self.calls_per_run, "overhead": self.overhead,
                 "provenance": "manifest" if self.has_provenance else "unknown",
+                "device": self.device,
                 "kernels": [r.to_json(total) for r in self.rows]}
 
     def trace(self) -> dict:
@@ -179,6 +181,19 @@ class Profile:
                               "coverage": round(self.coverage, 4)}}
 
 
+def device_label(device: dict) -> str:
+    """'KEY at HOST:PORT (aarch64, emulated)': how a remote device is named in output."""
+    return f"{device['name']} ({device['arch']}{', emulated' if device.get('emulated') else ''})"
+
+
+def device_clock_note(device: dict) -> str:
+    """What a remote latency is: the device's clock, and never a board's if emulated."""
+    if device.get("emulated"):
+        return (" [EMULATED under qemu-user on the serving machine: not any board's "
+                "latency]")
+    return " (device clock)"
+
+
 def _kind(name: str) -> str:
     return "builtin" if name.startswith(BUILTIN_PREFIX) else "kernel"
 
@@ -193,8 +208,18 @@ def profile(session: Session, feeds: dict[str, np.ndarray], *, repeat: int = 10)
     latency = session.time(feeds, repeat=repeat)
     vm = session.vm
     vm.set_input("main", *session._args(feeds))
+    walls, runs, span = instrumented_runs(vm, repeat, session.manifest.get("kernels"))
+    return summarise(session.path, session.manifest, latency, walls, runs, span)
+
+
+def instrumented_runs(vm, repeat: int, known=None
+                      ) -> tuple[list[float], list[list[tuple[str, int, int]]], tuple[int, int]]:
+    """``repeat`` instrumented runs of ``main`` on the inputs already set, after one
+    discarded warm-up: (wall seconds per run, (symbol, start ns, stop ns) per call
+    per run, the last run's span). ``vm`` needs ``set_instrument`` and
+    ``invoke_stateful``; ``known`` (the manifest's kernels, or None for any) says
+    which symbols are generated kernels. A device server runs this on the device."""
     clock = time.perf_counter_ns
-    known = session.manifest.get("kernels")
     calls: list[tuple[str, int, int]] = []
     starts: list[int] = []
     direct: set[str] = set()  # kernels the instrument calls itself (see below)
@@ -241,12 +266,14 @@ def profile(session: Session, feeds: dict[str, np.ndarray], *, repeat: int = 10)
                 span = (t0, t1)
     finally:
         vm.set_instrument(None)
-    return _summarise(session, latency, walls, runs, span)
+    return walls, runs, span
 
 
-def _summarise(session: Session, latency: LatencyStats, walls: list[float],
-               runs: list[list[tuple[str, int, int]]], span: tuple[int, int]) -> Profile:
-    manifest = session.manifest
+def summarise(path, manifest: dict, latency: LatencyStats, walls: list[float],
+              runs: list[list[tuple[str, int, int]]], span: tuple[int, int], *,
+              device: dict | None = None) -> Profile:
+    """The Profile of ``runs`` (from `instrumented_runs`, here or on a device) with
+    the artifact's kernel provenance; ``device`` describes where they ran."""
     known = manifest.get("kernels")
     total_ns: dict[str, int] = defaultdict(int)
     count: dict[str, int] = defaultdict(int)
@@ -268,12 +295,12 @@ def _summarise(session: Session, latency: LatencyStats, walls: list[float],
     rows.sort(key=lambda r: (-r.ms, r.name))
     sums = [sum(b - a for _, a, b in run) / 1e9 for run in runs]
     shortest = min((b - a for run in runs for _, a, b in run), default=0) / 1e3
-    return Profile(artifact=str(session.path), target=manifest["target"]["name"],
+    return Profile(artifact=str(path), target=manifest["target"]["name"],
                    latency=latency, instrumented=LatencyStats.from_seconds(walls),
                    kernel_sum=LatencyStats.from_seconds(sums), rows=rows,
                    calls_per_run=round(statistics.fmean(len(r) for r in runs)),
                    shortest_call_us=shortest, has_provenance=known is not None,
-                   last_run=runs[-1], last_run_span=span)
+                   last_run=runs[-1], last_run_span=span, device=device)
 
 
 def _nodes_text(row: KernelTime, width: int = 3) -> tuple[str, str]:
@@ -299,8 +326,9 @@ def render_profile(prof: Profile, console: Console, *, top: int | None = None) -
     kernels = [r for r in prof.rows if r.kind == "kernel"]
     builtins = [r for r in prof.rows if r.kind == "builtin"]
     shown = kernels if top is None else kernels[:top]
-    table = Table(title=f"{escape(prof.artifact)} on {prof.target}: time per run by kernel "
-                        f"(mean of {prof.instrumented.runs} instrumented runs)",
+    where = "" if prof.device is None else f" on device {escape(device_label(prof.device))}"
+    table = Table(title=f"{escape(prof.artifact)} on {prof.target}{where}: time per run by "
+                        f"kernel (mean of {prof.instrumented.runs} instrumented runs)",
                   title_justify="left")
     for col, justify in (("#", "right"), ("kernel", "left"), ("ms", "right"),
                          ("share", "right"), ("calls", "right"), ("µs/call", "right"),
@@ -332,7 +360,8 @@ def render_profile(prof: Profile, console: Console, *, top: int | None = None) -
     table.add_section()
     add("total", prof.rows, per_call=False)
     console.print(table)
-    console.print("latency (no instrumentation): " + prof.latency.line())
+    console.print("latency (no instrumentation): " + prof.latency.line()
+                  + ("" if prof.device is None else device_clock_note(prof.device)))
     if any(r.gops_per_s for r in kernels):
         console.print("GOP/s: edgec kernels' multiply-adds (2 ops each) per second of the "
                       "kernel's time; int8: integer ops of the int8 templates, else float32")

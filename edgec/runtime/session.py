@@ -49,7 +49,7 @@ def aligned_copy(arr: np.ndarray) -> np.ndarray:
 ELF_MACHINES = {"x86_64": 62, "aarch64": 183}
 
 
-def check_elf(path: Path, library: Path) -> None:
+def check_elf(path: Path, library: Path, arch: str | None = None) -> None:
     """Refuse a library the dynamic loader would crash on, before it is loaded.
 
     A library whose segments reach past the end of the file is mapped anyway
@@ -74,10 +74,11 @@ def check_elf(path: Path, library: Path) -> None:
         if e_type != 3:  # ET_DYN
             raise ArtifactError(bad + f"is an ELF file of type {e_type}, not a shared "
                                 "library" + end)
-        want = ELF_MACHINES.get(platform.machine())
+        machine = arch or platform.machine()
+        want = ELF_MACHINES.get(machine)
         if want is not None and e_machine != want:
             raise ArtifactError(bad + f"is code for ELF machine {e_machine}, not this "
-                                f"{platform.machine()} machine, whatever the manifest says"
+                                f"{machine} machine, whatever the manifest says"
                                 + end)
         if e_phentsize < 56 or e_phnum == 0 or e_phoff + e_phnum * e_phentsize > size:
             raise ArtifactError(bad + "has its program headers outside the file" + end)
