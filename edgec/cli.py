@@ -106,6 +106,34 @@ def _open_artifact(path: Path, trust: tuple[Path, ...]):
     return Artifact(path, trust=_trust(trust))
 
 
+def device_option(f):
+    """--device SPEC and --timeout: run on a remote device over TVM RPC (edgec.devices)."""
+    f = click.option("--timeout", type=click.FloatRange(min=1), default=120.0,
+                     show_default=True, metavar="SECONDS",
+                     help="With --device: the most any remote step may take.")(f)
+    return click.option(
+        "--device", "device", default=None, metavar="KEY@HOST:PORT|HOST:PORT",
+        help="Run on a device over TVM RPC: a free board of KEY from the tracker at "
+             "HOST:PORT, or the 'edgec device serve' at HOST:PORT.")(f)
+
+
+def _remote(art, device: str, timeout: float):
+    """The artifact uploaded to the device (checked first), as a RemoteSession."""
+    from .runtime.device.client import RemoteSession, connect
+
+    with _progress() as say:
+        say(f"connecting to {device}")
+        dev = connect(device, timeout=timeout)
+        say(f"uploading {art.path.name} to {dev.name}")
+        return RemoteSession(art.path, dev, trust=art.trust)
+
+
+def _device_latency(session, feeds, repeat: int) -> str:
+    from .runtime.profiler import device_clock_note
+
+    return session.time(feeds, repeat=repeat).line() + device_clock_note(session.device.info)
+
+
 quantize_options = [
     click.option("--quantize", type=click.Choice(["int8", "fp16"]), default=None,
                  help="int8: calibrated integer kernels (needs --calibration); fp16: float16 "
@@ -314,15 +342,23 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
               help="Timed runs after one warm-up (0: run once, no timing).")
 @click.option("--emulate", is_flag=True,
               help="Run an aarch64 artifact through its C bundle under qemu-user.")
+@device_option
 @trust_option
 def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None,
-            repeat: int, emulate: bool, trust: tuple[Path, ...]) -> None:
-    """Run an artifact on this machine (or under qemu) and write its outputs to .npz."""
+            repeat: int, emulate: bool, device: str | None, timeout: float,
+            trust: tuple[Path, ...]) -> None:
+    """Run an artifact on this machine, a device (--device) or under qemu; write its
+    outputs to .npz."""
     target = output or artifact.with_name(artifact.stem + ".out.npz")
     check_output(target, what="-o", inputs=(artifact, *_input_files(inputs)))
+    if emulate and device:
+        raise UsageError("--emulate runs here under qemu, --device on a device: give one")
     art = _open_artifact(artifact, trust)
     feeds = _feeds(art, inputs, random, seed)
-    if emulate:
+    if device:
+        session = _remote(art, device, timeout)
+        results = session.run(feeds)
+    elif emulate:
         with _progress() as say:
             say("running the aarch64 build under qemu (the runner is built once per setup)")
             results = art.run(feeds, emulate=True)
@@ -335,7 +371,11 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
     for name, v in results.items():
         out.print(f"{shown(name)}: {v.dtype}{list(v.shape)} " + _summary(v))
     out.print(f"outputs written to {shown(target)}")
-    if emulate:
+    if device:
+        out.print(f"ran on {escape(session.device.describe())}")
+        if repeat > 0:
+            out.print("latency: " + _device_latency(session, feeds, repeat))
+    elif emulate:
         out.print("ran under qemu-user: no latency (emulated time says nothing about a board)")
     elif repeat > 0:
         out.print("latency: " + session.time(feeds, repeat=repeat).line())
@@ -354,10 +394,12 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
               help="Write the last run as a Chrome/Perfetto trace (ui.perfetto.dev).")
 @click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Also write the profile as JSON.")
+@device_option
 @trust_option
 def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
-                trace: Path | None, json_out: Path | None, trust: tuple[Path, ...]) -> None:
-    """Latency and per-kernel time breakdown of an artifact on this machine.
+                trace: Path | None, json_out: Path | None, device: str | None, timeout: float,
+                trust: tuple[Path, ...]) -> None:
+    """Latency and per-kernel time breakdown of an artifact, here or on a device.
 
     Each fused TVM kernel is listed with its time, share, calls and the ONNX
     nodes it came from: nodes of the graph TVM imported, i.e. after edgec's
@@ -371,7 +413,12 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
 
     art = _open_artifact(artifact, trust)
     feeds = _feeds(art, inputs, True, seed)
-    prof = profile(art.session(), feeds, repeat=repeat)
+    if device:
+        from .runtime.device.client import profile_remote
+
+        prof = profile_remote(_remote(art, device, timeout), feeds, repeat=repeat)
+    else:
+        prof = profile(art.session(), feeds, repeat=repeat)
     render_profile(prof, out, top=top)
     if (warning := prof.warning()) is not None:
         err.print(f"edgec: warning: {warning}", markup=False)
@@ -401,10 +448,11 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
               help="Timed runs for the latency line (0: none).")
 @click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Also write the report as JSON.")
+@device_option
 @trust_option
 def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed: int,
-               rtol, atol, min_sqnr, repeat: int, json_out: Path | None,
-               trust: tuple[Path, ...], **o) -> None:
+               rtol, atol, min_sqnr, repeat: int, json_out: Path | None, device: str | None,
+               timeout: float, trust: tuple[Path, ...], **o) -> None:
     """Compare an artifact's outputs with onnxruntime's on the same inputs.
 
     PATH is an ONNX model (compiled now with the compile options) or an
@@ -437,10 +485,13 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
         else:
             art = Artifact(path, trust=_trust(trust))
         feeds = _feeds(art, inputs, True, seed) if inputs else None
+        remote = _remote(art, device, timeout) if device else None
         report, feeds = verify_artifact(art, model, feeds=feeds, seed=seed, rtol=rtol,
-                                        atol=atol, min_sqnr=min_sqnr)
+                                        atol=atol, min_sqnr=min_sqnr, device=remote)
         quant = report.quantization
-        title = f"{model.name} on {art.target['name']} vs onnxruntime" + (
+        where = f" on {remote.device.name}" if remote else ""
+        title = f"{model.name} on {art.target['name']}{where} vs onnxruntime" + (
+            " here" if remote else "") + (
             f" float32 ({quant['mode']} artifact)" if quant else "")
         table = Table(title=escape(title))
         cols = ["output", "shape", "dtype", "max abs err", "max rel err"]
@@ -472,7 +523,11 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             defaults = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in DEFAULT_TOLERANCES.items())
             out.print(f"inputs: random, seed {report.seed}; rule |edgec-ref| <= atol + "
                       f"rtol*|ref| (default rtol/atol: {defaults}; integers exact)")
-        if report.emulated:
+        if remote is not None:
+            out.print(f"edgec ran on {escape(remote.device.describe())}")
+            if repeat > 0 and report.ok:
+                out.print("edgec latency: " + _device_latency(remote, feeds, repeat))
+        elif report.emulated:
             out.print("edgec ran the aarch64 build under qemu-user (its C bundle); no latency")
         elif repeat > 0 and report.ok:
             out.print("edgec latency: " + art.session().time(feeds, repeat=repeat).line())
@@ -500,8 +555,9 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
 
 @cli.command("bench")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-t", "--target", default="host", show_default=True,
-              help="A target this machine can run (bench times engines here).")
+@click.option("-t", "--target", default=None,
+              help="A target this machine can run (default: host); with --device, one the "
+                   "device runs (default: the file that best fits its CPU).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,..")
 @click.option("--input-const", "input_consts", multiple=True, metavar="NAME=VALUE")
 @click.option("-O", "opt_level", type=click.IntRange(0, 3), default=None)
@@ -518,10 +574,12 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
               default=None, help="Write the report as JSON.")
 @click.option("--plot", "plot_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Draw a bar chart PNG.")
+@device_option
 @_quant_opts
-def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, threads,
+def bench_cmd(model: Path, target: str | None, input_shapes, input_consts, opt_level, threads,
               baselines: str, warmup: int, repeat: int, budget: float, seed: int,
-              json_out: Path | None, plot_out: Path | None, **q) -> None:
+              json_out: Path | None, plot_out: Path | None, device: str | None,
+              timeout: float, **q) -> None:
     """Time edgec against onnxruntime and TFLite on MODEL: same inputs, same threads.
 
     With --quantize int8, also edgec int8, onnxruntime int8 (quantize_static's default,
@@ -538,17 +596,38 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
                          "targets bench cannot time here)")
     chosen = () if baselines.strip() == "none" else tuple(
         b.strip() for b in baselines.split(",") if b.strip())
-    options = BenchOptions(target=target, input_shapes=_shapes(input_shapes),
+    options = BenchOptions(target=target or ("host" if device is None else None),
+                           input_shapes=_shapes(input_shapes),
                            input_consts=_consts(input_consts),
                            pipeline=api._pipeline(opt_level, None), threads=threads,
                            baselines=chosen, warmup=warmup, repeat=repeat, budget_s=budget,
                            seed=seed, quantize=quantize)
+    if device and threads is not None:
+        raise UsageError("bench --device --threads: edgec and LiteRT on the device use its "
+                         "cores; onnxruntime here uses this machine's")
     with _progress() as say:
-        report = run_bench(model, options, progress=say)
+        if device:
+            from .bench.device import run_device_bench
+
+            report = run_device_bench(model, options, device, timeout=timeout, progress=say)
+        else:
+            report = run_bench(model, options, progress=say)
     out.print(rich_table(report))
+    if report.device is not None:
+        from .runtime.profiler import device_clock_note
+
+        out.print(f"device: {escape(report.device['name'])}: edgec (and TFLite) timed by its "
+                  "own clock" + device_clock_note(report.device) + "; onnxruntime timed on "
+                  "this machine")
     for line in failure_lines(report):
         out.print(line, markup=False)
     ratio = ratio_to_best_peer(report)
+    if report.device is not None:
+        edgec_row, lite = report.result("edgec"), report.result("tflite")
+        ratio = None  # onnxruntime ran on another machine: no ratio with it
+        if edgec_row and lite and edgec_row.stats and lite.stats:
+            out.print(f"on the device: edgec / TFLite median latency: "
+                      f"{edgec_row.stats.median_ms / lite.stats.median_ms:.2f}x")
     if ratio is not None:
         out.print(f"edgec / best peer median latency: {ratio:.2f}x "
                   f"({'edgec is slower' if ratio > 1 else 'edgec is faster'})")
@@ -572,7 +651,7 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
 @cli.command("tune")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-t", "--target", default="host", show_default=True,
-              help="Target to tune for; measured here, or on a device with --rpc.")
+              help="Target to tune for; measured here, or on devices with --device.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,..")
 @click.option("--input-const", "input_consts", multiple=True, metavar="NAME=VALUE")
 @click.option("-O", "opt_level", type=click.IntRange(0, 3), default=None,
@@ -585,13 +664,18 @@ def bench_cmd(model: Path, target: str, input_shapes, input_consts, opt_level, t
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=None,
               metavar="DIR", help="Tuning database folder (default: the target's own "
                                   "under the cache, which compile uses automatically).")
-@click.option("--rpc", default=None, metavar="KEY@HOST:PORT",
-              help="Measure on a device registered with a TVM RPC tracker.")
+@click.option("--device", default=None, metavar="KEY@HOST:PORT",
+              help="Measure on boards of KEY registered with the TVM RPC tracker at "
+                   "HOST:PORT instead of this machine.")
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --device: measure on up to this many boards of the key at once.")
+@click.option("--rpc", default=None, hidden=True, metavar="KEY@HOST:PORT",
+              help="Deprecated spelling of --device.")
 @click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Write the report as JSON.")
 def tune_cmd(model: Path, target: str, input_shapes, input_consts, opt_level,
-             trials: int | None, budget: str | None, db: Path | None, rpc: str | None,
-             json_out: Path | None) -> None:
+             trials: int | None, budget: str | None, db: Path | None, device: str | None,
+             devices: int, rpc: str | None, json_out: Path | None) -> None:
     """Search faster schedules for MODEL's edgec kernels; later compiles use them.
 
     Resumable: records are saved as they are measured, so after Ctrl-C the
@@ -600,13 +684,20 @@ def tune_cmd(model: Path, target: str, input_shapes, input_consts, opt_level,
     from . import api
     from .tuning import parse_budget, tune
 
+    if rpc is not None:
+        if device is not None:
+            raise UsageError("--rpc is the old spelling of --device; give only --device")
+        err.print("edgec: warning: --rpc is deprecated; use --device KEY@HOST:PORT",
+                  markup=False)
+        device = rpc
     budget_s = parse_budget(budget) if budget is not None else (
         20 * 60.0 if trials is None else None)
     with _progress() as say, _tune_bar() as status:
         report = tune(model, target, input_shapes=_shapes(input_shapes),
                       input_consts=_consts(input_consts),
                       pipeline=api._pipeline(opt_level, None), db=db, trials=trials,
-                      budget_s=budget_s, rpc=rpc, progress=say, status=status)
+                      budget_s=budget_s, device=device, devices=devices, progress=say,
+                      status=status)
     table = Table(title=f"edgec tune: {model} for {report.target}")
     for col in ("kernel", "uses", "MFLOP", "template us", "best us", "speedup", "trials"):
         table.add_column(col, justify="left" if col == "kernel" else "right")
@@ -618,6 +709,9 @@ def tune_cmd(model: Path, target: str, input_shapes, input_consts, opt_level,
     out.print(table)
     before = sum(t.template_s * t.uses for t in report.tasks)
     after = sum(t.best_s * t.uses for t in report.tasks)
+    if device is not None:
+        out.print(f"measured on boards of {escape(device)}, up to {devices} at once (device "
+                  "clock)")
     out.print(f"{report.trials} candidates measured in {report.seconds:.0f} s; edgec kernels "
               f"{before * 1e6:.1f} -> {after * 1e6:.1f} us per run (as measured by the tuner)")
     out.print(f"records in {report.db}; 'edgec compile' uses them"
@@ -875,6 +969,113 @@ def _inspect_artifact(art, as_json: bool) -> None:
     out.print(f"    scales sha256 {q['scales_sha256'][:16]}...")
     if q.get("label"):
         out.print(f"    [yellow]{escape(q['label'])}[/]")
+
+
+@cli.group("device")
+def device_group() -> None:
+    """Devices over TVM RPC: serve one, run a tracker, list a farm, ask one what it is.
+
+    On the device: 'edgec device serve' (TVM runtime only). On the build
+    machine: --device KEY@TRACKER:PORT or HOST:PORT on run, profile, verify,
+    bench and tune. Servers and trackers bind to 127.0.0.1 unless --host says
+    otherwise: an RPC server runs any code a peer uploads.
+    """
+
+
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    from .devices import parse_device
+
+    address = parse_device(text, option=option)
+    if address.key is not None:
+        raise UsageError(f"{option} {text}: give HOST:PORT, without a key")
+    return address.host, address.port
+
+
+@device_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback lets peers run code here.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9090, show_default=True)
+@click.option("--tracker", default=None, metavar="HOST:PORT",
+              help="Register with this tracker (then give --key).")
+@click.option("--key", default=None, help="The device key clients ask the tracker for.")
+@click.option("--emulate", type=click.Choice(["arm"]), default=None,
+              help="Serve an emulated aarch64 device (qemu-user) instead of this CPU; its "
+                   "latency is labelled emulated everywhere.")
+def device_serve_cmd(host: str, port: int, tracker: str | None, key: str | None,
+                     emulate: str | None) -> None:
+    """Serve this machine (or an emulated aarch64 CPU) to edgec over TVM RPC."""
+    from .runtime.device.server import exposure_warning, serve
+
+    if (warning := exposure_warning(host, port)) is not None:
+        err.print(f"edgec: warning: {warning}", markup=False)
+    serve(host=host, port=port, tracker=_host_port(tracker, "--tracker") if tracker else None,
+          key=key, emulate={"arm": "aarch64"}.get(emulate),
+          announce=lambda line: out.print(line, markup=False))
+
+
+@device_group.command("tracker")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (boards and clients must reach it).")
+@click.option("--port", type=click.IntRange(1, 65535), default=9190, show_default=True)
+def device_tracker_cmd(host: str, port: int) -> None:
+    """Run TVM's RPC tracker: the queue a farm's boards register with."""
+    from .runtime.device.server import exposure_warning, serve_tracker
+
+    if (warning := exposure_warning(host, port, what="register devices and take them")
+            ) is not None:
+        err.print(f"edgec: warning: {warning}", markup=False)
+    serve_tracker(host=host, port=port, announce=lambda line: out.print(line, markup=False))
+
+
+@device_group.command("list")
+@click.option("--tracker", required=True, metavar="HOST:PORT", help="The tracker to ask.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=10.0, show_default=True)
+def device_list_cmd(tracker: str, as_json: bool, timeout: float) -> None:
+    """Keys a tracker has, with total, free and busy devices of each."""
+    from .devices import DeviceAddress
+    from .runtime.device.tracker import list_devices
+
+    host, port = _host_port(tracker, "--tracker")
+    data = list_devices(DeviceAddress(host, port), timeout=timeout)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title=f"devices at the tracker {escape(data['tracker'])}")
+    for col in ("key", "total", "free", "busy", "waiting", "servers"):
+        table.add_column(col, justify="left" if col in ("key", "servers") else "right")
+    for k in data["keys"]:
+        table.add_row(escape(k["key"]), str(k["total"]), str(k["free"]), str(k["busy"]),
+                      str(k["pending"]), escape(", ".join(k["servers"])))
+    out.print(table)
+    if not data["keys"]:
+        out.print("no device is registered (start one with 'edgec device serve --tracker "
+                  f"{escape(data['tracker'])} --key KEY')")
+
+
+@device_group.command("info")
+@click.argument("device")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True)
+def device_info_cmd(device: str, as_json: bool, timeout: float) -> None:
+    """What a device reports: architecture, CPU features, cores, emulated or not,
+    and the targets of 'edgec targets' it can run."""
+    from .runtime.device.client import connect
+    from .target_registry import load_targets
+
+    dev = connect(device, timeout=timeout)
+    info = dict(dev.info)
+    feats = set(info.get("features", ()))
+    info["targets"] = sorted(t.name for t in load_targets().values()
+                             if t.arch == info["arch"] and t.kind == "llvm"
+                             and set(t.cpu_flags) <= feats)
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    out.print(escape(dev.describe()))
+    out.print(f"server: {escape(str(info.get('server')))}; LiteRT: "
+              f"{'yes' if info.get('litert') else 'no'}")
+    out.print(f"targets it can run: {escape(', '.join(info['targets']) or 'none')}")
 
 
 @cli.command("targets")

@@ -180,6 +180,8 @@ class VerifyReport:
         emulated: True when the artifact ran under qemu-user.
         quantization: the artifact's quantisation record (its outputs are then
             judged by SQNR), or None.
+        device: what the remote device the artifact ran on reported about itself
+            (``verify --device``), or None when it ran here.
     """
 
     artifact: str
@@ -188,6 +190,7 @@ class VerifyReport:
     checks: list[OutputCheck]
     emulated: bool = False
     quantization: dict | None = None  # the manifest's, for a quantised artifact
+    device: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -198,14 +201,15 @@ class VerifyReport:
         """The report as a plain dict (``edgec verify --json``)."""
         return {"artifact": self.artifact, "model": self.model, "seed": self.seed,
                 "emulated": self.emulated, "ok": self.ok,
+                **({"device": self.device} if self.device else {}),
                 **({"quantization": self.quantization} if self.quantization else {}),
                 "outputs": [c.to_json() for c in self.checks]}
 
 
 def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = None,
                     seed: int = 0, rtol: float | None = None, atol: float | None = None,
-                    emulate: bool | None = None, min_sqnr: float | None = None
-                    ) -> tuple[VerifyReport, dict[str, np.ndarray]]:
+                    emulate: bool | None = None, min_sqnr: float | None = None,
+                    device=None) -> tuple[VerifyReport, dict[str, np.ndarray]]:
     """Run ``artifact`` and onnxruntime on ``model`` with the same inputs and compare.
 
     A quantised artifact's float outputs pass when their SQNR against
@@ -215,7 +219,8 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
     Returns the report and the inputs used. Inputs bound to constants at
     compile time are fed to onnxruntime with the same values. ``emulate``
     (default: when this machine cannot run the artifact but qemu can) runs
-    an aarch64 artifact through its C bundle under qemu-user.
+    an aarch64 artifact through its C bundle under qemu-user. ``device`` (an
+    `edgec.runtime.device.client.RemoteSession`) runs it on a remote device instead.
     """
     from pathlib import Path
 
@@ -238,9 +243,13 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
         used_seed: int | None = seed
     else:
         used_seed = None
-    if emulate is None:
-        emulate = artifact.needs_emulation
-    got = artifact.run(feeds, emulate=emulate)
+    if device is not None:
+        emulate = False
+        got = device.run(feeds)
+    else:
+        if emulate is None:
+            emulate = artifact.needs_emulation
+        got = artifact.run(feeds, emulate=emulate)
     consts = {k: np.asarray(v) for k, v in
               artifact.manifest["bindings"].get("input_consts", {}).items()}
     ref_feeds = dict(feeds)
@@ -256,6 +265,7 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
     report = VerifyReport(str(artifact.path), str(model), used_seed,
                           compare_outputs(got, ref, rtol=rtol, atol=atol,
                                           min_sqnr=min_sqnr if quant else None),
-                          emulated=emulate, quantization=quant)
+                          emulated=emulate, quantization=quant,
+                          device=device.device.info if device is not None else None)
     return report, feeds
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..fsutil import atomic_write
@@ -30,17 +31,23 @@ def _err(e: EngineResult) -> str:
 
 def rich_table(report: BenchReport) -> Table:
     gflop = f"{report.flops / 1e9:.3f} GFLOP" if report.flops else "FLOPs unknown"
-    table = Table(title=f"{Path(report.model).name}: {gflop}, {report.threads} threads",
-                  caption=caption(report.machine, {"tvm": report.versions["apache-tvm"]}))
+    threads = (f"{report.threads} threads" if report.device is None else
+                "threads: each engine's, on its machine")
+    cap = caption(report.machine, {"tvm": report.versions["apache-tvm"]})
+    if report.device is not None:
+        cap = f"here: {cap}"
+    table = Table(title=f"{Path(report.model).name}: {gflop}, {threads}", caption=cap)
     for col in ("engine", "median ms", "p90", "p99", "min", "stdev", "runs", "GFLOP/s",
                 "max err abs / rel vs ort"):
         table.add_column(col, justify="left" if col in ("engine",) else "right")
     for e in report.engines:
+        label = f"{e.engine} ({e.precision})" + (
+            "" if not e.device else " here" if e.device == "here" else f" on {escape(e.device)}")
         if e.status != "ok" or e.stats is None:  # the reason is printed under the table
-            table.add_row(f"{e.engine} ({e.precision})", "[red]n/a[/]", *[""] * 7)
+            table.add_row(label, "[red]n/a[/]", *[""] * 7)
             continue
         s = e.stats
-        table.add_row(f"{e.engine} ({e.precision})", f"{s.median_ms:.3f}", f"{s.p90_ms:.3f}",
+        table.add_row(label, f"{s.median_ms:.3f}", f"{s.p90_ms:.3f}",
                       f"{s.p99_ms:.3f}", f"{s.min_ms:.3f}", f"{s.stdev_ms:.3f}", str(s.runs),
                       _fmt(e.gflops_per_s, ".2f"), _err(e))
     return table

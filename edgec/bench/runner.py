@@ -67,6 +67,7 @@ class EngineResult:
     prepare_s: float | None = None  # compile (edgec) or conversion (tflite) time
     sqnr_db: float | None = None  # int8 rows: worst output's SQNR vs onnxruntime fp32
     artifact_bytes: int | None = None  # edgec rows: the artifact's size
+    device: str | None = None  # bench --device: "here" or the device it ran on
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -87,6 +88,7 @@ class BenchReport:
     versions: dict
     engines: list[EngineResult]
     feeds_from: str = "random"
+    device: dict | None = None  # bench --device: what the device reported
 
     def result(self, engine: str, precision: str = "fp32") -> EngineResult | None:
         return next((e for e in self.engines
@@ -98,6 +100,7 @@ class BenchReport:
                 "flops": self.flops, "flops_complete": self.flops_complete,
                 "threads": self.threads, "machine": self.machine, "versions": self.versions,
                 "feeds_from": self.feeds_from,
+                **({"device": self.device} if self.device else {}),
                 "engines": [e.to_json() for e in self.engines]}
 
 
