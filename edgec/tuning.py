@@ -32,10 +32,19 @@ def tune(model: str | Path, target: str | Target = "host", *,
          input_shapes: dict[str, tuple[int, ...]] | None = None,
          input_consts: dict[str, object] | None = None, pipeline: str = DEFAULT_PIPELINE,
          max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES, db: str | Path | None = None,
-         trials: int | None = None, budget_s: float | None = None, rpc: str | None = None,
+         trials: int | None = None, budget_s: float | None = None,
+         device: str | None = None, devices: int = 1,
          progress: Progress | None = None, status=None):
     """Tune ``model``'s edgec kernels for ``target`` until ``trials`` candidates
-    or ``budget_s`` seconds are spent (whichever first); returns the report."""
+    or ``budget_s`` seconds are spent (whichever first); returns the report.
+
+    ``device`` (``KEY@TRACKER_HOST:PORT``) measures on boards of that key instead of
+    this machine, ``devices`` of them in parallel."""
+    from .devices import parse_device
+
+    address = parse_device(device) if device is not None else None
+    if devices < 1:
+        raise UsageError(f"--devices {devices}: give 1 or more")
     if trials is None and budget_s is None:
         raise UsageError("give --trials N or --budget TIME (or both): tuning has no natural end")
     if trials is not None and trials < 1:
@@ -55,4 +64,5 @@ def tune(model: str | Path, target: str | Target = "host", *,
     say("extracting kernels")
     return tuner.tune_model(proto, plan.target, source=str(plan.model),
                             db_dir=Path(db) if db is not None else None, max_trials=trials,
-                            budget_s=budget_s, rpc=rpc, progress=status)
+                            budget_s=budget_s, device=address, devices=devices,
+                            progress=status)

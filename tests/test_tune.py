@@ -21,7 +21,12 @@ from onnx import TensorProto, helper
 from test_bad_input import assert_one_line_error
 
 from edgec.artifact import Artifact
-from edgec.errors import EXIT_BAD_ARTIFACT, EXIT_TOOLCHAIN, EXIT_UNSUPPORTED, EXIT_USAGE
+from edgec.errors import (
+    EXIT_BAD_ARTIFACT,
+    EXIT_DEVICE,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+)
 
 pytestmark = pytest.mark.compile
 
@@ -182,10 +187,12 @@ def test_tuning_db_options(cli, tmp_path):
 
 @pytest.mark.parametrize(("args", "code", "needle"), [
     (["--budget", "soon"], EXIT_USAGE, "--budget soon"),
-    (["--trials", "4", "--rpc", "board"], EXIT_USAGE, "KEY@HOST:PORT"),
+    (["--trials", "4", "--device", "board"], EXIT_USAGE, "KEY@TRACKER_HOST:PORT"),
+    (["--trials", "4", "--device", "127.0.0.1:9"], EXIT_USAGE, "through a tracker"),
+    (["--trials", "4", "--devices", "2"], EXIT_USAGE, "give --device"),
     (["--trials", "4", "-t", "arm"], EXIT_UNSUPPORTED, "cannot be measured on this machine"),
     (["--trials", "4", "-t", "cuda"], EXIT_UNSUPPORTED, "CPU targets"),
-    (["--trials", "4", "--rpc", f"board@127.0.0.1:{_closed_port()}"], EXIT_TOOLCHAIN,
+    (["--trials", "4", "--device", f"board@127.0.0.1:{_closed_port()}"], EXIT_DEVICE,
      "no TVM RPC tracker answers"),
 ])
 def test_tune_bad_options(cli, tmp_path, args, code, needle):
@@ -279,7 +286,7 @@ def test_tune_measures_through_an_rpc_tracker(tmp_path):
                                   start_new_session=True)
         assert _wait_for(lambda: "edgec-test" in rpc.connect_tracker(
             "127.0.0.1", port).summary()["queue_info"]), "the server did not register"
-        proc = _edgec("tune", MLP, "--trials", 8, "--rpc", f"edgec-test@127.0.0.1:{port}",
+        proc = _edgec("tune", MLP, "--trials", 8, "--device", f"edgec-test@127.0.0.1:{port}",
                       "--db", tmp_path / "db", "--json", tmp_path / "r.json")
         _out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err

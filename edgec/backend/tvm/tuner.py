@@ -11,8 +11,9 @@ measured candidate is committed at once, so Ctrl-C loses at most one round and
 running the same command again resumes. Only edgec's kernels are tuned: the
 ops TVM lowers itself keep its default schedules.
 
-The runner is pluggable: the local one measures on this machine; ``rpc``
-measures on a board behind a TVM RPC tracker, with code linked by the
+The runner is pluggable: the local one measures on this machine; ``device``
+measures on boards behind a TVM RPC tracker, up to ``devices`` of them in
+parallel (a farm tunes one model together), with code linked by the
 target's own compiler.
 """
 
@@ -22,7 +23,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import signal
 import socket
 import statistics
@@ -39,7 +39,14 @@ from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 from tvm.support import cc as tvm_cc
 
-from ...errors import CompileError, ToolchainError, UnsupportedError, UsageError, first_line
+from ...devices import DeviceAddress
+from ...errors import (
+    CompileError,
+    DeviceError,
+    UnsupportedError,
+    UsageError,
+    first_line,
+)
 from ...target_registry import Target, host_arch, host_core_count, host_cpu_flags
 from .build import (
     cpu_side,
@@ -140,54 +147,83 @@ def _build(mod, target, _params):
     return build(mod, target=target)
 
 
-_RPC = re.compile(r"(?P<key>[^@]+)@(?P<host>[^:]+):(?P<port>\d+)")
-
-
-def make_runner(target: Target, rpc: str | None):
-    """The builder and runner for ``target``: local, or a board behind a tracker
-    (``KEY@HOST:PORT``)."""
+def make_runner(target: Target, device: DeviceAddress | None, devices: int = 1):
+    """The builder and runner for ``target``: local, or up to ``devices`` boards of one
+    key behind a tracker (`edgec.devices.DeviceAddress`), measured in parallel."""
     cc = find_cc(target)
     builder = ms.builder.LocalBuilder(
         timeout_sec=BUILD_TIMEOUT_S, f_build=_build,
         f_export=functools.partial(_export_so, cc, list(target.cc_flags)))
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=50,
                                           enable_cpu_cache_flush=False)
-    if rpc is not None:
-        m = _RPC.fullmatch(rpc)
-        if m is None:
-            raise UsageError(f"--rpc {rpc}: give the device key and the tracker, "
-                             "KEY@HOST:PORT (e.g. rk3588@127.0.0.1:9190)")
-        _check_tracker(m["host"], int(m["port"]), m["key"])
-        config = ms.runner.RPCConfig(tracker_host=m["host"], tracker_port=int(m["port"]),
-                                     tracker_key=m["key"], session_timeout_sec=60)
-        return builder, ms.runner.RPCRunner(config, evaluator, max_workers=1)
+    if device is not None:
+        if not device.via_tracker:
+            raise UsageError(f"--device {device}: tune measures through a tracker, so that "
+                             "several boards can share the work; give KEY@TRACKER_HOST:PORT "
+                             "(start one with 'edgec device tracker')")
+        free = _check_tracker(device)
+        config = ms.runner.RPCConfig(tracker_host=device.host, tracker_port=device.port,
+                                     tracker_key=device.key, session_timeout_sec=120)
+        # One worker per board: each holds a session of its own while it measures.
+        return builder, ms.runner.RPCRunner(config, evaluator, max_workers=min(devices, free),
+                                            f_alloc_argument=_alloc_on_device)
+    if devices != 1:
+        raise UsageError("--devices N measures on N boards of a tracker's key; give --device "
+                         "KEY@HOST:PORT too")
     missing = sorted(set(required_cpu_flags(target)) - host_cpu_flags())
     if target.arch != host_arch() or missing:
         why = f"its code is {target.arch}" if target.arch != host_arch() \
             else f"it needs {', '.join(missing)}, which this CPU lacks"
         raise UnsupportedError(f"target '{target.name}' cannot be measured on this machine "
-                               f"({why}); measure on the device with --rpc KEY@HOST:PORT")
+                               f"({why}); measure on the device with --device KEY@HOST:PORT "
+                               "(README, Devices)")
     # The runner's workers inherit this: TVM's pool would start half the CPUs.
     os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     return builder, ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S,
                                           evaluator_config=evaluator)
 
 
-def _check_tracker(host: str, port: int, key: str) -> None:
-    """Fail in seconds with what to do, not after TVM's minute of retries."""
+def _alloc_on_device(session, device, args_info, alloc_repeat):
+    """Runner arguments filled with random data made here and copied over: TVM's
+    default asks the device for tvm.contrib.random, which its runtime library
+    (all a board needs for edgec) does not have."""
+    import numpy as np
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
+
+    rng = np.random.default_rng(0)
+
+    def fill(arr) -> None:
+        dtype = np.dtype(str(arr.dtype))
+        data = (rng.integers(-8, 8, arr.shape) if dtype.kind in "iu" else
+                rng.uniform(-1, 1, arr.shape)).astype(dtype)
+        arr.copyfrom(data)
+
+    return alloc_argument_common(fill, device, args_info, alloc_repeat)
+
+
+def _check_tracker(device: DeviceAddress) -> int:
+    """How many devices of the key are free; fail in seconds with what to do, not after
+    TVM's minute of retries."""
     try:
-        socket.create_connection((host, port), timeout=5).close()
+        socket.create_connection((device.host, device.port), timeout=5).close()
     except OSError as exc:
-        raise ToolchainError(f"--rpc: no TVM RPC tracker answers at {host}:{port} ({exc}); "
-                             "start one with 'python -m tvm.exec.rpc_tracker'") from None
+        raise DeviceError(f"--device {device}: no TVM RPC tracker answers at "
+                          f"{device.address} ({exc}); start one with 'edgec device "
+                          "tracker'") from None
     from tvm import rpc
 
-    queues = rpc.connect_tracker(host, port).summary().get("queue_info", {})
-    if key not in queues:
+    queues = rpc.connect_tracker(device.host, device.port).summary().get("queue_info", {})
+    if device.key not in queues:
         known = ", ".join(sorted(queues)) or "none"
-        raise ToolchainError(f"--rpc: the tracker at {host}:{port} has no device with key "
-                             f"'{key}' (registered: {known}); start the device's "
-                             "'python -m tvm.exec.rpc_server --tracker ... --key KEY'")
+        raise DeviceError(f"--device {device}: the tracker at {device.address} has no "
+                          f"device with key '{device.key}' (registered: {known}); start one "
+                          f"with 'edgec device serve --tracker {device.address} --key "
+                          f"{device.key}'")
+    free = int(queues[device.key].get("free", 0))
+    if free == 0:
+        raise DeviceError(f"--device {device}: every device with key '{device.key}' is busy; "
+                          "retry later ('edgec device list' shows the farm)")
+    return free
 
 
 def _quiet_logger() -> logging.Logger:
@@ -255,7 +291,8 @@ class _Reporter(ms.measure_callback.PyMeasureCallback):
 
 
 def tune_model(model, target: Target, *, source: str, db_dir: Path | None,
-               max_trials: int | None, budget_s: float | None, rpc: str | None = None,
+               max_trials: int | None, budget_s: float | None,
+               device: DeviceAddress | None = None, devices: int = 1,
                trials_per_task: int = 256, seed: int = 0,
                progress: Callable[[TuneStatus], None] | None = None) -> TuneReport:
     """Tune ``model``'s edgec kernels for ``target`` until ``max_trials``
@@ -264,7 +301,7 @@ def tune_model(model, target: Target, *, source: str, db_dir: Path | None,
     if t.kind.name != "llvm":
         raise UnsupportedError(f"target '{target.name}' is a {t.kind.name} target; edgec "
                                "tune covers the CPU kernels of CPU targets")
-    builder, runner = make_runner(target, rpc)
+    builder, runner = make_runner(target, device, devices)
     tasks = extract_tasks(model, target, t, source)
     if not tasks:
         raise UnsupportedError(f"{source}: no edgec kernels to tune (no conv or matmul "
