@@ -40,6 +40,9 @@ NOT_RUN = {
     ("README.md", "make test"): "the test suite itself",
     ("README.md", "python3 -m venv ~/edgec-env"): "downloads from PyPI; tests/test_install.py "
     "installs the built wheel into a clean venv offline",
+    ("README.md", "# on the board"): "needs a Raspberry Pi and PyPI; test_device.py serves "
+    "from exactly that install's distributions",
+    ("README.md", "# on the phone, in Termux"): "needs an Android phone with Termux and adb",
 }
 SLOW = ("models/real", "edgec bench", "edgec tune")
 CROSS = ("--target arm", "-t arm", "qemu-aarch64", "edgec bundle")

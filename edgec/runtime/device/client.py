@@ -22,6 +22,7 @@ import contextlib
 import json
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -40,6 +41,7 @@ from ..session import aligned_copy, check_elf
 from .functions import INFO, PROFILE
 
 DEFAULT_TIMEOUT_S = 120.0
+CONNECT_ATTEMPTS = 3  # boards asked for, via a tracker, before giving up
 #: GPU kinds a target may name -> the name of the RPC session's device for it
 GPU_DEVICES = {"cuda": "cuda", "opencl": "cl", "vulkan": "vulkan", "rocm": "rocm",
                "metal": "metal"}
@@ -143,17 +145,29 @@ class Device:
                               f"({queues[a.key].get('pending', 0)} request(s) waiting); all "
                               "are busy: retry later or add a board ('edgec device list "
                               f"--tracker {a.address}')")
-        # TrackerSession.request, unrolled to learn which server the tracker chose
+        # TrackerSession.request, unrolled to learn which server the tracker chose.
+        # A board the tracker still lists may be gone (powered off, its registration
+        # not yet expired): asking again for another is safe, nothing was sent to it.
         from tvm.rpc import base
 
-        base.sendjson(tracker._sock, [base.TrackerCode.REQUEST, a.key, "", 1])
-        reply = base.recvjson(tracker._sock)
-        if reply[0] != base.TrackerCode.SUCCESS:
-            raise DeviceError(f"{a.describe()}: the tracker refused the request ({reply})")
-        host, port, matchkey = reply[1]
-        self.name = f"{a.key} at {host}:{port}"
-        tracker.close()
-        return rpc.connect(host, port, matchkey, session_timeout=session_timeout)
+        for attempt in range(CONNECT_ATTEMPTS):
+            base.sendjson(tracker._sock, [base.TrackerCode.REQUEST, a.key, "", 1])
+            reply = base.recvjson(tracker._sock)
+            if reply[0] != base.TrackerCode.SUCCESS:
+                raise DeviceError(f"{a.describe()}: the tracker refused the request ({reply})")
+            host, port, matchkey = reply[1]
+            self.name = f"{a.key} at {host}:{port}"
+            try:
+                session = rpc.connect(host, port, matchkey, session_timeout=session_timeout)
+            except Exception as exc:
+                if attempt + 1 == CONNECT_ATTEMPTS or _Deadline in type(exc).__mro__:
+                    raise
+                sys.stderr.write(f"edgec: warning: {self.name} did not answer "
+                                 f"({_reason(exc)}); asking the tracker for another board\n")
+                continue
+            tracker.close()
+            return session
+        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def call(self, what: str, timeout: float | None = None) -> Iterator[None]:
