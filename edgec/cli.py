@@ -1001,15 +1001,18 @@ def _host_port(text: str, option: str) -> tuple[str, int]:
 @click.option("--emulate", type=click.Choice(["arm"]), default=None,
               help="Serve an emulated aarch64 device (qemu-user) instead of this CPU; its "
                    "latency is labelled emulated everywhere.")
+@click.option("--cpu", default=None, metavar="MODEL",
+              help="With --emulate: qemu's CPU model, the board it reports (cortex-a72, "
+                   "cortex-a76, ...; default: max, every feature qemu has).")
 def device_serve_cmd(host: str, port: int, tracker: str | None, key: str | None,
-                     emulate: str | None) -> None:
+                     emulate: str | None, cpu: str | None) -> None:
     """Serve this machine (or an emulated aarch64 CPU) to edgec over TVM RPC."""
     from .runtime.device.server import exposure_warning, serve
 
     if (warning := exposure_warning(host, port)) is not None:
         err.print(f"edgec: warning: {warning}", markup=False)
     serve(host=host, port=port, tracker=_host_port(tracker, "--tracker") if tracker else None,
-          key=key, emulate={"arm": "aarch64"}.get(emulate),
+          key=key, emulate={"arm": "aarch64"}.get(emulate), cpu=cpu,
           announce=lambda line: out.print(line, markup=False))
 
 

@@ -111,8 +111,12 @@ def _session_runner(tvm_server, serve_loop: Callable) -> Callable:
 
 def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tracker: tuple[str, int] | None
           = None, key: str | None = None, emulate: str | None = None,
-          announce: Callable[[str], None] = print) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM). ``tracker`` needs ``key``."""
+          cpu: str | None = None, announce: Callable[[str], None] = print) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM). ``tracker`` needs ``key``; ``cpu`` is
+    the emulated board's qemu CPU model."""
+    if cpu is not None and emulate is None:
+        raise UsageError("device serve --cpu: a CPU model is for an emulated board; give "
+                         "--emulate arm too")
     if tracker is not None and not key:
         raise UsageError("device serve --tracker: give --key, the name clients ask the "
                          "tracker for (e.g. --key rpi4)")
@@ -124,7 +128,7 @@ def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tracker: tuple[s
     if emulate is not None:
         from .emulated import worker_command
 
-        command = worker_command(emulate)  # builds the worker once: errors before binding
+        command = worker_command(emulate, cpu)  # builds the worker once: errors before binding
     tvm_server = _load_runtime_only()
     from . import functions
 
@@ -140,7 +144,8 @@ def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tracker: tuple[s
     except (OSError, ValueError) as exc:
         raise UsageError(f"device serve: cannot listen on {host}:{port} ({exc}); choose "
                          "another --port or stop what uses it") from None
-    kind = f"emulated {emulate} under qemu-user" if emulate else "this machine's CPU"
+    kind = (f"emulated {emulate} ({cpu or 'max'} CPU) under qemu-user" if emulate else
+            "this machine's CPU")
     where = f"{host}:{state.port}"
     announce(f"edgec device server on {where} ({kind})"
              + (f", registered as '{key}' with the tracker at {tracker[0]}:{tracker[1]}"
