@@ -575,6 +575,27 @@ class Artifact:
             self._session = Session(self.path, trust=self.trust)
         return self._session
 
+    def remote(self, device: str, *, timeout: float = 120.0):
+        """The artifact uploaded to a device over TVM RPC, ready to run and time there.
+
+        Args:
+            device: ``KEY@TRACKER_HOST:PORT`` (any free board of KEY) or ``HOST:PORT``
+                (one ``edgec device serve``); see the README, "Devices over TVM RPC".
+            timeout: seconds any remote step may take.
+
+        Returns:
+            An `edgec.runtime.device.client.RemoteSession`: ``run(feeds)``,
+            ``time(feeds, repeat=N)`` (the device's clock), ``device.info``.
+
+        Raises:
+            edgec.errors.DeviceError: the device cannot be reached or used (exit code 8).
+            edgec.errors.UnsupportedError: the device cannot run the target's code.
+            edgec.errors.ArtifactError: the artifact changed since it was opened.
+        """
+        from .runtime.device.client import RemoteSession, connect
+
+        return RemoteSession(self.path, connect(device, timeout=timeout), trust=self.trust)
+
     def run(self, inputs: dict[str, np.ndarray], *, emulate: bool = False
             ) -> dict[str, np.ndarray]:
         """Run the model once and return its outputs.

@@ -161,11 +161,11 @@ def make_runner(target: Target, device: DeviceAddress | None, devices: int = 1):
             raise UsageError(f"--device {device}: tune measures through a tracker, so that "
                              "several boards can share the work; give KEY@TRACKER_HOST:PORT "
                              "(start one with 'edgec device tracker')")
-        free = _check_tracker(device)
+        _check_tracker(device)
         config = ms.runner.RPCConfig(tracker_host=device.host, tracker_port=device.port,
                                      tracker_key=device.key, session_timeout_sec=120)
         # One worker per board: each holds a session of its own while it measures.
-        return builder, ms.runner.RPCRunner(config, evaluator, max_workers=min(devices, free),
+        return builder, ms.runner.RPCRunner(config, evaluator, max_workers=devices,
                                             f_alloc_argument=_alloc_on_device)
     if devices != 1:
         raise UsageError("--devices N measures on N boards of a tracker's key; give --device "
@@ -201,9 +201,9 @@ def _alloc_on_device(session, device, args_info, alloc_repeat):
     return alloc_argument_common(fill, device, args_info, alloc_repeat)
 
 
-def _check_tracker(device: DeviceAddress) -> int:
-    """How many devices of the key are free; fail in seconds with what to do, not after
-    TVM's minute of retries."""
+def _check_tracker(device: DeviceAddress) -> None:
+    """Fail in seconds with what to do, not after TVM's minute of retries. Busy boards
+    are waited for: the runner's requests queue at the tracker."""
     try:
         socket.create_connection((device.host, device.port), timeout=5).close()
     except OSError as exc:
@@ -219,11 +219,6 @@ def _check_tracker(device: DeviceAddress) -> int:
                           f"device with key '{device.key}' (registered: {known}); start one "
                           f"with 'edgec device serve --tracker {device.address} --key "
                           f"{device.key}'")
-    free = int(queues[device.key].get("free", 0))
-    if free == 0:
-        raise DeviceError(f"--device {device}: every device with key '{device.key}' is busy; "
-                          "retry later ('edgec device list' shows the farm)")
-    return free
 
 
 def _quiet_logger() -> logging.Logger:

@@ -139,20 +139,25 @@ class Device:
             raise DeviceError(f"{a.describe()}: no device with key '{a.key}' is registered "
                               f"(keys: {known}); check the key, or start one with 'edgec "
                               f"device serve --tracker {a.address} --key {a.key}'")
-        free = queues[a.key].get("free", 0)
-        if free == 0:
-            raise DeviceError(f"{a.describe()}: no free device with key '{a.key}' "
-                              f"({queues[a.key].get('pending', 0)} request(s) waiting); all "
-                              "are busy: retry later or add a board ('edgec device list "
-                              f"--tracker {a.address}')")
+        busy = queues[a.key].get("free", 0) == 0
+        waiting = queues[a.key].get("pending", 0)
         # TrackerSession.request, unrolled to learn which server the tracker chose.
         # A board the tracker still lists may be gone (powered off, its registration
         # not yet expired): asking again for another is safe, nothing was sent to it.
         from tvm.rpc import base
 
         for attempt in range(CONNECT_ATTEMPTS):
+            # Queued like TVM's own clients: a board that just ended a session
+            # registers again a moment later. The deadline bounds the wait.
             base.sendjson(tracker._sock, [base.TrackerCode.REQUEST, a.key, "", 1])
-            reply = base.recvjson(tracker._sock)
+            try:
+                reply = base.recvjson(tracker._sock)
+            except _Deadline:
+                state = "every one was busy" if busy else "none became free"
+                raise DeviceError(f"{a.describe()}: no free device with key '{a.key}' within "
+                                  f"{self.timeout:g} s ({state}, {waiting} other request(s) "
+                                  "waiting); retry later, raise --timeout or add a board "
+                                  f"('edgec device list --tracker {a.address}')") from None
             if reply[0] != base.TrackerCode.SUCCESS:
                 raise DeviceError(f"{a.describe()}: the tracker refused the request ({reply})")
             host, port, matchkey = reply[1]
