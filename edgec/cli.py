@@ -117,15 +117,17 @@ def device_option(f):
              "HOST:PORT, or the 'edgec device serve' at HOST:PORT.")(f)
 
 
-def _remote(art, device: str, timeout: float):
-    """The artifact uploaded to the device (checked first), as a RemoteSession."""
+def _remote(art, device, timeout: float):
+    """The artifact uploaded to the device (checked first), as a RemoteSession;
+    ``device`` is a --device spec or an already connected Device."""
     from .runtime.device.client import RemoteSession, connect
 
     with _progress() as say:
-        say(f"connecting to {device}")
-        dev = connect(device, timeout=timeout)
-        say(f"uploading {art.path.name} to {dev.name}")
-        return RemoteSession(art.path, dev, trust=art.trust)
+        if isinstance(device, str):
+            say(f"connecting to {device}")
+            device = connect(device, timeout=timeout)
+        say(f"uploading {art.path.name} to {device.name}")
+        return RemoteSession(art.path, device, trust=art.trust)
 
 
 def _device_latency(session, feeds, repeat: int) -> str:
@@ -480,6 +482,13 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
             if output is None:
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgec-verify-"))
                 output = Path(tmp) / "model.edgec"
+            if device:  # compile for the device: -t, else the file that fits its CPU
+                from .runtime.device.client import connect, pick_device_target
+
+                device = connect(device, timeout=timeout)
+                source = click.get_current_context().get_parameter_source("target")
+                if source == click.core.ParameterSource.DEFAULT:
+                    o["target"] = pick_device_target(device).name
             with _progress() as say:
                 art = api.compile(path, output=output, progress=say, **_compile_kwargs(o))
         else:

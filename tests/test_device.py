@@ -319,6 +319,10 @@ def test_the_emulated_arm_board_runs_real_aarch64_code(cli, farm, artifacts, tmp
     res = cli("profile", artifacts["arm"], "--device", spec, "--repeat", "2")
     assert res.code == 0, res.err
     assert "(aarch64, emulated)" in res.out and "EMULATED" in res.out
+    # an ONNX model is compiled for the target that best fits the board's CPU
+    res = cli("verify", CNN, "--device", spec, "--repeat", "0")
+    assert res.code == 0, res.err
+    assert "on arm/cortex-a76-dotprod on arm-emu at 127.0.0.1:" in res.out
     # the x86 artifact is refused by the emulated board before upload
     res = cli("run", artifacts["host"], "--random", "--device", spec, "-o", tmp_path / "o.npz")
     assert_one_line_error(res, EXIT_UNSUPPORTED, "built for x86_64", "is aarch64")
