@@ -151,6 +151,11 @@ def test_run_on_a_direct_server_equals_a_local_run(cli, farm, artifacts, tmp_pat
     with np.load(tmp_path / "out.npz") as got:
         for name, value in local.items():
             np.testing.assert_array_equal(got[name], value)  # same code, same CPU
+    res = cli("device", "info", f"127.0.0.1:{port}", "--json")
+    info = json.loads(res.out)
+    assert info["threads"] == 1  # the farm's TVM_NUM_THREADS, honoured by the server
+    assert info["arch"] == "x86_64" and info["server"] == "edgec-python"
+    assert info["targets"] and all(t.startswith("x86/") for t in info["targets"])
 
 
 def test_run_verify_and_profile_through_the_tracker(cli, farm, artifacts, tmp_path):

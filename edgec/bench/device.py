@@ -85,7 +85,7 @@ def run_device_bench(model: str | Path, options: BenchOptions, device: str, *,
             reference = ort.outputs
             say(f"edgec on {dev.name}")
             remote = RemoteSession(art.path, dev)
-            cores = int(dev.info.get("cores") or 0)
+            cores = int(dev.info.get("threads") or dev.info.get("cores") or 0)
             row = EngineResult("edgec", "fp32", "ok", __version__, cores,
                                prepare_s=round(compile_s, 2),
                                artifact_bytes=art.path.stat().st_size, device=where)

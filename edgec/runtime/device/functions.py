@@ -35,12 +35,21 @@ TFLITE = "edgec.device.tflite"
 SERVER_KIND = "edgec-python"
 
 
+def _threads() -> int | None:
+    """Threads TVM's pool runs kernels on here (set from TVM_NUM_THREADS at its start)."""
+    import tvm_ffi
+
+    f = tvm_ffi.get_global_func("runtime.NumThreads", allow_missing=True)
+    return int(f()) if f is not None else None
+
+
 def info_json() -> str:
     cpu = host_cpu()
     return json.dumps({
         "arch": normalize_arch(platform.machine()), "features": sorted(cpu.flags),
         "vendor": cpu.vendor, "family": cpu.family, "model": cpu.model,
         "model_name": cpu.model_name, "cores": len(os.sched_getaffinity(0)),
+        "threads": _threads(),
         "emulated": False, "server": SERVER_KIND, "edgec": __version__,
         "litert": importlib.util.find_spec("ai_edge_litert") is not None})
 

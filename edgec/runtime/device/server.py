@@ -41,8 +41,12 @@ def exposure_warning(host: str, port: int, *, what: str = "upload and run code o
 
 
 def _load_runtime_only():
-    """The tvm package without its compiler library: what a board has to offer."""
+    """The tvm package without its compiler library: what a board has to offer.
+
+    As for ``edgec run`` (runtime/native.py), kernels get every CPU the server may
+    run on unless TVM_NUM_THREADS says otherwise: TVM's pool would start half."""
     os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
+    os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from tvm.rpc import server as tvm_server
 
     return tvm_server
