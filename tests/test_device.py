@@ -411,8 +411,12 @@ def test_serving_a_non_loopback_address_warns(cli):
     warning = exposure_warning("192.0.2.7", 9090)
     assert "any peer" in warning and "run code" in warning
     # TEST-NET-1 is not this machine's: the bind fails after the warning, nothing listens
+    before = {k: os.environ.get(k) for k in ("TVM_USE_RUNTIME_LIB", "TVM_NUM_THREADS")}
     res = cli("device", "serve", "--host", "192.0.2.7", "--port", str(_free_port()))
     assert res.code == EXIT_USAGE
+    # a server that did not start leaves this process's environment as it was (its
+    # runtime-only TVM once broke every later compile in the test run)
+    assert {k: os.environ.get(k) for k in before} == before
     lines = res.err.strip().splitlines()
     assert lines[0].startswith("edgec: warning: serving on 192.0.2.7") and len(lines) == 2
     assert lines[1].startswith("edgec: error: device serve: cannot listen on 192.0.2.7")
@@ -491,3 +495,20 @@ def test_calls_from_another_thread_still_end(farm, artifacts):
     local = edgec.load(artifacts["host"]).run(_feeds(artifacts["host"]))
     np.testing.assert_array_equal(got["out"]["probs"], local["probs"])
     assert got["info"]["server"] == "edgec-python"
+
+
+def test_deadlines_nest():
+    """An inner deadline (the tracker check inside a connect) must not disarm the
+    outer one: that once let a request for a busy key wait forever."""
+    from edgec.runtime.device.client import _Deadline, deadline
+
+    t0 = time.monotonic()
+    with pytest.raises(_Deadline), deadline(1.0):
+        with deadline(5.0):
+            pass
+        time.sleep(5)
+    assert 0.9 < time.monotonic() - t0 < 3
+    t0 = time.monotonic()
+    with pytest.raises(_Deadline), deadline(1.0), deadline(5.0):
+        time.sleep(5)
+    assert time.monotonic() - t0 < 3

@@ -193,7 +193,7 @@ def test_tuning_db_options(cli, tmp_path):
     (["--trials", "4", "-t", "arm"], EXIT_UNSUPPORTED, "cannot be measured on this machine"),
     (["--trials", "4", "-t", "cuda"], EXIT_UNSUPPORTED, "CPU targets"),
     (["--trials", "4", "--device", f"board@127.0.0.1:{_closed_port()}"], EXIT_DEVICE,
-     "no TVM RPC tracker answers"),
+     "no tracker answers"),
 ])
 def test_tune_bad_options(cli, tmp_path, args, code, needle):
     res = cli("tune", MLP, "--db", tmp_path / "db", *args)

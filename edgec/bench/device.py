@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..compiler import Progress, compile_plan, plan_compile
-from ..errors import ModelError, UsageError, first_line
+from ..errors import UsageError, first_line
 from ..frontend import Bindings
 from ..frontend.prepare import prepare
 from ..passes import PIPELINES
@@ -31,7 +31,16 @@ from ..stats import LatencyStats
 from ..target_registry import host_core_count
 from ..tensors import random_inputs
 from .machine import machine_info
-from .runner import BASELINES, BenchOptions, BenchReport, EngineResult, _errors, _gflops, _versions
+from .runner import (
+    BASELINES,
+    BenchOptions,
+    BenchReport,
+    EngineResult,
+    _errors,
+    _gflops,
+    _versions,
+    start_onnxruntime,
+)
 
 
 def run_device_bench(model: str | Path, options: BenchOptions, device: str, *,
@@ -71,17 +80,11 @@ def run_device_bench(model: str | Path, options: BenchOptions, device: str, *,
         flops = compute.flops or None
 
         from ..baselines import onnxruntime as ort_engine
-        from .isolated import EngineFailed, EngineWorker, time_interleaved
+        from .isolated import time_interleaved
 
         with contextlib.ExitStack() as stack:
             say("onnxruntime here (own process)")
-            try:
-                ort = stack.enter_context(EngineWorker(
-                    "onnxruntime", model, ref_feeds, threads=threads_here,
-                    warmup=options.warmup))
-            except EngineFailed as exc:
-                raise ModelError(str(exc) if exc.kind == "model" else
-                                 f"{model}: onnxruntime failed: {exc}") from None
+            ort = start_onnxruntime(stack, model, ref_feeds, threads_here, options.warmup)
             reference = ort.outputs
             say(f"edgec on {dev.name}")
             remote = RemoteSession(art.path, dev)

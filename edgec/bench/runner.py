@@ -280,13 +280,7 @@ def run_bench(model: str | Path, options: BenchOptions, *,
         with contextlib.ExitStack() as stack:
             say("onnxruntime (own process)")
             timed = "onnxruntime" in options.baselines
-            try:
-                ort = stack.enter_context(EngineWorker(
-                    "onnxruntime", model, ref_feeds, threads=threads,
-                    warmup=options.warmup))
-            except EngineFailed as exc:
-                raise ModelError(str(exc) if exc.kind == "model" else
-                                 f"{model}: onnxruntime failed: {exc}") from None
+            ort = start_onnxruntime(stack, model, ref_feeds, threads, options.warmup)
             reference = ort.outputs
             say("edgec (own process)")
             try:
@@ -333,6 +327,20 @@ def run_bench(model: str | Path, options: BenchOptions, *,
         target=art.target["name"], inputs=[s.to_json() for s in art.inputs], flops=flops,
         flops_complete=compute.complete, threads=threads,
         machine=machine_info(), versions=_versions(), engines=engines, feeds_from=feeds_from)
+
+
+def start_onnxruntime(stack: contextlib.ExitStack, model: Path, feeds: dict[str, np.ndarray],
+                      threads: int, warmup: int):
+    """onnxruntime on ``model`` in a process of its own (closed with ``stack``): the
+    reference outputs and an engine to time; a model it cannot run is a ModelError."""
+    from .isolated import EngineFailed, EngineWorker
+
+    try:
+        return stack.enter_context(EngineWorker("onnxruntime", model, feeds, threads=threads,
+                                                warmup=warmup))
+    except EngineFailed as exc:
+        raise ModelError(str(exc) if exc.kind == "model" else
+                         f"{model}: onnxruntime failed: {exc}") from None
 
 
 def _tflite_worker(static, art, feeds, reference, threads, options: BenchOptions):

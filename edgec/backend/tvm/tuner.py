@@ -24,7 +24,6 @@ import functools
 import logging
 import os
 import signal
-import socket
 import statistics
 import tempfile
 import threading
@@ -42,7 +41,6 @@ from tvm.support import cc as tvm_cc
 from ...devices import DeviceAddress
 from ...errors import (
     CompileError,
-    DeviceError,
     UnsupportedError,
     UsageError,
     first_line,
@@ -204,21 +202,9 @@ def _alloc_on_device(session, device, args_info, alloc_repeat):
 def _check_tracker(device: DeviceAddress) -> None:
     """Fail in seconds with what to do, not after TVM's minute of retries. Busy boards
     are waited for: the runner's requests queue at the tracker."""
-    try:
-        socket.create_connection((device.host, device.port), timeout=5).close()
-    except OSError as exc:
-        raise DeviceError(f"--device {device}: no TVM RPC tracker answers at "
-                          f"{device.address} ({exc}); start one with 'edgec device "
-                          "tracker'") from None
-    from tvm import rpc
+    from ...runtime.device.tracker import require_key
 
-    queues = rpc.connect_tracker(device.host, device.port).summary().get("queue_info", {})
-    if device.key not in queues:
-        known = ", ".join(sorted(queues)) or "none"
-        raise DeviceError(f"--device {device}: the tracker at {device.address} has no "
-                          f"device with key '{device.key}' (registered: {known}); start one "
-                          f"with 'edgec device serve --tracker {device.address} --key "
-                          f"{device.key}'")
+    require_key(device)
 
 
 def _quiet_logger() -> logging.Logger:

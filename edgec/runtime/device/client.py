@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -55,7 +54,8 @@ class _Deadline(Exception):
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Raise _Deadline inside the block after ``seconds`` (main thread only; elsewhere
-    a no-op, and the server's session timeout bounds the call)."""
+    a no-op, and the server's session timeout bounds the call). Nests: an inner
+    deadline never outlasts an outer one, and the outer one is re-armed after it."""
     if threading.current_thread() is not threading.main_thread() or seconds <= 0:
         yield
         return
@@ -63,13 +63,18 @@ def deadline(seconds: float) -> Iterator[None]:
     def fire(*_):
         raise _Deadline()
 
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+    start = time.monotonic()
     old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer_left:
+            left = outer_left - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
 
 
 def _reason(exc: BaseException) -> str:
@@ -127,20 +132,11 @@ class Device:
         session_timeout = max(60.0, self.timeout * 4)
         if not a.via_tracker:
             return rpc.connect(a.host, a.port, session_timeout=session_timeout)
-        try:  # TVM's tracker client retries a refused connection for a minute
-            socket.create_connection((a.host, a.port), timeout=min(10.0, self.timeout)).close()
-        except OSError as exc:
-            raise DeviceError(f"{a.describe()}: no tracker answers ({exc}); start one with "
-                              "'edgec device tracker'") from None
+        from .tracker import require_key
+
+        row = require_key(a, timeout=min(10.0, self.timeout))
+        busy, waiting = row["free"] == 0, row["pending"]
         tracker = rpc.connect_tracker(a.host, a.port)
-        queues = tracker.summary().get("queue_info", {})
-        if a.key not in queues:
-            known = ", ".join(sorted(queues)) or "none"
-            raise DeviceError(f"{a.describe()}: no device with key '{a.key}' is registered "
-                              f"(keys: {known}); check the key, or start one with 'edgec "
-                              f"device serve --tracker {a.address} --key {a.key}'")
-        busy = queues[a.key].get("free", 0) == 0
-        waiting = queues[a.key].get("pending", 0)
         # TrackerSession.request, unrolled to learn which server the tracker chose.
         # A board the tracker still lists may be gone (powered off, its registration
         # not yet expired): asking again for another is safe, nothing was sent to it.

@@ -17,6 +17,7 @@ when it is not.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,13 +41,33 @@ def exposure_warning(host: str, port: int, *, what: str = "upload and run code o
             "trust")
 
 
-def _load_runtime_only():
-    """The tvm package without its compiler library: what a board has to offer.
+@contextlib.contextmanager
+def _runtime_env():
+    """The environment a server runs in, undone if it fails to start: a server
+    started from a process that goes on (the API, the tests) must not leave its
+    runtime-only TVM to that process's later children.
 
-    As for ``edgec run`` (runtime/native.py), kernels get every CPU the server may
-    run on unless TVM_NUM_THREADS says otherwise: TVM's pool would start half."""
+    TVM_USE_RUNTIME_LIB=1 makes ``import tvm`` load the runtime library alone, what
+    a board has. As for ``edgec run`` (runtime/native.py), kernels get every CPU the
+    server may run on unless TVM_NUM_THREADS says otherwise: TVM's pool would start
+    half. Session processes inherit both."""
+    saved = {k: os.environ.get(k) for k in ("TVM_USE_RUNTIME_LIB", "TVM_NUM_THREADS")}
     os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
     os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    try:
+        yield
+    except BaseException:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        raise
+
+
+def _load_runtime_only():
+    """tvm's RPC server module (the compiler library stays unloaded under _runtime_env,
+    unless this process imported tvm already)."""
     from tvm.rpc import server as tvm_server
 
     return tvm_server
@@ -113,7 +134,19 @@ def _session_runner(tvm_server, serve_loop: Callable) -> Callable:
     return serving
 
 
-def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tracker: tuple[str, int] | None
+def serve(**kwargs) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM): `_serve`'s arguments."""
+    with _runtime_env():
+        _serve(**kwargs)
+
+
+def serve_tracker(**kwargs) -> None:
+    """TVM's RPC tracker until interrupted: `_serve_tracker`'s arguments."""
+    with _runtime_env():
+        _serve_tracker(**kwargs)
+
+
+def _serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tracker: tuple[str, int] | None
           = None, key: str | None = None, emulate: str | None = None,
           cpu: str | None = None, announce: Callable[[str], None] = print) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM). ``tracker`` needs ``key``; ``cpu`` is
@@ -136,16 +169,18 @@ def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tracker: tuple[s
     tvm_server = _load_runtime_only()
     from . import functions
 
-    functions.register()
-    loop = tvm_server._serve_loop if command is None else _emulated_serve_loop(command)
-    tvm_server._serving = _session_runner(tvm_server, loop)
-    tvm_server.logger.setLevel("INFO")  # one line per session: who connected, when done
     if tracker is not None:
         _check_tracker(*tracker)
+    functions.register()
+    loop = tvm_server._serve_loop if command is None else _emulated_serve_loop(command)
+    original = tvm_server._serving
+    tvm_server._serving = _session_runner(tvm_server, loop)
+    tvm_server.logger.setLevel("INFO")  # one line per session: who connected, when done
     try:
         state = tvm_server.PopenRPCServerState(host, port, port + 1, tracker_addr=tracker,
                                                key=key or "")
     except (OSError, ValueError) as exc:
+        tvm_server._serving = original  # this process goes on (an API caller, a test)
         raise UsageError(f"device serve: cannot listen on {host}:{port} ({exc}); choose "
                          "another --port or stop what uses it") from None
     kind = (f"emulated {emulate} ({cpu or 'max'} CPU) under qemu-user" if emulate else
@@ -183,10 +218,9 @@ def _wait(thread: threading.Thread) -> None:
     os._exit(0)
 
 
-def serve_tracker(*, host: str = "127.0.0.1", port: int = 9190,
-                  announce: Callable[[str], None] = print) -> None:
+def _serve_tracker(*, host: str = "127.0.0.1", port: int = 9190,
+                   announce: Callable[[str], None] = print) -> None:
     """TVM's RPC tracker (the queue boards register with), until interrupted."""
-    os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
     from tvm.rpc import tracker as tvm_tracker
 
     try:

@@ -44,3 +44,16 @@ def list_devices(address: DeviceAddress, *, timeout: float = 10.0) -> dict:
         keys.append({"key": key, "total": total, "free": free, "busy": max(0, total - free),
                      "pending": int(q.get("pending", 0)), "servers": sorted(servers.get(key, []))})
     return {"tracker": address.address, "keys": keys}
+
+
+def require_key(address: DeviceAddress, *, timeout: float = 10.0) -> dict:
+    """The row of ``list_devices`` for ``address.key``; a DeviceError naming the
+    registered keys when the tracker has none of it."""
+    keys = {k["key"]: k for k in list_devices(address, timeout=timeout)["keys"]}
+    if address.key not in keys:
+        known = ", ".join(sorted(keys)) or "none"
+        raise DeviceError(f"{address.describe()}: no device with key '{address.key}' is "
+                          f"registered (keys: {known}); check the key, or start one with "
+                          f"'edgec device serve --tracker {address.address} --key "
+                          f"{address.key}'")
+    return keys[address.key]
