@@ -125,7 +125,9 @@ def _tflite_on_device(static, art, remote, feeds, reference, options: BenchOptio
     row = EngineResult("tflite", "fp32", "failed", "-", cores, device=where)
     dev = remote.device
     if not dev.info.get("litert"):
-        row.reason = f"{dev.name} has no LiteRT (pip install ai-edge-litert there)"
+        row.reason = (f"{dev.name} is an emulated board: its worker is the TVM runtime "
+                      "alone, without LiteRT" if dev.info.get("emulated") else
+                      f"{dev.name} has no LiteRT (pip install ai-edge-litert there)")
         return row
     try:
         run_tflite = dev.session.get_function(function)

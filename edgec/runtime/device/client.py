@@ -120,7 +120,11 @@ class Device:
                 raise DeviceError(f"{self.name}: the server is a TVM RPC server without "
                                   "edgec's device functions; start it with 'edgec device "
                                   "serve' on the device")
-            self.info = json.loads(get_info())
+            info = json.loads(get_info())
+        if not isinstance(info, dict) or not isinstance(info.get("arch"), str):
+            raise DeviceError(f"{self.name}: the device's edgec.device.info is not what edgec "
+                              "serves (no 'arch'); update edgec on the device")
+        self.info = info
         self.info["name"] = self.name
 
     def _connect(self):
@@ -161,7 +165,7 @@ class Device:
             try:
                 session = rpc.connect(host, port, matchkey, session_timeout=session_timeout)
             except Exception as exc:
-                if attempt + 1 == CONNECT_ATTEMPTS or _Deadline in type(exc).__mro__:
+                if attempt + 1 == CONNECT_ATTEMPTS or isinstance(exc, _Deadline):
                     raise
                 sys.stderr.write(f"edgec: warning: {self.name} did not answer "
                                  f"({_reason(exc)}); asking the tracker for another board\n")
