@@ -130,6 +130,43 @@ def _remote(art, device, timeout: float):
         return RemoteSession(art.path, device, trust=art.trust)
 
 
+def _artifact_for(path: Path, trust: tuple[Path, ...], target: str | None,
+                  device: str | None, timeout: float, stack: contextlib.ExitStack, *,
+                  fallback: str = "host"):
+    """(artifact, connected device or None) for run and profile: PATH's artifact
+    (checked before any device is contacted), or PATH the ONNX model compiled now
+    (default options) for -t, else the target that best fits the device's CPU, else
+    ``fallback``."""
+    from .runtime.device.client import connect, pick_device_target
+
+    if path.suffix.lower() != ".onnx":
+        if target is not None:
+            raise UsageError(f"{path}: -t is for a model compiled now; this is an artifact, "
+                             "compiled for its target already")
+        art = _open_artifact(path, trust)
+        return art, connect(device, timeout=timeout) if device else None
+    source = click.get_current_context().get_parameter_source("trust")
+    if trust and source == click.core.ParameterSource.COMMANDLINE:
+        raise UsageError(f"{path}: --trust checks an artifact's signature; this model is "
+                         "compiled now, by this command")
+    from . import api
+
+    dev = connect(device, timeout=timeout) if device else None
+    chosen = target or (pick_device_target(dev).name if dev else fallback)
+    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgec-run-"))
+    with _progress() as say:
+        art = api.compile(path, target=chosen, output=Path(tmp) / "model.edgec", progress=say)
+    err.print(f"compiled {shown(path)} for {chosen} (default options; 'edgec compile' for "
+              "others)", markup=False)
+    return art, dev
+
+
+def _model_target_option(f):
+    return click.option("-t", "--target", default=None,
+                        help="When PATH is an ONNX model: the target to compile it for "
+                             "(default: the device's best fit with --device, else host).")(f)
+
+
 def _device_latency(session, feeds, repeat: int) -> str:
     from .runtime.profiler import device_clock_note
 
@@ -345,20 +382,29 @@ def _feeds(art, inputs: tuple[str, ...], random: bool, seed: int) -> dict[str, n
 @click.option("--emulate", is_flag=True,
               help="Run an aarch64 artifact through its C bundle under qemu-user.")
 @device_option
+@_model_target_option
 @trust_option
 def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None,
             repeat: int, emulate: bool, device: str | None, timeout: float,
-            trust: tuple[Path, ...]) -> None:
-    """Run an artifact on this machine, a device (--device) or under qemu; write its
-    outputs to .npz."""
-    target = output or artifact.with_name(artifact.stem + ".out.npz")
-    check_output(target, what="-o", inputs=(artifact, *_input_files(inputs)))
+            target: str | None, trust: tuple[Path, ...]) -> None:
+    """Run an artifact (or an ONNX model, compiled now) on this machine, a device
+    (--device) or under qemu; write its outputs to .npz."""
+    out_path = output or artifact.with_name(artifact.stem + ".out.npz")
+    check_output(out_path, what="-o", inputs=(artifact, *_input_files(inputs)))
     if emulate and device:
         raise UsageError("--emulate runs here under qemu, --device on a device: give one")
-    art = _open_artifact(artifact, trust)
+    with contextlib.ExitStack() as stack:
+        _run(artifact, inputs, random, seed, out_path, repeat, emulate, device, timeout,
+             target, trust, stack)
+
+
+def _run(artifact, inputs, random, seed, target, repeat, emulate, device, timeout,
+         compile_for, trust, stack) -> None:
+    art, dev = _artifact_for(artifact, trust, compile_for, device, timeout, stack,
+                             fallback="arm" if emulate else "host")
     feeds = _feeds(art, inputs, random, seed)
     if device:
-        session = _remote(art, device, timeout)
+        session = _remote(art, dev, timeout)
         results = session.run(feeds)
     elif emulate:
         with _progress() as say:
@@ -397,10 +443,11 @@ def run_cmd(artifact: Path, inputs, random: bool, seed: int, output: Path | None
 @click.option("--json", "json_out", type=OutputPath(dir_okay=False, path_type=Path),
               default=None, help="Also write the profile as JSON.")
 @device_option
+@_model_target_option
 @trust_option
 def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
                 trace: Path | None, json_out: Path | None, device: str | None, timeout: float,
-                trust: tuple[Path, ...]) -> None:
+                target: str | None, trust: tuple[Path, ...]) -> None:
     """Latency and per-kernel time breakdown of an artifact, here or on a device.
 
     Each fused TVM kernel is listed with its time, share, calls and the ONNX
@@ -413,14 +460,15 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
     _check_outputs(inputs=(artifact, *_input_files(inputs)), trace=trace, json=json_out)
     from .runtime.profiler import profile, render_profile
 
-    art = _open_artifact(artifact, trust)
-    feeds = _feeds(art, inputs, True, seed)
-    if device:
-        from .runtime.device.client import profile_remote
+    with contextlib.ExitStack() as stack:
+        art, dev = _artifact_for(artifact, trust, target, device, timeout, stack)
+        feeds = _feeds(art, inputs, True, seed)
+        if device:
+            from .runtime.device.client import profile_remote
 
-        prof = profile_remote(_remote(art, device, timeout), feeds, repeat=repeat)
-    else:
-        prof = profile(art.session(), feeds, repeat=repeat)
+            prof = profile_remote(_remote(art, dev, timeout), feeds, repeat=repeat)
+        else:
+            prof = profile(art.session(), feeds, repeat=repeat)
     render_profile(prof, out, top=top)
     if (warning := prof.warning()) is not None:
         err.print(f"edgec: warning: {warning}", markup=False)

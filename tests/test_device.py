@@ -364,8 +364,17 @@ def test_an_emulated_cortex_a72_refuses_code_that_needs_dot_product(cli, tmp_pat
         local = edgec.load(artifacts["host"]).run(_feeds(artifacts["host"]))
         with np.load(tmp_path / "o.npz") as got:
             np.testing.assert_allclose(got["probs"], local["probs"], rtol=1e-4, atol=1e-5)
+        # a model given to run is compiled for the file that fits the board's CPU
+        res = cli("run", CNN, "--input", _save_feeds(artifacts["arm"], tmp_path), "--device",
+                  f"127.0.0.1:{port}", "-o", tmp_path / "m.npz", "--repeat", "0")
+        assert res.code == 0, res.err
+        assert "for arm/raspberry-pi-4 (default options" in res.err
+        with np.load(tmp_path / "m.npz") as got:
+            np.testing.assert_allclose(got["probs"], local["probs"], rtol=1e-4, atol=1e-5)
     finally:
         server.kill()
+    res = cli("run", artifacts["arm"], "-t", "arm", "--random", "-o", tmp_path / "x.npz")
+    assert_one_line_error(res, EXIT_USAGE, "-t is for a model compiled now")
     res = cli("device", "serve", "--cpu", "cortex-a72", "--port", str(_free_port()))
     assert_one_line_error(res, EXIT_USAGE, "--emulate arm")
 
