@@ -253,21 +253,9 @@ class Session:
 
     def _collect(self, result) -> dict[str, np.ndarray]:
         values = [result] if hasattr(result, "__dlpack__") else list(result)
-        if len(values) != len(self.outputs):
-            raise ArtifactError(f"{self.path}: the library returned {len(values)} outputs, "
-                                f"the manifest lists {len(self.outputs)}; the library does "
-                                "not match its manifest: recompile it")
         # Copies: the VM's pooled allocator reuses output buffers on the next run.
-        out = {spec.name: np.from_dlpack(v).copy()
-               for spec, v in zip(self.outputs, values, strict=True)}
-        for spec in self.outputs:
-            got = out[spec.name]
-            if tuple(got.shape) != spec.shape or got.dtype != np.dtype(spec.dtype):
-                raise ArtifactError(f"{self.path}: output '{spec.name}' came back as "
-                                    f"{got.dtype}{list(got.shape)}, the manifest says "
-                                    f"{spec.describe()}; the library does not match its "
-                                    "manifest: recompile it, and report it if it persists")
-        return out
+        return named_outputs(self.path, self.outputs,
+                             [np.from_dlpack(v).copy() for v in values], "the library")
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``main`` once; as `edgec.Artifact.run`.
@@ -323,6 +311,23 @@ class Session:
             self.vm.invoke_stateful("main")
             out.append(time.perf_counter() - t0)
         return out
+
+
+def named_outputs(path: Path, specs: list[TensorSpec], values: list[np.ndarray],
+                  source: str) -> dict[str, np.ndarray]:
+    """``values`` by output name, after checking them against the manifest's outputs
+    (how many, each one's shape and dtype); ``source`` names what returned them."""
+    if len(values) != len(specs):
+        raise ArtifactError(f"{path}: {source} returned {len(values)} outputs, the manifest "
+                            f"lists {len(specs)}; {source} does not match its manifest: "
+                            "recompile it")
+    for spec, got in zip(specs, values, strict=True):
+        if tuple(got.shape) != spec.shape or got.dtype != np.dtype(spec.dtype):
+            raise ArtifactError(f"{path}: output '{spec.name}' came back as "
+                                f"{got.dtype}{list(got.shape)}, the manifest says "
+                                f"{spec.describe()}; {source} does not match its manifest: "
+                                "recompile it, and report it if it persists")
+    return {spec.name: v for spec, v in zip(specs, values, strict=True)}
 
 
 def _tail(exc: BaseException) -> str:

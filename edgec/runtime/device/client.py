@@ -36,7 +36,7 @@ from ...errors import ArtifactError, DeviceError, EdgecError, UnsupportedError, 
 from ...signing import TrustStore
 from ...stats import LatencyStats
 from ..inputs import checked_inputs
-from ..session import aligned_copy, check_elf
+from ..session import aligned_copy, check_elf, named_outputs
 from .functions import INFO, PROFILE
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -299,17 +299,7 @@ class RemoteSession:
             values = ([self.vm["get_output"]("main")] if arity < 0 else
                       [self.vm["get_output"]("main", i) for i in range(arity)])
             got = [v.numpy() for v in values]
-        if len(got) != len(self.outputs):
-            raise ArtifactError(f"{self.path}: the device returned {len(got)} outputs, the "
-                                f"manifest lists {len(self.outputs)}; recompile it")
-        out = {}
-        for spec, value in zip(self.outputs, got, strict=True):
-            if tuple(value.shape) != spec.shape or value.dtype != np.dtype(spec.dtype):
-                raise ArtifactError(f"{self.path}: output '{spec.name}' came back as "
-                                    f"{value.dtype}{list(value.shape)}, the manifest says "
-                                    f"{spec.describe()}; recompile it")
-            out[spec.name] = value
-        return out
+        return named_outputs(self.path, self.outputs, got, "the device")
 
     def samples(self, feeds: dict[str, np.ndarray], *, repeat: int = 20) -> list[float]:
         """Seconds per run of ``main``, each one run timed by the device's own clock
