@@ -8,6 +8,7 @@ import numpy as np
 
 from .artifact import Artifact
 from .compiler import Progress, compile_plan, plan_compile
+from .compiler import offload_report as offload_report_for
 from .errors import UsageError
 from .frontend import DEFAULT_MAX_MODEL_BYTES
 from .passes import DEFAULT_PIPELINE
@@ -169,6 +170,45 @@ def inspect(model: str | Path, *, input_shapes: dict[str, tuple[int, ...]] | Non
     consts = {k: np.asarray(v) for k, v in (input_consts or {}).items()}
     return inspect_model(model, bindings=Bindings(dict(input_shapes or {}), consts),
                          max_bytes=max_model_bytes, max_nodes=max_nodes)
+
+
+def offload_report(model: str | Path, target: str | Target, *,
+                   quantize: QuantizeOptions | None = None,
+                   input_shapes: dict[str, tuple[int, ...]] | None = None,
+                   input_consts: dict[str, object] | None = None,
+                   max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+                   max_nodes: int = DEFAULT_MAX_NODES,
+                   progress: Progress | None = None) -> dict:
+    """How ``model`` splits between an accelerator target's device and its CPU;
+    ``edgec inspect MODEL -t TARGET --offload``.
+
+    The model goes through the compile's passes and quantisation (an int8
+    accelerator without ``quantize`` is quantised on random data: placement
+    and the accelerator toolchain's estimates do not depend on the ranges,
+    accuracy does), then through the partitioner and the accelerator's own
+    compiler, exactly as `compile` would; the CPU side is not built.
+
+    Returns:
+        A dict (``--json``): ``summary`` (ops and MACs offloaded, partitions,
+        the estimated accelerator latency and its label), ``steps`` (in order:
+        device, nodes, op counts, MACs, estimate), ``placements`` (every compute
+        node: where it runs, and on the CPU why), ``notes``.
+    """
+    from .accel.build import plugin_for
+
+    resolved = resolve_target(target)
+    if resolved.accelerator is not None and quantize is None:
+        plugin, _ = plugin_for(resolved)
+        if plugin.precision == "int8":
+            quantize = QuantizeOptions(calibration="random")
+    import tempfile
+
+    never_written = Path(tempfile.gettempdir()) / "edgec-offload-report.edgec"
+    plan = plan_compile(model, target=resolved, output=never_written,
+                        input_shapes=input_shapes, input_consts=input_consts,
+                        max_model_bytes=max_model_bytes, max_nodes=max_nodes,
+                        quantize=quantize)
+    return offload_report_for(plan, progress=progress)
 
 
 def targets() -> dict[str, Target]:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError, UsageError
+from .errors import ArtifactError, UnsupportedError, UsageError
 from .fsutil import atomic_write
 from .signing import MAX_SIGNATURE_BYTES, SIGNATURE, Signature, TrustStore
 
@@ -570,10 +570,27 @@ class Artifact:
                 ``run(..., emulate=True)``).
         """
         if self._session is None:
-            from .runtime.session import Session
+            if self.offload is not None:
+                from .runtime.offload import OffloadSession
 
-            self._session = Session(self.path, trust=self.trust)
+                self._session = OffloadSession(self.path, trust=self.trust)
+            else:
+                from .runtime.session import Session
+
+                self._session = Session(self.path, trust=self.trust)
         return self._session
+
+    @property
+    def offload(self) -> dict[str, Any] | None:
+        """An accelerator artifact's split (steps, placements, estimates), else None."""
+        return self.manifest.get("offload")
+
+    def refuse_offload(self, what: str) -> None:
+        """UnsupportedError (exit 4) when ``what`` cannot take an accelerator artifact."""
+        if self.offload is not None:
+            raise UnsupportedError(f"{self.path}: {what} does not take accelerator artifacts "
+                                   f"yet (this one offloads to {self.offload['plugin']}); "
+                                   "use 'edgec run' or 'edgec verify' on it here")
 
     def remote(self, device: str, *, timeout: float = 120.0):
         """The artifact uploaded to a device over TVM RPC, ready to run and time there.
@@ -594,6 +611,7 @@ class Artifact:
         """
         from .runtime.device.client import RemoteSession, connect
 
+        self.refuse_offload("running on a device over RPC")
         return RemoteSession(self.path, connect(device, timeout=timeout), trust=self.trust)
 
     def run(self, inputs: dict[str, np.ndarray], *, emulate: bool = False
@@ -621,6 +639,7 @@ class Artifact:
         if emulate:
             from .bundle.emulate import run_emulated
 
+            self.refuse_offload("--emulate")
             with trusting(self.trust):  # its own read of the artifact checks it too
                 return run_emulated(self, inputs)
         return self.session().run(inputs)

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from . import __version__
 from .console import SafeConsole, one_line, shown
-from .errors import EXIT_USAGE, EdgecError, MismatchError, UsageError, first_line
+from .errors import EXIT_USAGE, EdgecError, MismatchError, UnsupportedError, UsageError, first_line
 from .fsutil import atomic_write, check_output
 from .specs import (
     DEFAULT_MAX_MODEL_BYTES,
@@ -426,7 +426,15 @@ def _run(artifact, inputs, random, seed, target, repeat, emulate, device, timeou
     elif emulate:
         out.print("ran under qemu-user: no latency (emulated time says nothing about a board)")
     elif repeat > 0:
-        out.print("latency: " + session.time(feeds, repeat=repeat).line())
+        out.print("latency: " + _latency_line(session, feeds, repeat))
+
+
+def _latency_line(session, feeds, repeat: int) -> str:
+    """A local session's latency; an accelerator artifact's CPU steps are measured and
+    its accelerator steps estimated, each said so."""
+    if hasattr(session, "latency_line"):
+        return session.latency_line(feeds, repeat)
+    return session.time(feeds, repeat=repeat).line()
 
 
 @cli.command("profile")
@@ -462,6 +470,7 @@ def profile_cmd(artifact: Path, inputs, seed: int, repeat: int, top: int | None,
 
     with contextlib.ExitStack() as stack:
         art, dev = _artifact_for(artifact, trust, target, device, timeout, stack)
+        art.refuse_offload("edgec profile")
         feeds = _feeds(art, inputs, True, seed)
         if device:
             from .runtime.device.client import profile_remote
@@ -571,6 +580,8 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
                 row += [f"rtol {c.rtol:g} atol {c.atol:g}"]
             table.add_row(*row, verdict)
         out.print(table)
+        if report.partitions:
+            _partition_table(report.partitions)
         if quant and quant.get("label"):
             out.print(f"[yellow]note[/]: {quant['label']}")
         if report.seed is not None and quant:
@@ -587,12 +598,17 @@ def verify_cmd(path: Path, model: Path | None, output: Path | None, inputs, seed
         elif report.emulated:
             out.print("edgec ran the aarch64 build under qemu-user (its C bundle); no latency")
         elif repeat > 0 and report.ok:
-            out.print("edgec latency: " + art.session().time(feeds, repeat=repeat).line())
+            out.print("edgec latency: " + _latency_line(art.session(), feeds, repeat))
         if json_out is not None:
             with atomic_write(json_out) as f:
                 f.write(json.dumps(report.to_json(), indent=2).encode())
         if not report.ok:
             bad = [c.name for c in report.checks if not c.ok]
+            bad_parts = sorted({p.partition for p in report.partitions if not p.ok})
+            if bad_parts:
+                raise MismatchError(f"{model}: accelerator partition(s) {', '.join(bad_parts)} "
+                                    "differ from onnxruntime on the same quantised inputs "
+                                    "beyond the rule; report it with the artifact")
             if quant:
                 raise MismatchError(f"{model}: output(s) {', '.join(bad)} of the {quant['mode']} "
                                     "artifact are below the SQNR floor; calibrate on real data, "
@@ -651,6 +667,14 @@ def bench_cmd(model: Path, target: str | None, input_shapes, input_consts, opt_l
     if quantize is not None and quantize.mode != "int8":
         raise UsageError("bench --quantize: only int8 has rows to compare (fp16 runs on "
                          "targets bench cannot time here)")
+    if target is not None:
+        from .target_registry import resolve_target
+
+        if resolve_target(target).accelerator is not None:
+            raise UnsupportedError(f"bench -t {target}: an accelerator target's partitions "
+                                   "cannot be timed on this machine; 'edgec inspect MODEL -t "
+                                   f"{target} --offload' gives its toolchain's estimate, "
+                                   "'edgec verify' its numerics")
     chosen = () if baselines.strip() == "none" else tuple(
         b.strip() for b in baselines.split(",") if b.strip())
     options = BenchOptions(target=target or ("host" if device is None else None),
@@ -900,6 +924,7 @@ def bundle_cmd(artifact: Path, output: Path, do_build: bool, runtime_dir: Path |
     from .bundle.writer import write_bundle
 
     art = _open_artifact(artifact, trust)  # the manifest's schema, and its signature
+    art.refuse_offload("edgec bundle (the C API runs one TVM library)")
     with _progress() as say, trusting(art.trust):  # the writer's own read is checked too
         say("writing the bundle (downloads the target's TVM runtime wheels once)"
             + (" and building it with CMake" if do_build else ""))
@@ -955,21 +980,62 @@ def sign_cmd(artifact: Path, key_path: Path, output: Path | None) -> None:
 @click.option("--max-nodes", type=click.IntRange(min=1), default=DEFAULT_MAX_NODES,
               show_default=True, help="Refuse models with more nodes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("-t", "--target", default=None,
+              help="With --offload: the accelerator target (edgec targets lists them).")
+@click.option("--offload", is_flag=True,
+              help="How the model splits between the target's accelerator and its CPU: "
+                   "partitions, MACs, why each op stays on the CPU, the accelerator "
+                   "toolchain's latency estimate.")
+@click.option("--chart", type=OutputPath(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.png|svg", help="With --offload: draw the split.")
+@_quant_opts
 @trust_option
 def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str, max_nodes: int,
-                as_json: bool, trust: tuple[Path, ...]) -> None:
+                as_json: bool, target: str | None, offload: bool, chart: Path | None,
+                trust: tuple[Path, ...], **q) -> None:
     """Describe a model (I/O, ops, parameters, FLOPs, what TVM cannot import) or an
-    .edgec artifact (target, I/O, passes, quantisation, kernels)."""
+    .edgec artifact (target, I/O, passes, quantisation, kernels, the offload split);
+    with -t TARGET --offload, how the model splits for an accelerator."""
     from . import api  # the compiler side, loaded only when needed
     from .model_info import render_model_info
 
+    given = [f for f, v in (("-t", target), ("--chart", chart),
+                            ("--quantize", q.get("quantize"))) if v]
+    if given and not offload:
+        raise UsageError(f"{', '.join(given)}: only with --offload (inspect -t TARGET "
+                         "--offload MODEL.onnx)")
     if model.suffix == ".edgec":
+        if offload:
+            raise UsageError(f"{model}: --offload splits a model for a target; an artifact's "
+                             "split is shown by 'edgec inspect ARTIFACT'")
         _inspect_artifact(_open_artifact(model, trust), as_json)
         return
     if trust and click.get_current_context().get_parameter_source("trust") == \
             click.core.ParameterSource.COMMANDLINE:
         raise UsageError(f"{model}: --trust checks an .edgec artifact's signature, not a "
                          "model's")
+    if offload:
+        if target is None:
+            raise UsageError("--offload needs -t TARGET, an accelerator target (edgec "
+                             "targets lists them under npu/)")
+        _check_outputs(chart=chart)
+        from .accel.report import plot_offload, render_offload
+
+        with _progress() as say:
+            report = api.offload_report(model, target, quantize=_quantize(q),
+                                        input_shapes=_shapes(input_shapes),
+                                        input_consts=_consts(input_consts),
+                                        max_model_bytes=_size(max_model_size),
+                                        max_nodes=max_nodes, progress=say)
+        if chart is not None:
+            plot_offload(report, chart)
+        if as_json:
+            out.print_json(json.dumps(report))
+        else:
+            render_offload(report, out)
+            if chart is not None:
+                out.print(f"chart written to {shown(chart)}")
+        return
 
     info = api.inspect(model, input_shapes=_shapes(input_shapes),
                        input_consts=_consts(input_consts), max_model_bytes=_size(max_model_size),
@@ -978,6 +1044,18 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str, ma
         out.print_json(json.dumps(info.to_json()))
     else:
         render_model_info(info, out)
+
+
+def _partition_table(checks) -> None:
+    table = Table(title="accelerator partitions vs onnxruntime on the same inputs")
+    for col in ("partition", "ran here as", "output", "dtype", "max diff", "exact", "rule",
+                "result"):
+        table.add_column(col)
+    for p in checks:
+        table.add_row(escape(p.partition), escape(p.runs_as), escape(p.output), p.dtype,
+                      f"{p.max_abs_err:.3g}", f"{100 * p.exact_share:.1f}%", escape(p.rule),
+                      "[green]ok[/]" if p.ok else "[red]MISMATCH[/]")
+    out.print(table)
 
 
 def _signature_line(art) -> str:
@@ -1008,6 +1086,11 @@ def _inspect_artifact(art, as_json: bool) -> None:
     out.print("  outputs: " + escape(", ".join(s.describe() for s in art.outputs)))
     out.print(f"  pipeline {escape(str(m.get('pipeline', '?')))}: "
               f"{len(m.get('passes', []))} passes; {len(m.get('kernels') or {})} kernels")
+    if art.offload is not None:
+        from .accel.report import render_offload
+
+        render_offload({**art.offload, "model": src["file"], "target": m["target"]["name"]},
+                       out)
     q = m.get("quantization")
     if not q:
         out.print("  quantisation: none (float32)")
@@ -1174,7 +1257,8 @@ def targets_cmd(explain: bool, as_json: bool) -> None:
     for name, t in targets.items():
         ok, _ = t.runs_on_host()
         aliases = [*t.aliases, *(["host"] if name == host else [])]
-        out.print(f"[bold]{name}[/]  ({', '.join(aliases) or 'no aliases'})  {t.kind}, "
+        kind = t.kind + (f" + {t.accelerator['plugin']}" if t.accelerator else "")
+        out.print(f"[bold]{name}[/]  ({', '.join(aliases) or 'no aliases'})  {kind}, "
                   f"{t.arch}{', runs here' if ok else ''}")
         out.print(f"    {t.description}", markup=False)
 

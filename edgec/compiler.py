@@ -103,7 +103,11 @@ def plan_compile(model: str | Path, *, target: str | Target = "host",
         raise UsageError("give either --tuning-db or --no-tuning-db, not both")
     label, passes = resolve_pipeline(pipeline)
     resolved = resolve_target(target)
-    if quantize is not None and quantize.mode == "fp16":
+    if resolved.accelerator is not None:
+        from .accel.build import check_precision
+
+        check_precision(resolved, quantize)
+    elif quantize is not None and quantize.mode == "fp16":
         check_fp16(resolved)
     consts = {k: np.asarray(v) for k, v in (input_consts or {}).items()}
     both = sorted(set(input_shapes or {}) & set(consts))
@@ -291,12 +295,28 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
 
         say(f"building with TVM for {plan.target.name}")
         lib = work / LIBRARY
-        result = tvm_build.build_model(proto, plan.target, lib, source=str(plan.model),
-                                       save_temps=temps, use_tuning_db=plan.use_tuning_db,
-                                       tuning_db=plan.tuning_db,
-                                       fp16=plan.quantize is not None
-                                       and plan.quantize.mode == "fp16")
-        timings.update(result.seconds)
+        fp16 = plan.quantize is not None and plan.quantize.mode == "fp16"
+
+        def build_cpu(graph, lib_path: Path, step_temps: Path | None):
+            return tvm_build.build_model(graph, plan.target, lib_path, source=str(plan.model),
+                                         save_temps=step_temps,
+                                         use_tuning_db=plan.use_tuning_db,
+                                         tuning_db=plan.tuning_db, fp16=fp16)
+
+        offload = None
+        if plan.target.accelerator is not None:
+            from .accel.build import build_offloaded
+
+            t0 = time.perf_counter()
+            offload = build_offloaded(proto, plan.target, work, temps, build_cpu, say)
+            result = offload.cpu_results[0]
+            result.kernels, result.kernels_error = None, (
+                "an accelerator artifact: see the manifest's offload steps")
+            result.integer_chains = sum(r.integer_chains for r in offload.cpu_results)
+            timings["offload"] = time.perf_counter() - t0
+        else:
+            result = build_cpu(proto, lib, temps)
+            timings.update(result.seconds)
         manifest = {
             "edgec_version": __version__,
             "tvm_version": tvm_build.tvm_version(),
@@ -325,6 +345,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
                if quant is not None else
                {"quantization": {"mode": "fp16", "reason": fp16_gain(plan.target)}}
                if plan.quantize is not None else {}),
+            **({"offload": offload.section} if offload is not None else {}),
         }
         if temps is not None:
             (temps / "compile-report.json").write_text(json.dumps(manifest, indent=2))
@@ -334,7 +355,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Arti
             raise UnsupportedError(f"{plan.model}: {exc.message}; edgec could not load such "
                                    "an artifact, so it is not written") from exc
         say(f"writing {plan.output}")
-        write_artifact(plan.output, manifest, {LIBRARY: lib})
+        write_artifact(plan.output, manifest,
+                       offload.members if offload is not None else {LIBRARY: lib})
     return Artifact(plan.output)
 
 
@@ -346,7 +368,10 @@ def _quantize(plan: CompilePlan, proto, inputs: list[TensorSpec], say: Progress,
     options = plan.quantize
     say(f"loading calibration data ({options.calibration})")
     calibration = load_calibration(options, inputs)
-    qdq, summary = quantize_int8(proto, options, calibration, source=str(plan.model), say=say)
+    full = plan.target.accelerator is not None  # an int8 accelerator: every tensor int8
+    qdq, summary = quantize_int8(proto, options, calibration, source=str(plan.model), say=say,
+                                 **({"scheme": "onnxruntime", "activations": "int8"}
+                                    if full else {}))
     if temps is not None:
         onnx.save(qdq, temps / "quantized-qdq.onnx")
     return qdq, summary
@@ -357,3 +382,46 @@ def _versions_line() -> str:
 
     return (f"apache-tvm {version('apache-tvm')}, onnx {onnx.__version__}, onnxruntime "
             f"{version('onnxruntime')}, Python {sys.version.split()[0]}")
+
+
+def offload_report(plan: CompilePlan, *, progress: Progress | None = None) -> dict:
+    """How ``plan``'s model splits between the target's accelerator and its CPU, with
+    the accelerator toolchain's estimates, without building the CPU side (no TVM):
+    ``edgec inspect MODEL -t TARGET --offload``."""
+    from .accel.build import describe_split, plugin_for
+    from .accel.partition import split
+
+    say = progress or (lambda _msg: None)
+    if plan.target.accelerator is None:
+        raise UsageError(f"--offload: target '{plan.target.name}' has no accelerator; give "
+                         "an accelerator target (edgec targets lists them under npu/)")
+    plugin, config = plugin_for(plan.target)
+    _loaded, model = load_bound(plan)
+    optimise(plan, model)
+    proto = ir.serde.serialize_model(model)
+    quant = None
+    if plan.quantize is not None and plan.quantize.mode == "int8":
+        inputs = [_spec(v, plan.model, "input") for v in model.graph.inputs]
+        proto, quant = _quantize(plan, proto, inputs, say, None)
+    with tempfile.TemporaryDirectory(prefix="edgec-offload-") as tmp:
+        s = split(proto, plugin, config, Path(tmp), say=say)
+        report = describe_split(s, plugin.config_json(config))
+        report["steps"] = [{"device": st.device, "nodes": st.nodes, "macs": st.macs,
+                            "ops": _op_counts(st, s),
+                            **({"estimate": {"seconds": st.compiled.estimate_seconds,
+                                             "label": st.compiled.estimate_label},
+                                "record": st.compiled.record} if st.compiled else {})}
+                           for st in s.steps]
+    report["model"] = str(plan.model)
+    report["target"] = plan.target.name
+    if quant is not None:
+        report["quantization"] = quant.to_json()
+    return report
+
+
+def _op_counts(step, s) -> dict[str, int]:
+    ops = {p.node: p.op for p in s.placements}
+    counts: dict[str, int] = {}
+    for n in step.nodes:
+        counts[ops[n]] = counts.get(ops[n], 0) + 1
+    return counts

@@ -30,7 +30,9 @@ BUNDLED_TARGETS = next((p for p in (_PACKAGE / "bundled_targets", _PACKAGE.paren
 TARGET_PATH_ENV = "EDGEC_TARGET_PATH"
 
 HOST_ALIAS = "host"
-_TOP_KEYS = {"description", "aliases", "tvm", "host", "device", "toolchain"}
+_TOP_KEYS = {"description", "aliases", "tvm", "host", "device", "toolchain", "accelerator", "cpu"}
+#: an accelerator file with ``cpu = ...`` takes these tables from the CPU target it names
+_CPU_TABLES = ("tvm", "host", "device", "toolchain")
 _DEVICE_KEYS = {"arch", "cpu_flags", "fma_bits", "vendor", "cpu_families"}
 _TOOLCHAIN_KEYS = {"cc", "flags", "package"}
 NUM_CORES = "num-cores"
@@ -170,11 +172,24 @@ class Target:
     cpu_families: tuple[int, ...] = ()  # and its 'cpu family' numbers (none: any)
     _tvm: tuple = field(default=(), repr=False)
     _host: tuple | None = field(default=None, repr=False)
+    _accelerator: tuple | None = field(default=None, repr=False)
+    cpu_target: str | None = None  # an accelerator file's CPU side: a target name or 'host'
+
+    @property
+    def accelerator(self) -> dict[str, Any] | None:
+        """The [accelerator] table (``plugin`` and the plugin's keys), or None."""
+        return None if self._accelerator is None else _thaw(self._accelerator)
+
+    @property
+    def resolved(self) -> bool:
+        """False for an accelerator file whose CPU target could not be resolved."""
+        return bool(self._tvm)
 
     @property
     def kind(self) -> str:
-        """TVM's target kind: ``llvm`` for CPUs, ``cuda``/``opencl``/... for GPUs."""
-        return self.tvm["kind"]
+        """TVM's target kind: ``llvm`` for CPUs, ``cuda``/``opencl``/... for GPUs
+        (``unresolved`` for an accelerator file whose CPU target is missing)."""
+        return self.tvm.get("kind", "unresolved")
 
     @property
     def is_gpu(self) -> bool:
@@ -244,6 +259,8 @@ class Target:
             "tvm": self.tvm_dict(),
             "num_cores": self._cores_json(),
             "toolchain": {"cc": self.cc, "flags": list(self.cc_flags), "package": self.cc_package},
+            **({"accelerator": self.accelerator, "cpu_target": self.cpu_target}
+               if self._accelerator is not None else {}),
         }
 
     def runs_on_host(self) -> tuple[bool, str]:
@@ -370,6 +387,9 @@ def parse_target_file(path: Path, name: str) -> Target:
     desc = data.get("description")
     if not isinstance(desc, str) or not desc.strip():
         raise _err(path, "'description' (one line) is required")
+    accelerator = _accelerator_table(path, data)
+    if "cpu" in data:
+        return _accelerator_only(path, name, data, desc, accelerator)
     tvm = data.get("tvm")
     if not isinstance(tvm, dict) or not isinstance(tvm.get("kind"), str):
         raise _err(path, "a [tvm] table with 'kind' is required")
@@ -400,7 +420,65 @@ def parse_target_file(path: Path, name: str) -> Target:
         cpu_families=families,
         _tvm=_freeze(tvm),
         _host=None if host is None else _freeze(host),
+        _accelerator=None if accelerator is None else _freeze(accelerator),
     )
+
+
+def _accelerator_table(path: Path, data: dict) -> dict | None:
+    table = data.get("accelerator")
+    if table is None:
+        if "cpu" in data:
+            raise _err(path, "'cpu' names the CPU side of an accelerator; it needs an "
+                             "[accelerator] table")
+        return None
+    if not isinstance(table, dict) or not isinstance(table.get("plugin"), str):
+        raise _err(path, "[accelerator] must be a table with 'plugin' (the accelerator "
+                         "plugin's name, e.g. 'ethos-u')")
+    return table
+
+
+def _accelerator_only(path: Path, name: str, data: dict, desc: str,
+                      accelerator: dict) -> Target:
+    """An accelerator file whose CPU side is another target (``cpu = "host"``, or a
+    name): resolved by load_targets once every file is read."""
+    cpu = data["cpu"]
+    if not isinstance(cpu, str) or not cpu.strip():
+        raise _err(path, "'cpu' must name a CPU target file or 'host'")
+    given = [t for t in _CPU_TABLES if t in data]
+    if given:
+        raise _err(path, f"[{given[0]}] comes from the CPU target 'cpu' names ({cpu!r}); "
+                         "give either 'cpu' or the CPU tables, not both")
+    return Target(name=name, description=" ".join(desc.split()), path=path, arch="",
+                  aliases=_aliases(path, data), cpu_target=cpu,
+                  _accelerator=_freeze(accelerator))
+
+
+def _with_cpu(acc: Target, targets: dict[str, Target]) -> Target:
+    """``acc`` with the CPU side of the target its 'cpu' names; unchanged when that
+    cannot be resolved here (resolve_target then says why)."""
+    import dataclasses
+
+    try:
+        base = (pick_host_target(targets) if acc.cpu_target == HOST_ALIAS
+                else _lookup(acc.cpu_target, targets))
+    except (UsageError, UnsupportedError):
+        return acc
+    if base is None or base.accelerator is not None:
+        return acc
+    return dataclasses.replace(base, name=acc.name, description=acc.description,
+                               path=acc.path, aliases=acc.aliases,
+                               _accelerator=acc._accelerator,
+                               cpu_target=acc.cpu_target if acc.cpu_target != HOST_ALIAS
+                               else f"host ({base.name})")
+
+
+def _lookup(spec: str, targets: dict[str, Target]) -> Target | None:
+    if spec in targets:
+        return targets[spec]
+    for t in targets.values():
+        if spec in t.aliases:
+            return t
+    return next((t for t in targets.values() if t.name.rsplit("/", 1)[-1] == spec), None)
 
 
 def target_dirs() -> list[Path]:
@@ -430,7 +508,8 @@ def load_targets() -> dict[str, Target]:
             if other is not None and other != t.name and key in t.aliases:
                 raise _err(t.path, f"alias {key!r} is already used by target '{other}'")
             owners.setdefault(key, t.name)
-    return found
+    cpus = {n: t for n, t in found.items() if t.accelerator is None}
+    return {n: _with_cpu(t, cpus) if t.cpu_target else t for n, t in found.items()}
 
 
 @dataclass(frozen=True)
@@ -534,7 +613,8 @@ def explain_host(targets: dict[str, Target] | None = None, cpu: HostCPU | None =
     targets = load_targets() if targets is None else targets
     cpu = host_cpu() if cpu is None else cpu
     fits = sorted((Fit(t, tuple(sorted(set(t.cpu_flags) - cpu.flags)), t.cpu_mismatch(cpu))
-                   for t in targets.values() if t.kind == "llvm" and t.arch == cpu.arch),
+                   for t in targets.values() if t.kind == "llvm" and t.arch == cpu.arch
+                   and t.accelerator is None),
                   key=lambda f: (f.fits, f.rank), reverse=True)
     chosen = fits[0].target if fits and fits[0].fits else None
     return HostPick(cpu, tuple(fits), chosen)
@@ -570,7 +650,11 @@ def resolve_target(spec: str | Target) -> Target:
         return spec
     targets = load_targets()
     if spec == HOST_ALIAS:
-        return pick_host_target(targets)
+        return pick_host_target({n: t for n, t in targets.items() if t.accelerator is None})
+    found = _lookup(spec, targets)
+    if found is not None and not found.resolved:
+        raise UsageError(f"{found.path}: cpu = {found.cpu_target!r} names no CPU target "
+                         "file that resolves here; fix the target file")
     if spec in targets:
         return targets[spec]
     by_key: dict[str, Target] = {}

@@ -7,7 +7,7 @@ The defaults are documented in the README and overridable per run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -169,6 +169,64 @@ def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], *,
 
 
 @dataclass
+class PartitionCheck:
+    """One accelerator partition's output, as its runtime hook computed it inside the
+    artifact's run, against onnxruntime running the partition's own ONNX sub-model on
+    the same (quantised) inputs.
+
+    Integer outputs pass when no element differs by more than ``max_steps``
+    quantisation steps (fixed-point requantisation in TFLite and LiteRT rounds
+    differently from onnxruntime's float path); float outputs by the tolerances."""
+
+    partition: str
+    runs_as: str  # what ran it here: the plugin runtime hook's label
+    output: str
+    dtype: str
+    max_abs_err: float
+    exact_share: float
+    rule: str
+    ok: bool
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+#: integer partition outputs may differ from onnxruntime by this many steps
+PARTITION_MAX_STEPS = 1
+
+
+def check_partitions(artifact, feeds: dict[str, np.ndarray]) -> list[PartitionCheck]:
+    """Every accelerator partition of ``artifact`` against onnxruntime (see PartitionCheck)."""
+    from pathlib import Path
+
+    from .reference import run_reference
+
+    session = artifact.session()
+    env = session.run_steps(feeds)
+    checks = []
+    for step in session.steps:
+        if step.device == "cpu":
+            continue
+        model = Path(session._tmp.name) / step.entry["model"]
+        ref = run_reference(model, {s.name: env[s.name] for s in step.inputs})
+        for spec in step.outputs:
+            got, want = env[spec.name], ref[spec.name]
+            if np.dtype(spec.dtype).kind in "iu":
+                diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+                worst = float(diff.max()) if diff.size else 0.0
+                ok = worst <= PARTITION_MAX_STEPS
+                rule = f"|diff| <= {PARTITION_MAX_STEPS} quantisation step"
+            else:
+                c = compare_output(spec.name, got, want)
+                diff, worst, ok = np.abs(got - want), c.max_abs_err, c.ok
+                rule = f"|diff| <= {c.atol:g} + {c.rtol:g}*|ref|"
+            exact = float(np.mean(diff == 0)) if diff.size else 1.0
+            checks.append(PartitionCheck(step.device, step.label, spec.name, spec.dtype,
+                                         worst, round(exact, 4), rule, bool(ok)))
+    return checks
+
+
+@dataclass
 class VerifyReport:
     """Result of running an artifact and onnxruntime on the same inputs (`edgec.verify`).
 
@@ -191,11 +249,13 @@ class VerifyReport:
     emulated: bool = False
     quantization: dict | None = None  # the manifest's, for a quantised artifact
     device: dict | None = None
+    partitions: list[PartitionCheck] = field(default_factory=list)  # accelerator artifacts
 
     @property
     def ok(self) -> bool:
-        """True when every output is within tolerance (what ``edgec verify`` exits 0 for)."""
-        return all(c.ok for c in self.checks)
+        """True when every output is within tolerance and, for an accelerator artifact,
+        every partition matches onnxruntime (what ``edgec verify`` exits 0 for)."""
+        return all(c.ok for c in self.checks) and all(p.ok for p in self.partitions)
 
     def to_json(self) -> dict:
         """The report as a plain dict (``edgec verify --json``)."""
@@ -203,7 +263,9 @@ class VerifyReport:
                 "emulated": self.emulated, "ok": self.ok,
                 **({"device": self.device} if self.device else {}),
                 **({"quantization": self.quantization} if self.quantization else {}),
-                "outputs": [c.to_json() for c in self.checks]}
+                "outputs": [c.to_json() for c in self.checks],
+                **({"partitions": [p.to_json() for p in self.partitions]}
+                   if self.partitions else {})}
 
 
 def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = None,
@@ -267,5 +329,7 @@ def verify_artifact(artifact, model, *, feeds: dict[str, np.ndarray] | None = No
                                           min_sqnr=min_sqnr if quant else None),
                           emulated=emulate, quantization=quant,
                           device=device.device.info if device is not None else None)
+    if artifact.offload is not None:
+        report.partitions = check_partitions(artifact, feeds)
     return report, feeds
 

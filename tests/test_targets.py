@@ -49,7 +49,7 @@ REQUIRED_DEVICES = {  # what the foundation issue asks for, by file
     "x86/sapphirerapids-amx": ("llvm", "x86_64"),
 }
 X86_FILES = sorted(n for n, t in load_targets().items()  # the bundled x86 CPU files
-                   if t.kind == "llvm" and t.arch == "x86_64"
+                   if t.kind == "llvm" and t.arch == "x86_64" and t.accelerator is None
                    and t.path.is_relative_to(target_registry.BUNDLED_TARGETS))
 
 
@@ -437,7 +437,8 @@ def test_targets_host_explains_the_pick(cli):
     assert res.code == 0, res.err
     assert f"host = {host.name}: {explain_host().why}" in res.out
     for name, t in load_targets().items():
-        assert (f"  {name}: " in res.out) == (t.kind == "llvm" and t.arch == host.arch)
+        assert (f"  {name}: " in res.out) == (t.kind == "llvm" and t.arch == host.arch
+                                               and t.accelerator is None)
     cores, source = host.cores()
     assert f"num-cores: {cores} ({source})" in res.out and "kernels assume: " in res.out
     res = cli("targets", "--host", "--json")

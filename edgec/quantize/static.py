@@ -283,13 +283,15 @@ def _gemm_bias_per_column(model: onnx.ModelProto) -> None:
 def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration: Calibration,
                   *, source: str, say: Callable[[str], None] = lambda _m: None,
                   ranges: Path | None = None, only: tuple[str, ...] | None = None,
-                  scheme: str = "edgec") -> tuple[onnx.ModelProto, QuantSummary]:
+                  scheme: str = "edgec", activations: str | None = None
+                  ) -> tuple[onnx.ModelProto, QuantSummary]:
     """``model`` (float, static shapes) as a QDQ model calibrated on ``calibration``.
 
     ``ranges``: a file of calibrated ranges, read when it exists (no calibration
     run) and written otherwise: quant-report quantises one model many ways.
     ``only``: quantise just these nodes (a layer's sensitivity). ``scheme``: one
-    of SCHEMES."""
+    of SCHEMES. ``activations``: "int8" or "uint8" overrides the activation type
+    --symmetric-activations implies (int8 accelerators take asymmetric int8)."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme {scheme!r}: one of {SCHEMES}")
     edgec_scheme = scheme == "edgec"
@@ -331,8 +333,9 @@ def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration:
                 quantize_static(
                     str(src), str(dst), reader, calibration_cache_path=str(cache),
                     quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
-                    activation_type=QuantType.QInt8 if options.symmetric_activations
-                    else QuantType.QUInt8,
+                    activation_type=QuantType.QInt8 if (
+                        activations or ("int8" if options.symmetric_activations else "uint8")
+                    ) == "int8" else QuantType.QUInt8,
                     weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                     op_types_to_quantize=list(QUANTIZED_OPS) if edgec_scheme else None,
                     nodes_to_quantize=list(only) if only is not None else None,

@@ -1,0 +1,160 @@
+"""Running an accelerator artifact: its steps in order, CPU libraries and partitions.
+
+CPU steps are Relax VM libraries like any artifact's; each accelerator
+partition runs through its plugin's runtime hook, which says what actually
+runs it (on a machine without the accelerator, a reference form of the
+partition, never presented as the device). Latency is measured for the CPU
+steps only; the accelerator's share is its toolchain's estimate, labelled.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifact import TensorSpec, check_runnable, read_artifact
+from ..errors import ArtifactError, UnsupportedError
+from ..signing import TrustStore
+from ..stats import LatencyStats
+from ..target_registry import host_compatibility
+from . import native
+from .inputs import checked_inputs
+from .session import VirtualMachine, aligned_copy, check_elf, named_outputs
+
+
+@dataclass
+class _Step:
+    device: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    run: Any  # {name: array} -> {name: array}
+    label: str  # what runs it
+    entry: dict[str, Any]
+    timed: bool  # its time is this machine's latency (CPU steps, accelerators run for real)
+
+
+class OffloadSession:
+    """An accelerator artifact loaded for repeated runs (as `Session`)."""
+
+    def __init__(self, path: str | Path, *, trust: TrustStore | None = None):
+        from ..accel import registry
+
+        self.path = Path(path)
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-run-")
+        tmp = Path(self._tmp.name)
+        manifest = read_artifact(self.path, extract_to=tmp, trust=trust).manifest
+        check_runnable(manifest, self.path)
+        t = manifest["target"]
+        ok, why = host_compatibility(t["name"], t["tvm"]["kind"], t["arch"], t["cpu_flags"])
+        if not ok:
+            raise UnsupportedError(f"{self.path}: cannot run here: {why}")
+        self.manifest = manifest
+        self.offload = manifest["offload"]
+        self.inputs = [TensorSpec.from_json(d) for d in manifest["inputs"]]
+        self.outputs = [TensorSpec.from_json(d) for d in manifest["outputs"]]
+        plugin = registry.get(self.offload["plugin"], str(self.path))
+        config = plugin.configure(self.offload["config"], str(self.path))
+        self.steps: list[_Step] = []
+        for entry in self.offload["steps"]:
+            ins = [TensorSpec.from_json(d) for d in entry["inputs"]]
+            outs = [TensorSpec.from_json(d) for d in entry["outputs"]]
+            if entry["device"] == "cpu":
+                lib = tmp / entry["library"]
+                check_elf(self.path, lib)
+                vm = VirtualMachine(lib, self.path)
+                run, label, timed = _vm_runner(vm, ins, outs), "TVM on this CPU", True
+            else:
+                files = {role: tmp / member for role, member in entry["files"].items()}
+                loaded = plugin.load(files, entry["record"], config)
+                run, label, timed = loaded.run, loaded.label, loaded.on_device
+            self.steps.append(_Step(entry["device"], ins, outs, run, label, entry, timed))
+
+    @property
+    def threads(self) -> int:
+        return native.num_threads()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Step -> what runs it (accelerator steps: the plugin's runtime hook's label)."""
+        return {f"{s.device}-{i}" if s.device == "cpu" else s.device: s.label
+                for i, s in enumerate(self.steps)}
+
+    def run_steps(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every tensor that crosses a step's edge, by name (inputs included)."""
+        values = checked_inputs(self.path, self.manifest, feeds)
+        env = {s.name: v for s, v in zip(self.inputs, values, strict=True)}
+        for step in self.steps:
+            got = step.run({s.name: env[s.name] for s in step.inputs})
+            env.update(named_outputs(self.path, step.outputs,
+                                     [np.asarray(got[s.name]) for s in step.outputs],
+                                     f"step {step.device}"))
+        return env
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run every step once; the model's outputs by name."""
+        env = self.run_steps(feeds)
+        return {s.name: env[s.name] for s in self.outputs}
+
+    def cpu_samples(self, feeds: dict[str, np.ndarray], *, repeat: int = 20) -> list[float]:
+        """Seconds per run spent in the steps that ran on their real device: the CPU
+        steps, and accelerator steps whose runtime hook is the device (not those run in
+        a reference form here)."""
+        env = self.run_steps(feeds)
+        cpu = [s for s in self.steps if s.timed]
+        out = []
+        for _ in range(max(1, repeat)):
+            total = 0.0
+            for s in cpu:
+                args = {t.name: env[t.name] for t in s.inputs}
+                t0 = time.perf_counter()
+                s.run(args)
+                total += time.perf_counter() - t0
+            out.append(total)
+        return out
+
+    def time(self, feeds: dict[str, np.ndarray], *, repeat: int = 20) -> LatencyStats:
+        """Latency of the timed steps (see `cpu_samples`); `estimate` has the rest."""
+        return LatencyStats.from_seconds(self.cpu_samples(feeds, repeat=repeat))
+
+    def estimate(self) -> tuple[float, str] | None:
+        """(seconds, label): the accelerator steps' latency as their toolchain
+        estimates it, or None when it gives none."""
+        est = [s.entry.get("estimate") or {} for s in self.steps if not s.timed]
+        secs = [e["seconds"] for e in est if e.get("seconds") is not None]
+        return (sum(secs), est[0].get("label", "")) if secs else None
+
+    def latency_line(self, feeds: dict[str, np.ndarray], repeat: int) -> str:
+        """One line: the CPU steps measured here, the accelerator steps estimated."""
+        cpu = self.time(feeds, repeat=repeat)
+        real = any(s.timed for s in self.steps if s.device != "cpu")
+        parts = [f"{'CPU and accelerator' if real else 'CPU'} steps {cpu.line()} "
+                 "(measured here)"]
+        est = self.estimate()
+        if est is not None:
+            parts.append(f"accelerator steps {est[0] * 1e3:.3f} ms ({est[1]}; an estimate, "
+                         "not a measurement)")
+        ref = sorted({s.label for s in self.steps if s.device != "cpu"})
+        if ref:
+            parts.append("partitions ran as: " + "; ".join(ref))
+        return "; ".join(parts)
+
+
+def _vm_runner(vm: VirtualMachine, ins: list[TensorSpec], outs: list[TensorSpec]):
+    ffi = native.ffi()
+    if vm.arity != len(ins):
+        raise ArtifactError(f"a CPU step's library takes {vm.arity} inputs, its manifest lists "
+                            f"{len(ins)}; the artifact is corrupt, recompile it")
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [ffi.from_dlpack(aligned_copy(np.ascontiguousarray(
+            feeds[s.name], dtype=s.dtype))) for s in ins]
+        result = vm(*args)
+        values = [result] if hasattr(result, "__dlpack__") else list(result)
+        return {s.name: np.from_dlpack(v).copy() for s, v in zip(outs, values, strict=True)}
+
+    return run
