@@ -56,6 +56,7 @@ class QuantSummary:
     kept_float: list[str] = field(default_factory=list)  # compute nodes left in float
     scales_sha256: str = ""
     seconds: float = 0.0
+    activations: str = ""  # what the activations were quantised to, when not the options'
 
     def to_json(self) -> dict:
         return {"mode": self.options.mode, "method": self.options.method,
@@ -63,8 +64,9 @@ class QuantSummary:
                    if self.options.method == "percentile" else {}),
                 "weights": "int8 symmetric, " + ("per channel" if self.options.per_channel
                                                  else "per tensor"),
-                "activations": "int8 symmetric" if self.options.symmetric_activations
-                else "uint8 asymmetric",
+                "activations": self.activations or (
+                    "int8 symmetric" if self.options.symmetric_activations
+                    else "uint8 asymmetric"),
                 "calibration": self.calibration.to_json(),
                 **({"label": "random calibration data: a smoke test, not an accuracy "
                              "measurement"} if self.calibration.kind == "random" else {}),
@@ -315,6 +317,9 @@ def quantize_int8(model: onnx.ModelProto, options: QuantizeOptions, calibration:
              **({"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}
                 if edgec_scheme else {})}
     summary = QuantSummary(options, calibration)
+    if activations is not None:
+        summary.activations = f"{activations} " + (
+            "symmetric" if options.symmetric_activations else "asymmetric")
     root = logging.getLogger()
     level = root.level
     with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
