@@ -15,7 +15,8 @@ The API mirrors the command line (see the README):
 - `verify` compares an artifact with onnxruntime
   (`edgec.verification.VerifyReport`);
 - `inspect` describes a model without compiling it
-  (`edgec.model_info.ModelInfo`);
+  (`edgec.model_info.ModelInfo`); `offload_report` says how it splits between
+  an accelerator target's NPU and its CPU (`edgec.accel`);
 - `targets` and `resolve_target` read the target files into `Target` values;
 - every error is an `EdgecError` (subclasses in `edgec.errors`), with a
   one-line `message` and the CLI's `exit_code`.
@@ -34,7 +35,7 @@ from .errors import EdgecError
 from .quantize.options import Preprocess, QuantizeOptions
 from .target_registry import Target, resolve_target
 
-_COMPILER_API = ("compile", "verify", "inspect", "targets")
+_COMPILER_API = ("compile", "verify", "inspect", "offload_report", "targets")
 
 
 def load(path) -> Artifact:
@@ -60,4 +61,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["Artifact", "EdgecError", "Preprocess", "QuantizeOptions", "Target", "TensorSpec",
-           "__version__", "compile", "inspect", "load", "resolve_target", "targets", "verify"]
+           "__version__", "compile", "inspect", "load", "offload_report", "resolve_target",
+           "targets", "verify"]

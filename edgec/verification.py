@@ -188,6 +188,7 @@ class PartitionCheck:
     ok: bool
 
     def to_json(self) -> dict:
+        """The check as a plain dict (``edgec verify --json``'s ``partitions``)."""
         return dict(self.__dict__)
 
 

@@ -129,19 +129,20 @@ class OffloadSession:
         return (sum(secs), est[0].get("label", "")) if secs else None
 
     def latency_line(self, feeds: dict[str, np.ndarray], repeat: int) -> str:
-        """One line: the CPU steps measured here, the accelerator steps estimated."""
+        """The CPU steps measured here; then, one line each, the accelerator steps'
+        estimate and what ran the partitions here."""
         cpu = self.time(feeds, repeat=repeat)
         real = any(s.timed for s in self.steps if s.device != "cpu")
         parts = [f"{'CPU and accelerator' if real else 'CPU'} steps {cpu.line()} "
                  "(measured here)"]
         est = self.estimate()
         if est is not None:
-            parts.append(f"accelerator steps {est[0] * 1e3:.3f} ms ({est[1]}; an estimate, "
+            parts.append(f"accelerator steps {est[0] * 1e3:.3f} ms: {est[1]} (an estimate, "
                          "not a measurement)")
         ref = sorted({s.label for s in self.steps if s.device != "cpu"})
         if ref:
             parts.append("partitions ran as: " + "; ".join(ref))
-        return "; ".join(parts)
+        return "\n  ".join(parts)
 
 
 def _vm_runner(vm: VirtualMachine, ins: list[TensorSpec], outs: list[TensorSpec]):
