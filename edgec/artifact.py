@@ -438,6 +438,44 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
     bindings = manifest.get("bindings")
     if bindings is not None:
         s.field(bindings, "input_consts", dict, "bindings", required=False)
+    if "offload" in manifest:
+        _check_offload(s, manifest)
+
+
+def _check_offload(s: _Schema, manifest: dict[str, Any]) -> None:
+    """An accelerator artifact's steps: each names its tensors and only members the
+    artifact has; every tensor a step reads is a model input or an earlier step's
+    output; the model's outputs come from some step."""
+    off = s.field(manifest, "offload", dict, "")
+    s.field(off, "plugin", str, "offload")
+    s.field(off, "config", dict, "offload")
+    steps = s.field(off, "steps", list, "offload")
+    s.require(bool(steps), "offload.steps", "is empty")
+    members = manifest["members"]
+    known = {d["name"] for d in manifest["inputs"]}
+    for i, step in enumerate(steps):
+        where = f"offload.steps[{i}]"
+        s.require(isinstance(step, dict), where, f"is {_short(step)}, not an object")
+        device = s.field(step, "device", str, where)
+        for key in ("inputs", "outputs"):
+            for j, t in enumerate(s.field(step, key, list, where)):
+                s.tensor(t, f"{where}.{key}[{j}]")
+        for j, t in enumerate(step["inputs"]):
+            s.require(t["name"] in known, f"{where}.inputs[{j}]",
+                      f"reads {_short(t['name'])}, which no earlier step writes")
+        known.update(t["name"] for t in step["outputs"])
+        if device == "cpu":
+            refs = [s.field(step, "library", str, where)]
+        else:
+            files = s.field(step, "files", dict, where)
+            refs = [s.field(step, "model", str, where), *files.values()]
+            s.field(step, "record", dict, where)
+        for ref in refs:
+            s.require(isinstance(ref, str) and ref in members, where,
+                      f"names {_short(ref)}, which is not a member")
+    for j, t in enumerate(manifest["outputs"]):
+        s.require(t["name"] in known, f"outputs[{j}]", f"{_short(t['name'])} is written by "
+                  "no step")
 
 
 def check_runnable(manifest: dict[str, Any], path: Path) -> None:

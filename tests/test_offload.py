@@ -249,3 +249,38 @@ def test_a_plugin_key_the_plugin_does_not_read_is_an_error(c_conv, tmp_path, mon
     res = cli("compile", MODELS / "tiny_cnn.onnx", "-t", "npu/x", "-o", tmp_path / "o.edgec")
     assert res.code == 2
     assert f"{path}: [accelerator] key(s) ['opt'] are not read by the 'c-conv' plugin" in res.err
+
+
+def _with_manifest(src: Path, dst: Path, edit) -> Path:
+    """A copy of artifact ``src`` whose manifest ``edit`` changed (members untouched)."""
+    import io
+    import tarfile
+
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()
+            if m.name == "manifest.json":
+                manifest = json.loads(data)
+                edit(manifest)
+                data = json.dumps(manifest).encode()
+                m.size = len(data)
+            tout.addfile(m, io.BytesIO(data))
+    return dst
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: m["offload"]["steps"][1].update(library="nope.so"),
+     "manifest offload.steps[1] names 'nope.so', which is not a member"),
+    (lambda m: m["offload"]["steps"][1]["inputs"][0].update(name="ghost"),
+     "manifest offload.steps[1].inputs[0] reads 'ghost', which no earlier step writes"),
+    (lambda m: m["offload"].update(steps=[]), "manifest offload.steps is empty"),
+    (lambda m: m["offload"]["steps"][0].pop("files"), "manifest offload.steps[0] has no 'files'"),
+    (lambda m: m["offload"]["steps"].pop(), "manifest outputs[0] 'probs' is written by no step"),
+])
+def test_a_tampered_offload_manifest_is_refused(c_conv, tmp_path, cli, edit, message):
+    good = tmp_path / "t.edgec"
+    edgec.compile(MODELS / "tiny_cnn.onnx", target=c_conv, output=good)
+    bad = _with_manifest(good, tmp_path / "bad.edgec", edit)
+    res = cli("run", bad, "--random")
+    assert res.code == 7, res.err
+    assert message in res.err and "Traceback" not in res.err
