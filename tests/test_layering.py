@@ -1,5 +1,6 @@
 """The layering edgec keeps: only the backend (compiler) and the
-runtime (loader) import TVM; only the baselines import TensorFlow, onnx2tf or LiteRT."""
+runtime (loader) import TVM; only the baselines import TensorFlow, onnx2tf or LiteRT;
+only the accelerator plugins import their vendors' toolchains (Vela)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ RULES = {
     "onnx2tf": ("baselines",),
     "ai_edge_litert": ("baselines",),
     "tflite_runtime": ("baselines",),
+    "ethosu": ("accel",),
 }
 
 
