@@ -120,6 +120,44 @@ def test_any_split_runs_step_by_step_to_the_models_result(tmp_path, seed):
                if p.device == CPU)
 
 
+class _Int8Subset(_Subset):
+    name, precision = "subset8", "int8"
+
+
+def _quantised(model: onnx.ModelProto, tmp_path: Path) -> onnx.ModelProto:
+    """``model`` as accelerators get it: every tensor int8 (onnxruntime's QDQ)."""
+    from edgec.quantize.calibration import Calibration
+    from edgec.quantize.static import quantize_int8
+
+    rng = np.random.default_rng(0)
+    cal = Calibration([{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)}
+                       for _ in range(4)], "random", "random", [])
+    q, _ = quantize_int8(model, edgec.QuantizeOptions(calibration="random"), cal,
+                         source="branchy", scheme="onnxruntime", activations="int8")
+    return q
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_any_int8_split_keeps_integer_edges_and_the_result(tmp_path, seed):
+    """In a QDQ graph every partition's edge is an integer tensor (each node takes its
+    dequantisation and quantisation along), and the steps still compute exactly
+    what the whole quantised model does."""
+    q = _quantised(_branchy_model(), tmp_path)
+    names = [n.name for n in q.graph.node  # onnxruntime folded relu1 into conv1's range
+             if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    rng = np.random.default_rng(100 + seed)
+    chosen = {n for n in names if rng.random() < 0.5}
+    s = split(q, _Int8Subset(chosen), {}, tmp_path, compile_partitions=False)
+    for st in s.partitions:
+        g = GraphView(st.model)
+        for t in (*g.inputs, *g.outputs):
+            assert g.dtype(t) == np.int8, (st.device, t, g.dtype(t))
+    x = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    want = _session(q).run(["y"], {"x": x})[0]
+    np.testing.assert_array_equal(_run_split(s, {"x": x})["y"], want)
+    assert {p.node for p in s.placements if p.device != CPU} == chosen
+
+
 def test_graph_view_reads_qdq_parameters():
     x = helper.make_tensor_value_info("x", TensorProto.INT8, [1, 4])
     y = helper.make_tensor_value_info("q", TensorProto.INT8, [1, 4])

@@ -154,7 +154,7 @@ class _Labeller:
         self.graph = graph
         self.label: dict[int, str] = {}
         self.reasons: dict[str, str] = {}
-        int8 = plugin.precision == "int8"
+        self.int8 = int8 = plugin.precision == "int8"
         const_outputs: set[str] = set()
         self.constant: set[int] = set()
         for i, node in enumerate(graph.nodes):
@@ -186,17 +186,41 @@ class _Labeller:
 
 
 def _schedule(graph: GraphView, lab: _Labeller) -> list[tuple[str, list[int]]]:
-    """Runs of (side, node indices) in a topological order with the fewest switches."""
+    """Runs of (side, node indices) in a topological order with the fewest switches.
+
+    In an int8 graph a DequantizeLinear is scheduled together with the one node that
+    reads it: run as soon as its QuantizeLinear is, it could land in an earlier run
+    than its reader and make a float tensor cross a partition's edge."""
     nodes = graph.nodes
+    index = {id(n): i for i, n in enumerate(nodes)}
     producers = {out: i for i, n in enumerate(nodes) for out in n.output}
+    attached: dict[int, list[int]] = {}
+    if lab.int8:
+        for i, n in enumerate(nodes):
+            if i in lab.constant or n.op_type != "DequantizeLinear" or \
+                    n.output[0] in graph.outputs:
+                continue
+            readers = graph.consumers(n.output[0])
+            if len(readers) == 1:
+                attached.setdefault(index[id(readers[0])], []).append(i)
+    riders = {i for group in attached.values() for i in group}
+
+    def sources(i: int) -> set[int]:
+        found = set()
+        for t in nodes[i].input:
+            j = producers.get(t)
+            if j is None or j in lab.constant:
+                continue
+            found |= sources(j) if j in riders else {j}
+        return found
+
     deps: dict[int, set[int]] = {}
     users: dict[int, set[int]] = {}
-    for i, n in enumerate(nodes):
-        if i in lab.constant:
+    for i in range(len(nodes)):
+        if i in lab.constant or i in riders:
             continue
-        d = {producers[t] for t in n.input if t in producers and producers[t] not in lab.constant}
-        deps[i] = d
-        for j in d:
+        deps[i] = sources(i) | {k for r in attached.get(i, ()) for k in sources(r)}
+        for j in deps[i]:
             users.setdefault(j, set()).add(i)
     waiting = {i: len(d) for i, d in deps.items()}
     ready = sorted(i for i, k in waiting.items() if k == 0)
@@ -211,7 +235,7 @@ def _schedule(graph: GraphView, lab: _Labeller) -> list[tuple[str, list[int]]]:
         ready.remove(i)
         if not runs or runs[-1][0] != side:
             runs.append((side, []))
-        runs[-1][1].append(i)
+        runs[-1][1].extend([*sorted(attached.get(i, ())), i])
         for j in sorted(users.get(i, ())):
             waiting[j] -= 1
             if waiting[j] == 0:
