@@ -8,8 +8,11 @@ and compiles it with Arm's Vela. A node is offered only when
   per-channel on the output channel), a bias is a DequantizeLinear of constant
   int32 whose scale is input scale x weight scale, and the output's only consumer
   is a QuantizeLinear to int8 (per-tensor);
-- the TFLite form exists and is exact (padding equals TFLite SAME or VALID, a
-  reshape does not change element order between NCHW and NHWC, ...);
+- the TFLite form exists and is exact (padding equals TFLite SAME or VALID, or
+  an explicit PAD before the op with VALID padding: PAD fills with the input's
+  zero point, so a MaxPool needs that to be -128 and an AveragePool needs
+  count_include_pad=1; a reshape does not change element order between NCHW and
+  NHWC, ...);
 - Vela places the TFLite operator on the NPU. The limits below are taken from
   Vela 5.2's ``tflite_supported_operators.py`` / ``tflite_model_semantic.py`` and
   are kept conservative where Vela's rule is conditional (e.g. strides are held
@@ -42,7 +45,9 @@ MEAN_PRODUCT_MAX_INT8 = 2 ** 24
 MEAN_WIDTH_MAX = 64 * 64
 
 #: non-activation inputs: op -> {input index: role}; "weights" (constant int8),
-#: "bias" (constant int32), "param" (a plain constant: shapes, clip bounds, axes)
+#: "bias" (constant int32), "param" (a plain constant: shapes, clip bounds, axes),
+#: "fconst" (a float constant, plain or a DequantizeLinear of a constant: folded
+#: into the TFLite operator's own weights)
 INPUT_ROLES: dict[str, dict[int, str]] = {
     "Conv": {1: "weights", 2: "bias"},
     "Gemm": {1: "weights", 2: "bias"},
@@ -51,6 +56,7 @@ INPUT_ROLES: dict[str, dict[int, str]] = {
     "Squeeze": {1: "param"},
     "Unsqueeze": {1: "param"},
     "Clip": {1: "param", 2: "param"},
+    "BatchNormalization": {1: "fconst", 2: "fconst", 3: "fconst", 4: "fconst"},
 }
 #: ops whose activation inputs may also be constant int8 tensors (written as
 #: constant TFLite tensors, per-tensor quantised)
@@ -130,7 +136,9 @@ def tf_padding(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[in
 
 def window(node: onnx.NodeProto, graph: GraphView, kernel: tuple[int, int]
            ) -> tuple[str | None, str | None, tuple[int, int], tuple[int, int]]:
-    """(TFLite padding, reason, strides, dilations) of a 2-D Conv or pool."""
+    """(TFLite padding, reason, strides, dilations) of a 2-D Conv or pool. The
+    padding is "SAME" or "VALID", or "PAD" when the op needs an explicit PAD
+    operator (padding ``explicit_pads``) before it runs with VALID padding."""
     op = node.op_type
     attrs = graph.attrs(node)
     x, y = graph.shape(node.input[0]), graph.shape(node.output[0])
@@ -141,11 +149,56 @@ def window(node: onnx.NodeProto, graph: GraphView, kernel: tuple[int, int]
     pads = effective_pads(attrs, x[2:], kernel, strides, dilations)
     if pads is None:
         return None, f"{op}: auto_pad {attrs.get('auto_pad')} unsupported", strides, dilations
-    padding = tf_padding(x[2:], y[2:], kernel, strides, dilations, pads)
-    if padding is None:
-        what = _fmt(pads) if attrs.get("ceil_mode", 0) == 0 else f"{_fmt(pads)} with ceil_mode=1"
-        return None, f"{op}: pads {what} not expressible as TFLite SAME/VALID", strides, dilations
-    return padding, None, strides, dilations
+    include_pad = op == "AveragePool" and attrs.get("count_include_pad", 0) and any(pads)
+    # TFLite's AVERAGE_POOL_2D with SAME padding leaves the padding out of the count
+    padding = None if include_pad else tf_padding(x[2:], y[2:], kernel, strides, dilations,
+                                                  pads)
+    if padding is not None:
+        return padding, None, strides, dilations
+    what = _fmt(pads) if attrs.get("ceil_mode", 0) == 0 else f"{_fmt(pads)} with ceil_mode=1"
+    if op == "AveragePool" and not include_pad:
+        return None, (f"AveragePool: pads {what} not expressible as TFLite SAME/VALID "
+                      "(count_include_pad=0 leaves an explicit PAD out of the count)"), \
+            strides, dilations
+    full = explicit_pads(node, graph, kernel)
+    if full is None:
+        return None, f"{op}: pads {what} not expressible as TFLite SAME/VALID or a PAD", \
+            strides, dilations
+    padded = (x[2] + full[0] + full[2], x[3] + full[1] + full[3])
+    if max(padded) > TENSOR_DIM_MAX:
+        return None, (f"{op}: padded input {padded[0]}x{padded[1]} outside Vela's "
+                      f"dimension range 1..{TENSOR_DIM_MAX}"), strides, dilations
+    if op == "MaxPool":
+        zp = zero_point_of(graph.dequantized(node.input[0]))
+        if zp != -128:
+            return None, (f"MaxPool: pads {what} need an explicit PAD, which fills with the "
+                          f"input zero point {zp}, not the int8 minimum -128 (Vela has no "
+                          "PADV2)"), strides, dilations
+    return "PAD", None, strides, dilations
+
+
+def explicit_pads(node: onnx.NodeProto, graph: GraphView, kernel: tuple[int, int]
+                  ) -> list[int] | None:
+    """[top, left, bottom, right] of the PAD operator after which the Conv or pool
+    ``node`` runs with VALID padding and the ONNX output size; None when there is
+    none. A MaxPool with ceil_mode=1 gets the extra rows/columns at the end (its
+    PAD fills with the int8 minimum, which never wins a max)."""
+    attrs = graph.attrs(node)
+    x, y = graph.shape(node.input[0]), graph.shape(node.output[0])
+    strides = tuple(attrs.get("strides", [1, 1]))
+    dilations = tuple(attrs.get("dilations", [1, 1]))
+    pads = effective_pads(attrs, x[2:], kernel, strides, dilations)
+    if pads is None or min(pads) < 0:
+        return None
+    pads = list(pads)
+    for i in range(2):
+        dk = (kernel[i] - 1) * dilations[i] + 1
+        after = (y[2 + i] - 1) * strides[i] + dk - x[2 + i] - pads[i]
+        if after > pads[i + 2] and node.op_type == "MaxPool":
+            pads[i + 2] = after  # ceil_mode: the last window reaches past the padding
+        if (x[2 + i] + pads[i] + pads[i + 2] - dk) // strides[i] + 1 != y[2 + i]:
+            return None
+    return pads
 
 
 def _stride_reason(op: str, strides: tuple[int, int]) -> str | None:
@@ -156,6 +209,25 @@ def _stride_reason(op: str, strides: tuple[int, int]) -> str | None:
 
 
 # ---------------------------------------------------------------- QDQ form
+
+def float_const(graph: GraphView, name: str) -> np.ndarray | None:
+    """The float64 value of a constant, or of a DequantizeLinear of a constant
+    (as onnxruntime dequantises it); None when ``name`` is neither."""
+    value = graph.const(name)
+    if value is not None:
+        return np.asarray(value, np.float64)
+    dq = graph.dequantized(name)
+    q = None if dq is None else graph.const(dq.tensor)
+    if q is None:
+        return None
+    shape = [1] * q.ndim
+    if q.ndim and dq.per_channel:
+        shape[dq.axis % q.ndim] = -1
+    scale = np.asarray(dq.scale, np.float32).reshape(shape if dq.per_channel else ())
+    zp = np.asarray(dq.zero_point, np.int64).reshape(shape if dq.per_channel else ())
+    return ((q.astype(np.int64) - zp) * scale).astype(np.float64)
+
+
 
 def _is_int8_activation(q: QParams | None) -> bool:
     return q is not None and q.dtype == np.int8 and not q.per_channel
@@ -172,6 +244,10 @@ def qdq_form(node: onnx.NodeProto, graph: GraphView) -> str | None:
         role = roles.get(i, "activation")
         if role == "param":
             if graph.const(name) is None:
+                return f"{op}: input {i} ({name}) is not constant"
+            continue
+        if role == "fconst":
+            if float_const(graph, name) is None:
                 return f"{op}: input {i} ({name}) is not constant"
             continue
         dq = graph.dequantized(name)
@@ -249,12 +325,12 @@ def _conv(node: onnx.NodeProto, graph: GraphView) -> str | None:
     attrs = graph.attrs(node)
     group = int(attrs.get("group", 1))
     cin, cout = x[1], w.shape[0]
-    if group != 1:
-        if group != cin:
-            return f"Conv: groups={group} unsupported (only 1 or depthwise)"
-        if cout != cin:
-            return (f"Conv: depthwise channel multiplier {cout // cin} unsupported "
-                    "(Vela needs 1 input channel for a multiplier > 1)")
+    if group != 1 and group != cin:  # a SPLIT, one CONV_2D per group, a CONCATENATION
+        if cin % group or cout % group:
+            return f"Conv: groups={group} do not divide {cin} input / {cout} output channels"
+    elif group != 1 and cout != cin:
+        return (f"Conv: depthwise channel multiplier {cout // cin} unsupported "
+                "(Vela needs 1 input channel for a multiplier > 1)")
     if wq.per_channel and wq.axis % 4 != 0:
         return f"Conv: weights quantised per channel on axis {wq.axis} (needs 0)"
     kernel = tuple(w.shape[2:])
@@ -271,7 +347,8 @@ def _conv(node: onnx.NodeProto, graph: GraphView) -> str | None:
         return f"Conv: dilated kernel area {dk[0] * dk[1]} > Vela's {DILATED_PRODUCT_MAX}"
     # Vela sums |w| per output channel of its HWIO weights; a depthwise kernel is
     # one [kh, kw, C, 1] block there, so its whole sum counts
-    per_out = np.abs(w.astype(np.int64)).reshape(cout if group == 1 else 1, -1).sum(axis=1)
+    depthwise = group != 1 and group == cin
+    per_out = np.abs(w.astype(np.int64)).reshape(1 if depthwise else cout, -1).sum(axis=1)
     if per_out.max(initial=0) > WEIGHTS_SUM_MAX:
         return f"Conv: sum of |weights| {int(per_out.max())} > Vela's {WEIGHTS_SUM_MAX}"
     if y[1] != cout:
@@ -349,10 +426,6 @@ def _pool(node: onnx.NodeProto, graph: GraphView) -> str | None:
         return reason
     kh, kw = kernel
     if op == "AveragePool":
-        pads = effective_pads(attrs, x[2:], kernel, strides, (1, 1))
-        if any(pads) and attrs.get("count_include_pad", 0):
-            return ("AveragePool: count_include_pad=1 with padding unsupported "
-                    "(TFLite excludes padding)")
         if padding == "SAME" and max(kh, kw) > AVGPOOL_SAME_FILTER_MAX:
             return (f"AveragePool: kernel {kh}x{kw} with SAME padding > Vela's "
                     f"{AVGPOOL_SAME_FILTER_MAX}x{AVGPOOL_SAME_FILTER_MAX}")
@@ -464,7 +537,75 @@ def _reshape(node: onnx.NodeProto, graph: GraphView) -> str | None:
     return f"{op}: makes a 4-D feature map with H*W>1 and C>1 (layout change)"
 
 
+def affine(node: onnx.NodeProto, graph: GraphView) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) per channel with node(x) = a * x + b: a BatchNormalization, or the
+    sloped part of a HardSigmoid (its clamp to [0, 1] is left to the output's
+    quantisation, see _hardsigmoid)."""
+    if node.op_type == "HardSigmoid":
+        attrs = graph.attrs(node)
+        c = graph.shape(node.input[0])[1]
+        return (np.full(c, float(attrs.get("alpha", 0.2)), np.float64),
+                np.full(c, float(attrs.get("beta", 0.5)), np.float64))
+    scale, bias, mean, var = (float_const(graph, n).reshape(-1) for n in node.input[1:5])
+    eps = float(graph.attrs(node).get("epsilon", 1e-5))
+    a = scale / np.sqrt(var + eps)
+    return a, bias - mean * a
+
+
+def affine_weights(node: onnx.NodeProto, graph: GraphView
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 1x1 depthwise convolution computing `affine`: int8 weights (+-127, each
+    channel's one weight exact), float32 per-channel weight scales and int32-valued
+    biases (as int64 when finite, for range checks)."""
+    a, b = affine(node, graph)
+    w = np.where(a > 0, 127, np.where(a < 0, -127, 0)).astype(np.int8)
+    w_scale = np.where(a != 0, np.abs(a) / 127, 1.0).astype(np.float32)
+    x_scale = np.float32(scalar(graph.dequantized(node.input[0]).scale))
+    bias = np.round(b / (np.float64(x_scale) * w_scale.astype(np.float64)))
+    return w, w_scale, bias.astype(np.int64) if np.all(np.isfinite(bias)) else bias
+
+
+def _batchnorm(node: onnx.NodeProto, graph: GraphView) -> str | None:
+    x = graph.shape(node.input[0])
+    if len(x) != 4:
+        return f"BatchNormalization: only 4-D input supported, got {len(x)}-D"
+    if graph.attrs(node).get("training_mode", 0):
+        return "BatchNormalization: training_mode=1 unsupported"
+    params = [float_const(graph, n) for n in node.input[1:5]]
+    if any(p.size != x[1] for p in params):
+        return f"BatchNormalization: parameters are not one value per channel ({x[1]})"
+    eps = float(graph.attrs(node).get("epsilon", 1e-5))
+    if np.any(params[3] + eps <= 0):
+        return "BatchNormalization: variance + epsilon <= 0"
+    return _affine_bias_reason(node, graph)
+
+
+def _affine_bias_reason(node: onnx.NodeProto, graph: GraphView) -> str | None:
+    _, _, bias = affine_weights(node, graph)
+    if not np.all(np.isfinite(bias)) or np.abs(bias).max(initial=0) >= 2 ** 31:
+        return f"{node.op_type}: offset too large for an int32 bias at the input scale"
+    return None
+
+
+def _hardsigmoid(node: onnx.NodeProto, graph: GraphView) -> str | None:
+    """max(0, min(1, alpha x + beta)) as a 1x1 depthwise convolution whose int8
+    output saturates where the clamp would cut: exact when the output's int8 range
+    lies inside [0, 1] to half a step (onnxruntime calibrates it so)."""
+    x = graph.shape(node.input[0])
+    if len(x) != 4:
+        return f"HardSigmoid: only 4-D input supported, got {len(x)}-D"
+    q = graph.quantized(node.output[0])
+    s, z = scalar(q.scale), zero_point_of(q)
+    lo, hi = (-128 - z) * s, (127 - z) * s
+    if lo < -s / 2 or hi > 1 + s / 2:
+        return (f"HardSigmoid: output range [{lo:g}, {hi:g}] reaches beyond [0, 1] "
+                "(its clamp is left to the int8 saturation)")
+    return _affine_bias_reason(node, graph)
+
+
 PATTERNS: dict[str, Rule] = {
+    "BatchNormalization": _batchnorm,
+    "HardSigmoid": _hardsigmoid,
     "Conv": _conv,
     "Gemm": _gemm,
     "MatMul": _matmul,

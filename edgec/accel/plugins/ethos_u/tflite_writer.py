@@ -11,6 +11,12 @@ TFLite int8 operator(s) on the integer tensors:
   depthwise [C, 1, kh, kw] -> [1, kh, kw, C] (per-channel, dimension 3);
   FULLY_CONNECTED weights [N, K] (per-channel, dimension 0); bias int32 with
   scale input scale x weight scale (a zero bias when the ONNX op has none);
+- a grouped Conv (1 < groups < channels) is a SPLIT of the input channels, one
+  CONV_2D per group and a CONCATENATION; BatchNormalization and HardSigmoid are a
+  1x1 DEPTHWISE_CONV_2D with one exact weight per channel (patterns.affine);
+- a Conv or pool whose ONNX pads are no TFLite SAME/VALID reads a PAD of its
+  input (int8, same quantisation, filled with the zero point; patterns.window
+  decides when that is exact) and runs with VALID padding;
 - where TFLite fixes an operator's output quantisation (LOGISTIC and SOFTMAX
   1/256 at -128, TANH 1/128 at 0) or needs it equal to the input's (pools,
   RESHAPE, every CONCATENATION input), the op writes a helper tensor and a
@@ -53,12 +59,14 @@ from ethosu.vela.tflite import (
     Operator,
     OperatorCode,
     Padding,
+    PadOptions,
     Pool2DOptions,
     QuantizationParameters,
     QuantizeOptions,
     ReducerOptions,
     ReshapeOptions,
     SoftmaxOptions,
+    SplitOptions,
     SubGraph,
     Tensor,
     TensorType,
@@ -73,7 +81,8 @@ NHWC = (0, 2, 3, 1)
 _OP = BuiltinOperator.BuiltinOperator
 _OPT = BuiltinOptions.BuiltinOptions
 _NONE = ActivationFunctionType.ActivationFunctionType.NONE
-_PAD = {"SAME": Padding.Padding.SAME, "VALID": Padding.Padding.VALID}
+_PAD = {"SAME": Padding.Padding.SAME, "VALID": Padding.Padding.VALID,
+        "PAD": Padding.Padding.VALID}  # after an explicit PAD operator
 _TYPES = {np.dtype(np.int8): TensorType.TensorType.INT8,
           np.dtype(np.int32): TensorType.TensorType.INT32}
 #: operator versions for int8 kernels (TFLite's op_version rules)
@@ -81,7 +90,8 @@ _VERSIONS = {_OP.CONV_2D: 3, _OP.DEPTHWISE_CONV_2D: 3, _OP.FULLY_CONNECTED: 4, _
              _OP.MUL: 2, _OP.MAX_POOL_2D: 2, _OP.AVERAGE_POOL_2D: 2, _OP.MEAN: 2,
              _OP.CONCATENATION: 2, _OP.RESHAPE: 1, _OP.LOGISTIC: 2, _OP.TANH: 2,
              _OP.SOFTMAX: 2, _OP.QUANTIZE: 2, _OP.RELU: 2, _OP.RELU6: 2,
-             _OP.RELU_N1_TO_1: 1, _OP.LEAKY_RELU: 2}
+             _OP.RELU_N1_TO_1: 1, _OP.LEAKY_RELU: 2, _OP.PAD: 2,
+             _OP.SPLIT: 2}
 #: (scale, zero point) TFLite requires of these int8 outputs
 _FIXED_OUTPUT = {"Sigmoid": (1 / 256, -128), "Softmax": (1 / 256, -128), "Tanh": (1 / 128, 0)}
 
@@ -253,6 +263,29 @@ class _Converter:
     def requantize(self, src: int, dst: int) -> None:
         self.emit(_OP.QUANTIZE, [src], [dst], _OPT.QuantizeOptions, _quantize_options)
 
+    def padded(self, node: onnx.NodeProto, kernel: tuple[int, int], padding: str) -> int:
+        """The input of the Conv or pool ``node``: its activation, or with
+        ``padding`` "PAD" a PAD of it, ``<output>/pad``, by patterns.explicit_pads."""
+        x = self.input_of(node.input[0])
+        if padding != "PAD":
+            return x
+        top, left, bottom, right = patterns.explicit_pads(node, self.g, kernel)
+        t = self.tensors[x]
+        n, h, w, c = t.shape
+        out_name = self.g.quantized(node.output[0]).tensor
+        paddings = self.constant(f"{out_name}/paddings",
+                                 np.array([[0, 0], [top, bottom], [left, right], [0, 0]],
+                                          np.int32))
+        tmp = self._new_tensor(_Tensor(f"{out_name}/pad", (n, h + top + bottom,
+                                                           w + left + right, c), t.dtype,
+                                       scale=t.scale.copy(), zero_point=t.zero_point.copy()))
+
+        def opts(b):
+            PadOptions.PadOptionsStart(b)
+            return PadOptions.PadOptionsEnd(b)
+        self.emit(_OP.PAD, [x, paddings], [tmp], _OPT.PadOptions, opts)
+        return tmp
+
     def emit_with_qparams(self, code: int, inputs: list[int], out: int, want: tuple[float, int],
                           suffix: str, options_type: int = 0, options=None) -> None:
         """``code`` writing ``out``, when its output must be quantised as ``want``
@@ -315,9 +348,14 @@ class _Converter:
         wq = g.dequantized(node.input[1])
         w = g.const(wq.tensor)
         cout = w.shape[0]
-        depthwise = int(attrs.get("group", 1)) != 1
+        group = int(attrs.get("group", 1))
+        depthwise = group != 1 and group == g.shape(node.input[0])[1]
         padding, _, strides, dilations = patterns.window(node, g, tuple(w.shape[2:]))
+        x = self.padded(node, tuple(w.shape[2:]), padding)
         w_scale = np.broadcast_to(np.asarray(wq.scale, np.float32).reshape(-1), (cout,))
+        if group != 1 and not depthwise:
+            self._grouped_conv(node, x, w, w_scale, group, padding, strides, dilations)
+            return
         if depthwise:
             weights = self.constant(wq.tensor, w.transpose(1, 2, 3, 0), w_scale,
                                     np.zeros(cout, np.int64), dim=3)
@@ -341,8 +379,8 @@ class _Converter:
                 M.DepthwiseConv2DOptionsAddDilationWFactor(b, dw)
                 M.DepthwiseConv2DOptionsAddDilationHFactor(b, dh)
                 return M.DepthwiseConv2DOptionsEnd(b)
-            self.emit(_OP.DEPTHWISE_CONV_2D, [self.input_of(node.input[0]), weights, bias],
-                      [out], _OPT.DepthwiseConv2DOptions, opts)
+            self.emit(_OP.DEPTHWISE_CONV_2D, [x, weights, bias], [out],
+                      _OPT.DepthwiseConv2DOptions, opts)
         else:
             def opts(b):
                 M = Conv2DOptions
@@ -354,8 +392,100 @@ class _Converter:
                 M.Conv2DOptionsAddDilationWFactor(b, dw)
                 M.Conv2DOptionsAddDilationHFactor(b, dh)
                 return M.Conv2DOptionsEnd(b)
-            self.emit(_OP.CONV_2D, [self.input_of(node.input[0]), weights, bias], [out],
-                      _OPT.Conv2DOptions, opts)
+            self.emit(_OP.CONV_2D, [x, weights, bias], [out], _OPT.Conv2DOptions, opts)
+
+    def _affine(self, node: onnx.NodeProto) -> None:
+        """BatchNormalization, HardSigmoid (patterns.affine): a 1x1 DEPTHWISE_CONV_2D,
+        one exact int8 weight per channel (+-127 at scale |a| / 127) and the offset
+        as its int32 bias."""
+        w, w_scale, bias = patterns.affine_weights(node, self.g)
+        x = self.input_of(node.input[0])
+        out, _ = self.output_of(node)
+        name = self.tensors[out].name
+        c = w.size
+        weights = self.constant(f"{name}/weights", w.reshape(1, 1, 1, c), w_scale,
+                                np.zeros(c, np.int64), dim=3)
+        x_scale = np.float32(self.qparams_of(x)[0])
+        b = self.constant(f"{name}/bias", bias.astype(np.int32), x_scale * w_scale,
+                          np.zeros(c, np.int64), dim=0)
+
+        def opts(b_):
+            M = DepthwiseConv2DOptions
+            M.DepthwiseConv2DOptionsStart(b_)
+            M.DepthwiseConv2DOptionsAddPadding(b_, Padding.Padding.VALID)
+            M.DepthwiseConv2DOptionsAddStrideW(b_, 1)
+            M.DepthwiseConv2DOptionsAddStrideH(b_, 1)
+            M.DepthwiseConv2DOptionsAddDepthMultiplier(b_, 1)
+            M.DepthwiseConv2DOptionsAddFusedActivationFunction(b_, _NONE)
+            M.DepthwiseConv2DOptionsAddDilationWFactor(b_, 1)
+            M.DepthwiseConv2DOptionsAddDilationHFactor(b_, 1)
+            return M.DepthwiseConv2DOptionsEnd(b_)
+        self.emit(_OP.DEPTHWISE_CONV_2D, [x, weights, b], [out], _OPT.DepthwiseConv2DOptions,
+                  opts)
+
+    def _grouped_conv(self, node: onnx.NodeProto, x: int, w: np.ndarray, w_scale: np.ndarray,
+                      group: int, padding: str, strides, dilations) -> None:
+        """SPLIT of the input channels into ``group`` parts, one CONV_2D per part
+        (``<output>/group<k>``), CONCATENATION of their outputs."""
+        g = self.g
+        wq = g.dequantized(node.input[1])
+        xq = g.dequantized(node.input[0])
+        cout = w.shape[0]
+        co = cout // group
+        bias_scale = scalar(xq.scale) * w_scale
+        if len(node.input) > 2 and node.input[2]:
+            bias = g.const(g.dequantized(node.input[2]).tensor).astype(np.int32).reshape(cout)
+        else:
+            bias = np.zeros(cout, np.int32)
+        out, _ = self.output_of(node)
+        name = self.tensors[out].name
+        t = self.tensors[x]
+        n, h, wd, c = t.shape
+        parts = [self._new_tensor(_Tensor(f"{name}/group{k}/in", (n, h, wd, c // group),
+                                          t.dtype, scale=t.scale.copy(),
+                                          zero_point=t.zero_point.copy()))
+                 for k in range(group)]
+        axis = self.constant(f"{name}/split_axis", np.array(3, np.int32))
+
+        def split_opts(b):
+            SplitOptions.SplitOptionsStart(b)
+            SplitOptions.SplitOptionsAddNumSplits(b, group)
+            return SplitOptions.SplitOptionsEnd(b)
+        self.emit(_OP.SPLIT, [axis, x], parts, _OPT.SplitOptions, split_opts)
+        o = self.tensors[out]
+        sh, sw = strides
+        dh, dw = dilations
+        pad = _PAD[padding]
+
+        def opts(b):
+            M = Conv2DOptions
+            M.Conv2DOptionsStart(b)
+            M.Conv2DOptionsAddPadding(b, pad)
+            M.Conv2DOptionsAddStrideW(b, sw)
+            M.Conv2DOptionsAddStrideH(b, sh)
+            M.Conv2DOptionsAddFusedActivationFunction(b, _NONE)
+            M.Conv2DOptionsAddDilationWFactor(b, dw)
+            M.Conv2DOptionsAddDilationHFactor(b, dh)
+            return M.Conv2DOptionsEnd(b)
+        outs = []
+        for k in range(group):
+            sl = slice(k * co, (k + 1) * co)
+            weights = self.constant(f"{wq.tensor}/group{k}", w[sl].transpose(0, 2, 3, 1),
+                                    w_scale[sl], np.zeros(co, np.int64), dim=0)
+            b = self.constant(f"{name}/group{k}/bias", bias[sl], bias_scale[sl],
+                              np.zeros(co, np.int64), dim=0)
+            part_out = self._new_tensor(_Tensor(f"{name}/group{k}", (*o.shape[:3], co), o.dtype,
+                                                scale=o.scale.copy(),
+                                                zero_point=o.zero_point.copy()))
+            self.emit(_OP.CONV_2D, [parts[k], weights, b], [part_out], _OPT.Conv2DOptions, opts)
+            outs.append(part_out)
+
+        def concat_opts(b):
+            ConcatenationOptions.ConcatenationOptionsStart(b)
+            ConcatenationOptions.ConcatenationOptionsAddAxis(b, 3)
+            ConcatenationOptions.ConcatenationOptionsAddFusedActivationFunction(b, _NONE)
+            return ConcatenationOptions.ConcatenationOptionsEnd(b)
+        self.emit(_OP.CONCATENATION, outs, [out], _OPT.ConcatenationOptions, concat_opts)
 
     def _bias(self, node: onnx.NodeProto, index: int, scale: np.ndarray, channels: int) -> int:
         if len(node.input) > index and node.input[index]:
@@ -417,7 +547,7 @@ class _Converter:
         attrs = g.attrs(node)
         kh, kw = attrs["kernel_shape"]
         padding, _, (sh, sw), _ = patterns.window(node, g, (kh, kw))
-        x = self.input_of(node.input[0])
+        x = self.padded(node, (kh, kw), padding)
         out, _ = self.output_of(node)
         pad = _PAD[padding]
 
@@ -644,6 +774,7 @@ def _quantize_options(b: flatbuffers.Builder) -> int:
 
 
 _CONVERTERS: dict[str, Callable[[_Converter, onnx.NodeProto], None]] = {
+    "BatchNormalization": _Converter._affine, "HardSigmoid": _Converter._affine,
     "Conv": _Converter._conv, "Gemm": _Converter._gemm, "MatMul": _Converter._matmul,
     "Add": _Converter._add, "Mul": _Converter._mul, "MaxPool": _Converter._maxpool,
     "AveragePool": _Converter._averagepool,
