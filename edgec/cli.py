@@ -1048,12 +1048,14 @@ def inspect_cmd(model: Path, input_shapes, input_consts, max_model_size: str, ma
 
 def _partition_table(checks) -> None:
     table = Table(title="accelerator partitions vs onnxruntime on the same inputs")
-    for col in ("partition", "ran here as", "output", "dtype", "max diff", "exact", "rule",
-                "result"):
+    for col in ("partition", "ran here as", "whole: max diff", "whole: exact",
+                "each op alone: max diff (worst op)", "rule", "result"):
         table.add_column(col)
     for p in checks:
-        table.add_row(escape(p.partition), escape(p.runs_as), escape(p.output), p.dtype,
-                      f"{p.max_abs_err:.3g}", f"{100 * p.exact_share:.1f}%", escape(p.rule),
+        table.add_row(escape(p.partition), escape(p.runs_as), f"{p.max_abs_err:.3g}",
+                      f"{100 * p.exact_share:.1f}%",
+                      f"{p.op_max_err:.3g} ({escape(p.worst_op)}) over {p.ops} ops"
+                      if p.ops else "-", escape(p.rule),
                       "[green]ok[/]" if p.ok else "[red]MISMATCH[/]")
     out.print(table)
 

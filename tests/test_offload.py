@@ -199,6 +199,8 @@ def test_second_plugin_plugs_in_without_edgec_changes(c_conv, tmp_path, cli):
     assert report.ok, report.to_json()
     assert [p.partition for p in report.partitions] == ["acc-0", "acc-1"]
     assert all(p.runs_as.startswith("generated C") for p in report.partitions)
+    assert all(p.ops == 0 and p.rule == "whole partition within float tolerances"
+               for p in report.partitions)  # c-conv has no reference form for single ops
     res = cli("run", tmp_path / "t.edgec", "--random", "--repeat", "3")
     assert res.code == 0, res.err
     assert "CPU and accelerator steps median" in res.out  # generated C is the device: timed

@@ -146,6 +146,18 @@ def _is_constant(node: onnx.NodeProto, graph: GraphView, const_nodes: set[str]) 
     return all(not n or graph.const(n) is not None or n in const_nodes for n in node.input)
 
 
+def _constant_nodes(graph: GraphView) -> set[int]:
+    """Indices of the nodes that compute constants (weight dequantisation, Constant)."""
+    outputs: set[str] = set()
+    found: set[int] = set()
+    for i, node in enumerate(graph.nodes):
+        if node.op_type in ("Constant", "DequantizeLinear", "Identity") and \
+                _is_constant(node, graph, outputs):
+            found.add(i)
+            outputs.update(node.output)
+    return found
+
+
 class _Labeller:
     """Which side each node is on, given the compute nodes forced to the CPU."""
 
@@ -155,13 +167,7 @@ class _Labeller:
         self.label: dict[int, str] = {}
         self.reasons: dict[str, str] = {}
         self.int8 = int8 = plugin.precision == "int8"
-        const_outputs: set[str] = set()
-        self.constant: set[int] = set()
-        for i, node in enumerate(graph.nodes):
-            if node.op_type in ("Constant", "DequantizeLinear", "Identity") and \
-                    _is_constant(node, graph, const_outputs):
-                self.constant.add(i)
-                const_outputs.update(node.output)
+        self.constant = _constant_nodes(graph)
         index = {id(n): i for i, n in enumerate(graph.nodes)}
         for i, node in enumerate(graph.nodes):
             self.label.setdefault(i, CPU)
@@ -251,13 +257,13 @@ def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(dtype), shape)
 
 
-def _cut(graph: GraphView, lab: _Labeller, run: list[int], later: set[str],
+def _cut(graph: GraphView, constant: set[int], run: list[int], later: set[str],
          name: str) -> onnx.ModelProto:
     """The run's nodes (and the constant nodes they read) as a model of their own."""
     nodes = graph.nodes
     inside = set(run)
     produced = {t for i in run for t in nodes[i].output}
-    const_of = {t: i for i in lab.constant for t in nodes[i].output}
+    const_of = {t: i for i in constant for t in nodes[i].output}
     need_const: list[int] = []
     inputs: list[str] = []
     inits: dict[str, onnx.TensorProto] = {i.name: i for i in graph.model.graph.initializer}
@@ -311,11 +317,36 @@ def _steps(graph: GraphView, lab: _Labeller, int8: bool, prefix: str) -> list[St
     for (side, run), later in zip(runs, needed_after, strict=True):
         name = CPU if side == CPU else f"{prefix}-{k}"
         k += side != CPU
-        model = _cut(graph, lab, run, later, name if side != CPU else f"cpu-{len(steps)}")
+        model = _cut(graph, lab.constant, run, later,
+                     name if side != CPU else f"cpu-{len(steps)}")
         names = _compute_nodes(graph, lab, run, int8)
         by_name = {n.name: n for n in graph.nodes}
         steps.append(Step(name, model, names, sum(macs(by_name[n], graph) for n in names)))
     return steps
+
+
+def units(model: onnx.ModelProto, int8: bool) -> list[tuple[str, onnx.ModelProto]]:
+    """Each compute node of a partition as a model of its own: in an int8 partition
+    with its DequantizeLinear inputs and its QuantizeLinear output, so its edges are
+    the partition's integer tensors (for verify's op-by-op check)."""
+    graph = GraphView(model)
+    constant = _constant_nodes(graph)
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    out = []
+    for i, node in enumerate(graph.nodes):
+        if i in constant or (int8 and node.op_type in _GLUE):
+            continue
+        members = [i]
+        if int8:
+            members += [index[id(p)] for t in node.input if (p := graph.producer(t))
+                        is not None and p.op_type == "DequantizeLinear"
+                        and index[id(p)] not in constant]
+            members += [index[id(q)] for t in node.output for q in graph.consumers(t)
+                        if q.op_type == "QuantizeLinear"]
+        ends = {t for j in members for t in graph.nodes[j].output
+                if not any(index[id(c)] in members for c in graph.consumers(t))}
+        out.append((node.name, _cut(graph, constant, sorted(members), ends, node.name)))
+    return out
 
 
 def name_nodes(model: onnx.ModelProto) -> None:

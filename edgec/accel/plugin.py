@@ -144,6 +144,13 @@ class AcceleratorPlugin:
         (role -> extracted path), labelled with what runs it."""
         raise NotImplementedError
 
+    def reference(self, model: onnx.ModelProto, workdir: Path, config: Any) -> Runner | None:
+        """A runner for any piece of a partition (one node with its quantisation, as
+        `partition.units` cuts it) in the form the device compiler consumed, for
+        ``verify``'s op-by-op check against onnxruntime on identical inputs; None
+        when the plugin has no such form (then only whole partitions are compared)."""
+        return None
+
     def versions(self) -> dict[str, str]:
         """Versions of the plugin's toolchain, for the manifest."""
         return {}

@@ -55,3 +55,27 @@ def run_tflite(path: Path, inputs: list[np.ndarray], *, threads: int = 1,
         it.set_tensor(d["index"], np.ascontiguousarray(value, dtype=d["dtype"]))
     it.invoke()
     return [np.array(it.get_tensor(d["index"])) for d in it.get_output_details()]
+
+
+class TfliteRunner:
+    """One .tflite model opened once and run many times (`run_tflite` opens it per call)."""
+
+    def __init__(self, path: Path, *, threads: int = 1, kernels: str = "default"):
+        self.path = Path(path)
+        self._it = _open(self.path, threads, kernels)
+        self._inputs = self._it.get_input_details()
+        self._outputs = self._it.get_output_details()
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The outputs for ``inputs``, as `run_tflite`."""
+        if len(self._inputs) != len(inputs):
+            raise ValueError(f"{self.path}: the model has {len(self._inputs)} inputs, "
+                             f"{len(inputs)} given")
+        for d, value in zip(self._inputs, inputs, strict=True):
+            value = np.asarray(value)
+            if tuple(value.shape) != tuple(d["shape"]):
+                raise ValueError(f"{self.path}: input {d['name']} wants shape "
+                                 f"{list(d['shape'])}, got {list(value.shape)}")
+            self._it.set_tensor(d["index"], np.ascontiguousarray(value, dtype=d["dtype"]))
+        self._it.invoke()
+        return [np.array(self._it.get_tensor(d["index"])) for d in self._outputs]

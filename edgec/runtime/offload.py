@@ -57,8 +57,8 @@ class OffloadSession:
         self.offload = manifest["offload"]
         self.inputs = [TensorSpec.from_json(d) for d in manifest["inputs"]]
         self.outputs = [TensorSpec.from_json(d) for d in manifest["outputs"]]
-        plugin = registry.get(self.offload["plugin"], str(self.path))
-        config = plugin.configure(self.offload["config"], str(self.path))
+        self.plugin = plugin = registry.get(self.offload["plugin"], str(self.path))
+        self.config = config = plugin.configure(self.offload["config"], str(self.path))
         self.steps: list[_Step] = []
         for entry in self.offload["steps"]:
             ins = [TensorSpec.from_json(d) for d in entry["inputs"]]
@@ -73,6 +73,10 @@ class OffloadSession:
                 loaded = plugin.load(files, entry["record"], config)
                 run, label, timed = loaded.run, loaded.label, loaded.on_device
             self.steps.append(_Step(entry["device"], ins, outs, run, label, entry, timed))
+
+    def extracted(self, member: str) -> Path:
+        """Where the artifact's ``member`` was extracted (valid while the session lives)."""
+        return Path(self._tmp.name) / member
 
     @property
     def threads(self) -> int:

@@ -29,7 +29,13 @@ from . import patterns
 from .tflite_writer import write_tflite
 from .vela import VelaConfig, compile_tflite, vela_version
 
-REFERENCE_LABEL = "LiteRT on the int8 TFLite given to Vela (reference form: no Ethos-U here)"
+REFERENCE_LABEL = ("LiteRT's int8 kernels on the int8 TFLite given to Vela (reference form: "
+                   "no Ethos-U here)")
+#: LiteRT's kernels for the reference form: its built-in optimised kernels, without the
+#: XNNPACK delegate (which rescales int8 with coarser multipliers). Not TFLite's
+#: reference kernels: their int8 SOFTMAX aborts the process on a constant 1000-wide
+#: row (LiteRT 2.3; a saturated classifier's logits), which no input may do.
+KERNELS = "builtin"
 
 
 class EthosUPlugin(AcceleratorPlugin):
@@ -81,21 +87,31 @@ class EthosUPlugin(AcceleratorPlugin):
                         estimate_seconds=result.seconds, estimate_label=config.label())
 
     def load(self, files: dict[str, Path], record: dict[str, Any], config: Any) -> Loaded:
-        from ....baselines.litert import run_tflite
+        return Loaded(_litert_runner(files["tflite"], record["io"]), REFERENCE_LABEL,
+                      on_device=False)
 
-        io = record["io"]
-        path = files["tflite"]
+    def reference(self, model: onnx.ModelProto, workdir: Path, config: Any):
+        """One node of a partition as its own int8 TFLite, run by LiteRT."""
+        path = workdir / "unit.tflite"
+        return _litert_runner(path, write_tflite(model, path).to_json())
 
-        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            args = [np.ascontiguousarray(np.transpose(feeds[t["name"]], t["perm"])
-                                         if t.get("perm") else feeds[t["name"]])
-                    for t in io["inputs"]]
-            outs = run_tflite(path, args)
-            return {t["name"]: np.ascontiguousarray(
-                np.transpose(v, np.argsort(t["perm"])) if t.get("perm") else v)
-                for t, v in zip(io["outputs"], outs, strict=True)}
 
-        return Loaded(run, REFERENCE_LABEL, on_device=False)
+def _litert_runner(path: Path, io: dict[str, Any]):
+    """LiteRT (KERNELS) on the TFLite at ``path``: ONNX-layout int8 arrays in and out."""
+    from ....baselines.litert import TfliteRunner
+
+    tflite = TfliteRunner(path, kernels=KERNELS)
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [np.ascontiguousarray(np.transpose(feeds[t["name"]], t["perm"])
+                                     if t.get("perm") else feeds[t["name"]])
+                for t in io["inputs"]]
+        outs = tflite(args)
+        return {t["name"]: np.ascontiguousarray(
+            np.transpose(v, np.argsort(t["perm"])) if t.get("perm") else v)
+            for t, v in zip(io["outputs"], outs, strict=True)}
+
+    return run
 
 
 PLUGIN = EthosUPlugin()
