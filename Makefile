@@ -18,7 +18,7 @@ DEMO_MODEL   ?= models/tiny_cnn.onnx
 PYTEST_ARGS  ?=
 
 .PHONY: setup system-deps host-cc venv tflite-venv runtime-wheels wheelhouse models demo test \
-	test-fast bench accuracy conformance hostile fuzz fuzz-loader lint clean
+	test-fast bench accuracy offload conformance hostile fuzz fuzz-loader lint clean
 
 setup: system-deps venv tflite-venv runtime-wheels wheelhouse
 
@@ -79,6 +79,11 @@ bench: setup models
 # PP-OCR models compiled with --quantize int8, the table written into README.md.
 accuracy: setup models
 	$(BIN)/python benchmarks/accuracy/make_accuracy.py
+
+# How each real model splits for the bundled Ethos-U targets (partitioner and Vela, no
+# TVM build): benchmarks/offload.md, with Vela's estimates labelled as estimates.
+offload: setup models
+	$(BIN)/python benchmarks/offload/make_offload.py
 
 # Every ONNX backend node test case through edgec and onnxruntime (a sample also under
 # emulated aarch64); writes benchmarks/conformance.md and fails on any outcome that
