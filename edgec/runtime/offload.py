@@ -9,7 +9,6 @@ steps only; the accelerator's share is its toolchain's estimate, labelled.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import TensorSpec, check_runnable, read_artifact
-from ..errors import ArtifactError, UnsupportedError
+from ..artifact import TensorSpec
+from ..errors import ArtifactError
 from ..signing import TrustStore
 from ..stats import LatencyStats
-from ..target_registry import host_compatibility
 from . import native
 from .inputs import checked_inputs
-from .session import VirtualMachine, aligned_copy, check_elf, named_outputs
+from .session import (
+    VirtualMachine,
+    aligned_copy,
+    check_elf,
+    extract_runnable,
+    named_outputs,
+)
 
 
 @dataclass
@@ -45,14 +49,8 @@ class OffloadSession:
         from ..accel import registry
 
         self.path = Path(path)
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-run-")
+        self._tmp, manifest = extract_runnable(self.path, trust)
         tmp = Path(self._tmp.name)
-        manifest = read_artifact(self.path, extract_to=tmp, trust=trust).manifest
-        check_runnable(manifest, self.path)
-        t = manifest["target"]
-        ok, why = host_compatibility(t["name"], t["tvm"]["kind"], t["arch"], t["cpu_flags"])
-        if not ok:
-            raise UnsupportedError(f"{self.path}: cannot run here: {why}")
         self.manifest = manifest
         self.offload = manifest["offload"]
         self.inputs = [TensorSpec.from_json(d) for d in manifest["inputs"]]

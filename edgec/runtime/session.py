@@ -163,6 +163,22 @@ class VirtualMachine:
         self._set_instrument(instrument)
 
 
+def extract_runnable(path: Path, trust: TrustStore | None
+                     ) -> tuple[tempfile.TemporaryDirectory, dict]:
+    """The artifact's members extracted (hashes and, with ``trust``, the signature
+    checked) into a temporary folder, and its manifest, once this machine is known
+    to run the target's code (UnsupportedError otherwise)."""
+    tmp = tempfile.TemporaryDirectory(prefix="edgec-run-")
+    manifest = read_artifact(path, extract_to=Path(tmp.name), trust=trust).manifest
+    check_runnable(manifest, path)
+    t = manifest["target"]
+    ok, why = host_compatibility(t["name"], t["tvm"]["kind"], t["arch"], t["cpu_flags"])
+    if not ok:
+        tmp.cleanup()
+        raise UnsupportedError(f"{path}: cannot run here: {why}")
+    return tmp, manifest
+
+
 class Session:
     """One loaded artifact, ready to run on this machine's CPU.
 
@@ -190,14 +206,7 @@ class Session:
             edgec.errors.UnsupportedError: this machine cannot run the target's code.
         """
         self.path = Path(path)
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-run-")
-        manifest = read_artifact(self.path, extract_to=Path(self._tmp.name),
-                                 trust=trust).manifest
-        check_runnable(manifest, self.path)
-        t = manifest["target"]
-        ok, why = host_compatibility(t["name"], t["tvm"]["kind"], t["arch"], t["cpu_flags"])
-        if not ok:
-            raise UnsupportedError(f"{self.path}: cannot run here: {why}")
+        self._tmp, manifest = extract_runnable(self.path, trust)
         self.manifest = manifest
         self.inputs = [TensorSpec.from_json(d) for d in manifest["inputs"]]
         self.outputs = [TensorSpec.from_json(d) for d in manifest["outputs"]]
