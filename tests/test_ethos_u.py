@@ -210,3 +210,24 @@ def test_real_models_split_and_verify(tmp_path, name, shapes, whole):
                                      for p in report.partitions), report.to_json()
     if whole:
         assert report.ok, report.to_json()
+
+
+def test_a_partition_vela_fails_on_stays_on_the_cpu_with_the_error(tmp_path, monkeypatch):
+    """Vela failing outright (a crash, a timeout) is no compile failure: the partition's
+    ops go to the CPU with Vela's one-line error, and the artifact still verifies."""
+    from types import SimpleNamespace
+
+    from edgec.accel.plugins import ethos_u
+
+    monkeypatch.setattr(ethos_u, "compile_tflite", lambda *a, **k: SimpleNamespace(
+        ok=False, error="Vela crashed (SIGSEGV)"))
+    model = MODELS / "tiny_cnn.onnx"
+    art = edgec.compile(model, target="ethos-u55-128", output=tmp_path / "t.edgec",
+                        quantize=RANDOM)
+    off = art.offload
+    assert off["summary"]["partitions"] == 0 and off["summary"]["macs_offloaded"] == 0
+    assert off["notes"] and "ethos-u compiler failed on this partition: Vela crashed " \
+        "(SIGSEGV)" in off["notes"][0]
+    assert all(p["device"] == "cpu" for p in off["placements"])
+    assert any("Vela crashed (SIGSEGV)" in p["reason"] for p in off["placements"])
+    assert edgec.verify(model, art).ok
