@@ -324,3 +324,15 @@ def test_a_tampered_offload_manifest_is_refused(c_conv, tmp_path, cli, edit, mes
     res = cli("run", bad, "--random")
     assert res.code == 7, res.err
     assert message in res.err and "Traceback" not in res.err
+
+
+def test_a_plugin_that_does_not_import_is_named(tmp_path, monkeypatch, cli):
+    broken = tmp_path / "plugins" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("import no_such_module_anywhere\n")
+    monkeypatch.setenv("EDGEC_PLUGIN_PATH", str(tmp_path / "plugins"))
+    res = cli("compile", MODELS / "tiny_cnn.onnx", "-t", "ethos-u55-128", "--quantize", "int8",
+              "--calibration", "random", "-o", tmp_path / "o.edgec")
+    assert res.code == 2, res.err
+    assert f"{broken}: the accelerator plugin does not import (ModuleNotFoundError" in res.err
+    assert "Traceback" not in res.err and not (tmp_path / "o.edgec").exists()
