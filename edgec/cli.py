@@ -1213,6 +1213,7 @@ def device_info_cmd(device: str, as_json: bool, timeout: float) -> None:
     feats = set(info.get("features", ()))
     info["targets"] = sorted(t.name for t in load_targets().values()
                              if t.arch == info["arch"] and t.kind == "llvm"
+                             and t.accelerator is None  # split artifacts run here only
                              and set(t.cpu_flags) <= feats)
     if as_json:
         out.print_json(json.dumps(info))
