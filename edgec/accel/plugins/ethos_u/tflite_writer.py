@@ -364,35 +364,13 @@ class _Converter:
                                     np.zeros(cout, np.int64), dim=0)
         bias = self._bias(node, 2, scalar(xq.scale) * w_scale, cout)
         out, _ = self.output_of(node)
-        sh, sw = strides
-        dh, dw = dilations
-        pad = _PAD[padding]
         if depthwise:
-            def opts(b):
-                M = DepthwiseConv2DOptions
-                M.DepthwiseConv2DOptionsStart(b)
-                M.DepthwiseConv2DOptionsAddPadding(b, pad)
-                M.DepthwiseConv2DOptionsAddStrideW(b, sw)
-                M.DepthwiseConv2DOptionsAddStrideH(b, sh)
-                M.DepthwiseConv2DOptionsAddDepthMultiplier(b, 1)
-                M.DepthwiseConv2DOptionsAddFusedActivationFunction(b, _NONE)
-                M.DepthwiseConv2DOptionsAddDilationWFactor(b, dw)
-                M.DepthwiseConv2DOptionsAddDilationHFactor(b, dh)
-                return M.DepthwiseConv2DOptionsEnd(b)
             self.emit(_OP.DEPTHWISE_CONV_2D, [x, weights, bias], [out],
-                      _OPT.DepthwiseConv2DOptions, opts)
+                      _OPT.DepthwiseConv2DOptions, _depthwise_options(padding, strides,
+                                                                      dilations))
         else:
-            def opts(b):
-                M = Conv2DOptions
-                M.Conv2DOptionsStart(b)
-                M.Conv2DOptionsAddPadding(b, pad)
-                M.Conv2DOptionsAddStrideW(b, sw)
-                M.Conv2DOptionsAddStrideH(b, sh)
-                M.Conv2DOptionsAddFusedActivationFunction(b, _NONE)
-                M.Conv2DOptionsAddDilationWFactor(b, dw)
-                M.Conv2DOptionsAddDilationHFactor(b, dh)
-                return M.Conv2DOptionsEnd(b)
-            self.emit(_OP.CONV_2D, [x, weights, bias], [out], _OPT.Conv2DOptions, opts)
+            self.emit(_OP.CONV_2D, [x, weights, bias], [out], _OPT.Conv2DOptions,
+                      _conv_options(padding, strides, dilations))
 
     def _affine(self, node: onnx.NodeProto) -> None:
         """BatchNormalization, HardSigmoid (patterns.affine): a 1x1 DEPTHWISE_CONV_2D,
@@ -408,20 +386,8 @@ class _Converter:
         x_scale = np.float32(self.qparams_of(x)[0])
         b = self.constant(f"{name}/bias", bias.astype(np.int32), x_scale * w_scale,
                           np.zeros(c, np.int64), dim=0)
-
-        def opts(b_):
-            M = DepthwiseConv2DOptions
-            M.DepthwiseConv2DOptionsStart(b_)
-            M.DepthwiseConv2DOptionsAddPadding(b_, Padding.Padding.VALID)
-            M.DepthwiseConv2DOptionsAddStrideW(b_, 1)
-            M.DepthwiseConv2DOptionsAddStrideH(b_, 1)
-            M.DepthwiseConv2DOptionsAddDepthMultiplier(b_, 1)
-            M.DepthwiseConv2DOptionsAddFusedActivationFunction(b_, _NONE)
-            M.DepthwiseConv2DOptionsAddDilationWFactor(b_, 1)
-            M.DepthwiseConv2DOptionsAddDilationHFactor(b_, 1)
-            return M.DepthwiseConv2DOptionsEnd(b_)
         self.emit(_OP.DEPTHWISE_CONV_2D, [x, weights, b], [out], _OPT.DepthwiseConv2DOptions,
-                  opts)
+                  _depthwise_options("VALID", (1, 1), (1, 1)))
 
     def _grouped_conv(self, node: onnx.NodeProto, x: int, w: np.ndarray, w_scale: np.ndarray,
                       group: int, padding: str, strides, dilations) -> None:
@@ -433,10 +399,7 @@ class _Converter:
         cout = w.shape[0]
         co = cout // group
         bias_scale = scalar(xq.scale) * w_scale
-        if len(node.input) > 2 and node.input[2]:
-            bias = g.const(g.dequantized(node.input[2]).tensor).astype(np.int32).reshape(cout)
-        else:
-            bias = np.zeros(cout, np.int32)
+        _, bias = self._bias_values(node, 2, cout)
         out, _ = self.output_of(node)
         name = self.tensors[out].name
         t = self.tensors[x]
@@ -453,20 +416,7 @@ class _Converter:
             return SplitOptions.SplitOptionsEnd(b)
         self.emit(_OP.SPLIT, [axis, x], parts, _OPT.SplitOptions, split_opts)
         o = self.tensors[out]
-        sh, sw = strides
-        dh, dw = dilations
-        pad = _PAD[padding]
-
-        def opts(b):
-            M = Conv2DOptions
-            M.Conv2DOptionsStart(b)
-            M.Conv2DOptionsAddPadding(b, pad)
-            M.Conv2DOptionsAddStrideW(b, sw)
-            M.Conv2DOptionsAddStrideH(b, sh)
-            M.Conv2DOptionsAddFusedActivationFunction(b, _NONE)
-            M.Conv2DOptionsAddDilationWFactor(b, dw)
-            M.Conv2DOptionsAddDilationHFactor(b, dh)
-            return M.Conv2DOptionsEnd(b)
+        opts = _conv_options(padding, strides, dilations)
         outs = []
         for k in range(group):
             sl = slice(k * co, (k + 1) * co)
@@ -479,22 +429,19 @@ class _Converter:
                                                 zero_point=o.zero_point.copy()))
             self.emit(_OP.CONV_2D, [parts[k], weights, b], [part_out], _OPT.Conv2DOptions, opts)
             outs.append(part_out)
+        self.emit(_OP.CONCATENATION, outs, [out], _OPT.ConcatenationOptions,
+                  _concat_options(3))
 
-        def concat_opts(b):
-            ConcatenationOptions.ConcatenationOptionsStart(b)
-            ConcatenationOptions.ConcatenationOptionsAddAxis(b, 3)
-            ConcatenationOptions.ConcatenationOptionsAddFusedActivationFunction(b, _NONE)
-            return ConcatenationOptions.ConcatenationOptionsEnd(b)
-        self.emit(_OP.CONCATENATION, outs, [out], _OPT.ConcatenationOptions, concat_opts)
-
-    def _bias(self, node: onnx.NodeProto, index: int, scale: np.ndarray, channels: int) -> int:
+    def _bias_values(self, node: onnx.NodeProto, index: int, channels: int
+                     ) -> tuple[str, np.ndarray]:
+        """(tensor name, int32 values) of the node's bias input, zeros when it has none."""
         if len(node.input) > index and node.input[index]:
             bq = self.g.dequantized(node.input[index])
-            value = self.g.const(bq.tensor).astype(np.int32).reshape(channels)
-            name = bq.tensor
-        else:
-            value = np.zeros(channels, np.int32)
-            name = f"{node.output[0]}/bias"
+            return bq.tensor, self.g.const(bq.tensor).astype(np.int32).reshape(channels)
+        return f"{node.output[0]}/bias", np.zeros(channels, np.int32)
+
+    def _bias(self, node: onnx.NodeProto, index: int, scale: np.ndarray, channels: int) -> int:
+        name, value = self._bias_values(node, index, channels)
         return self.constant(name, value, scale, np.zeros(channels, np.int64), dim=0)
 
     def _fully_connected(self, node: onnx.NodeProto, trans_b: bool) -> None:
@@ -642,13 +589,8 @@ class _Converter:
                 self.requantize(x, tmp)
                 x = tmp
             inputs.append(x)
-
-        def opts(b):
-            ConcatenationOptions.ConcatenationOptionsStart(b)
-            ConcatenationOptions.ConcatenationOptionsAddAxis(b, axis)
-            ConcatenationOptions.ConcatenationOptionsAddFusedActivationFunction(b, _NONE)
-            return ConcatenationOptions.ConcatenationOptionsEnd(b)
-        self.emit(_OP.CONCATENATION, inputs, [out], _OPT.ConcatenationOptions, opts)
+        self.emit(_OP.CONCATENATION, inputs, [out], _OPT.ConcatenationOptions,
+                  _concat_options(axis))
 
     def _reshape(self, node: onnx.NodeProto) -> None:
         x = self.input_of(node.input[0])
@@ -757,6 +699,51 @@ class _Converter:
         Model.ModelAddBuffers(b, buffers_vec)
         b.Finish(Model.ModelEnd(b), file_identifier=b"TFL3")
         return bytes(b.Output())
+
+
+def _conv_options(padding: str, strides, dilations):
+    """CONV_2D's options builder (``padding``: SAME, VALID, or PAD: VALID after a PAD)."""
+    (sh, sw), (dh, dw), pad = strides, dilations, _PAD[padding]
+
+    def opts(b):
+        M = Conv2DOptions
+        M.Conv2DOptionsStart(b)
+        M.Conv2DOptionsAddPadding(b, pad)
+        M.Conv2DOptionsAddStrideW(b, sw)
+        M.Conv2DOptionsAddStrideH(b, sh)
+        M.Conv2DOptionsAddFusedActivationFunction(b, _NONE)
+        M.Conv2DOptionsAddDilationWFactor(b, dw)
+        M.Conv2DOptionsAddDilationHFactor(b, dh)
+        return M.Conv2DOptionsEnd(b)
+    return opts
+
+
+def _depthwise_options(padding: str, strides, dilations):
+    """DEPTHWISE_CONV_2D's options builder, depth multiplier 1."""
+    (sh, sw), (dh, dw), pad = strides, dilations, _PAD[padding]
+
+    def opts(b):
+        M = DepthwiseConv2DOptions
+        M.DepthwiseConv2DOptionsStart(b)
+        M.DepthwiseConv2DOptionsAddPadding(b, pad)
+        M.DepthwiseConv2DOptionsAddStrideW(b, sw)
+        M.DepthwiseConv2DOptionsAddStrideH(b, sh)
+        M.DepthwiseConv2DOptionsAddDepthMultiplier(b, 1)
+        M.DepthwiseConv2DOptionsAddFusedActivationFunction(b, _NONE)
+        M.DepthwiseConv2DOptionsAddDilationWFactor(b, dw)
+        M.DepthwiseConv2DOptionsAddDilationHFactor(b, dh)
+        return M.DepthwiseConv2DOptionsEnd(b)
+    return opts
+
+
+def _concat_options(axis: int):
+    """CONCATENATION's options builder along TFLite axis ``axis``."""
+    def opts(b):
+        ConcatenationOptions.ConcatenationOptionsStart(b)
+        ConcatenationOptions.ConcatenationOptionsAddAxis(b, axis)
+        ConcatenationOptions.ConcatenationOptionsAddFusedActivationFunction(b, _NONE)
+        return ConcatenationOptions.ConcatenationOptionsEnd(b)
+    return opts
 
 
 def _aligned_bytes(b: flatbuffers.Builder, data: bytes) -> int:
