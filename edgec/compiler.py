@@ -406,22 +406,8 @@ def offload_report(plan: CompilePlan, *, progress: Progress | None = None) -> di
     with tempfile.TemporaryDirectory(prefix="edgec-offload-") as tmp:
         s = split(proto, plugin, config, Path(tmp), say=say)
         report = describe_split(s, plugin.config_json(config))
-        report["steps"] = [{"device": st.device, "nodes": st.nodes, "macs": st.macs,
-                            "ops": _op_counts(st, s),
-                            **({"estimate": {"seconds": st.compiled.estimate_seconds,
-                                             "label": st.compiled.estimate_label},
-                                "record": st.compiled.record} if st.compiled else {})}
-                           for st in s.steps]
     report["model"] = str(plan.model)
     report["target"] = plan.target.name
     if quant is not None:
         report["quantization"] = quant.to_json()
     return report
-
-
-def _op_counts(step, s) -> dict[str, int]:
-    ops = {p.node: p.op for p in s.placements}
-    counts: dict[str, int] = {}
-    for n in step.nodes:
-        counts[ops[n]] = counts.get(ops[n], 0) + 1
-    return counts

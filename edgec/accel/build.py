@@ -59,6 +59,18 @@ def _specs(model: onnx.ModelProto, which: str) -> list[dict[str, Any]]:
     return [{"name": n, "shape": list(g.shape(n)), "dtype": g.dtype(n).name} for n in names]
 
 
+def describe_step(s: Split, step) -> dict[str, Any]:
+    """One step as the manifest and ``inspect --offload --json`` show it: device, compute
+    nodes, op counts, MACs and, for a partition, the toolchain's record and estimate."""
+    entry: dict[str, Any] = {"device": step.device, "nodes": step.nodes,
+                             "ops": s.op_counts(step), "macs": step.macs}
+    if step.compiled is not None:
+        c = step.compiled
+        entry.update(record=c.record,
+                     estimate={"seconds": c.estimate_seconds, "label": c.estimate_label})
+    return entry
+
+
 def describe_split(s: Split, config_json: dict[str, Any]) -> dict[str, Any]:
     """The manifest's (and ``inspect --offload --json``'s) account of a split."""
     return {
@@ -71,6 +83,7 @@ def describe_split(s: Split, config_json: dict[str, Any]) -> dict[str, Any]:
         "notes": s.notes,
         "summary": s.summary(),
         "placements": [p.to_json() for p in s.placements],
+        "steps": [describe_step(s, step) for step in s.steps],
     }
 
 
@@ -82,16 +95,10 @@ def build_offloaded(model: onnx.ModelProto, target, work: Path, temps: Path | No
     say(f"partitioning for {plugin.name}")
     s = split(model, plugin, config, work / "partitions", say=say)
     members: dict[str, Path] = {}
-    steps: list[dict[str, Any]] = []
     results = []
-    ops = {p.node: p.op for p in s.placements}
-    for i, step in enumerate(s.steps):
-        counts: dict[str, int] = {}
-        for n in step.nodes:
-            counts[ops[n]] = counts.get(ops[n], 0) + 1
-        entry: dict[str, Any] = {"device": step.device, "inputs": _specs(step.model, "inputs"),
-                                 "outputs": _specs(step.model, "outputs"),
-                                 "nodes": step.nodes, "ops": counts, "macs": step.macs}
+    section = describe_split(s, plugin.config_json(config))
+    for i, (step, entry) in enumerate(zip(s.steps, section["steps"], strict=True)):
+        entry.update(inputs=_specs(step.model, "inputs"), outputs=_specs(step.model, "outputs"))
         if step.device == CPU:
             name = f"cpu-{i}"
             lib = work / f"{name}.so"
@@ -113,12 +120,7 @@ def build_offloaded(model: onnx.ModelProto, target, work: Path, temps: Path | No
             for role, path in c.files.items():
                 files[role] = f"{step.device}.{role}"
                 members[files[role]] = path
-            entry.update(plugin=plugin.name, model=f"{step.device}.onnx", files=files,
-                         record=c.record,
-                         estimate={"seconds": c.estimate_seconds, "label": c.estimate_label})
+            entry.update(plugin=plugin.name, model=f"{step.device}.onnx", files=files)
             if temps is not None:
                 onnx.save(step.model, temps / f"{step.device}.onnx")
-        steps.append(entry)
-    section = describe_split(s, plugin.config_json(config))
-    section["steps"] = steps
     return OffloadBuild(section, members, results)

@@ -54,9 +54,19 @@ class GraphView:
                 value = helper.get_attribute_value(node.attribute[0])
                 if isinstance(value, onnx.TensorProto):
                     self._consts[node.output[0]] = numpy_helper.to_array(value)
+        self._index = {id(n): i for i, n in enumerate(g.node)}
+        self._by_name = {n.name: n for n in g.node}
         self.inputs = [i.name for i in g.input if i.name not in self._consts]
         self.outputs = [o.name for o in g.output]
         self.nodes = list(g.node)
+
+    def index(self, node: onnx.NodeProto) -> int:
+        """The node's position in ``nodes`` (nodes as ``producer``/``consumers`` give them)."""
+        return self._index[id(node)]
+
+    def node(self, name: str) -> onnx.NodeProto:
+        """The node called ``name`` (names must be unique: see partition.name_nodes)."""
+        return self._by_name[name]
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         """The tensor's static shape, or None when unknown or symbolic."""

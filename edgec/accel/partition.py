@@ -16,7 +16,7 @@ with the reason, and the split is made again until it is stable.
 
 from __future__ import annotations
 
-import logging
+import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +28,6 @@ from onnx import helper
 
 from .graph import GraphView
 from .plugin import AcceleratorPlugin, Compiled, Partition
-
-log = logging.getLogger(__name__)
 
 CPU = "cpu"
 _GLUE = {"QuantizeLinear", "DequantizeLinear"}
@@ -95,6 +93,11 @@ class Split:
     @property
     def partitions(self) -> list[Step]:
         return [s for s in self.steps if s.device != CPU]
+
+    def op_counts(self, step: Step) -> dict[str, int]:
+        """Op type -> how many of the step's compute nodes are of it."""
+        ops = {p.node: p.op for p in self.placements}
+        return dict(collections.Counter(ops[n] for n in step.nodes))
 
     def summary(self) -> dict[str, Any]:
         total = sum(p.macs for p in self.placements)
@@ -163,12 +166,10 @@ class _Labeller:
 
     def __init__(self, graph: GraphView, plugin: AcceleratorPlugin, config: Any,
                  forced: dict[str, str]):
-        self.graph = graph
         self.label: dict[int, str] = {}
         self.reasons: dict[str, str] = {}
         self.int8 = int8 = plugin.precision == "int8"
         self.constant = _constant_nodes(graph)
-        index = {id(n): i for i, n in enumerate(graph.nodes)}
         for i, node in enumerate(graph.nodes):
             self.label.setdefault(i, CPU)
             if i in self.constant or (int8 and node.op_type in _GLUE):
@@ -183,12 +184,12 @@ class _Labeller:
                 for t in node.input:
                     p = graph.producer(t)
                     if p is not None and p.op_type == "DequantizeLinear" and \
-                            index[id(p)] not in self.constant:
-                        self.label[index[id(p)]] = "acc"
+                            graph.index(p) not in self.constant:
+                        self.label[graph.index(p)] = "acc"
                 for t in node.output:
                     for q in graph.consumers(t):
                         if q.op_type == "QuantizeLinear":
-                            self.label[index[id(q)]] = "acc"
+                            self.label[graph.index(q)] = "acc"
 
 
 def _schedule(graph: GraphView, lab: _Labeller) -> list[tuple[str, list[int]]]:
@@ -198,7 +199,6 @@ def _schedule(graph: GraphView, lab: _Labeller) -> list[tuple[str, list[int]]]:
     reads it: run as soon as its QuantizeLinear is, it could land in an earlier run
     than its reader and make a float tensor cross a partition's edge."""
     nodes = graph.nodes
-    index = {id(n): i for i, n in enumerate(nodes)}
     producers = {out: i for i, n in enumerate(nodes) for out in n.output}
     attached: dict[int, list[int]] = {}
     if lab.int8:
@@ -208,7 +208,7 @@ def _schedule(graph: GraphView, lab: _Labeller) -> list[tuple[str, list[int]]]:
                 continue
             readers = graph.consumers(n.output[0])
             if len(readers) == 1:
-                attached.setdefault(index[id(readers[0])], []).append(i)
+                attached.setdefault(graph.index(readers[0]), []).append(i)
     riders = {i for group in attached.values() for i in group}
 
     def sources(i: int) -> set[int]:
@@ -299,7 +299,7 @@ def _cut(graph: GraphView, constant: set[int], run: list[int], later: set[str],
     return helper.make_model(g, opset_imports=list(m.opset_import), ir_version=m.ir_version)
 
 
-def _compute_nodes(graph: GraphView, lab: _Labeller, run: list[int], int8: bool) -> list[str]:
+def _compute_nodes(graph: GraphView, run: list[int], int8: bool) -> list[str]:
     return [graph.nodes[i].name for i in run
             if not (int8 and graph.nodes[i].op_type in _GLUE)]
 
@@ -319,9 +319,8 @@ def _steps(graph: GraphView, lab: _Labeller, int8: bool, prefix: str) -> list[St
         k += side != CPU
         model = _cut(graph, lab.constant, run, later,
                      name if side != CPU else f"cpu-{len(steps)}")
-        names = _compute_nodes(graph, lab, run, int8)
-        by_name = {n.name: n for n in graph.nodes}
-        steps.append(Step(name, model, names, sum(macs(by_name[n], graph) for n in names)))
+        names = _compute_nodes(graph, run, int8)
+        steps.append(Step(name, model, names, sum(macs(graph.node(n), graph) for n in names)))
     return steps
 
 
@@ -331,20 +330,19 @@ def units(model: onnx.ModelProto, int8: bool) -> list[tuple[str, onnx.ModelProto
     the partition's integer tensors (for verify's op-by-op check)."""
     graph = GraphView(model)
     constant = _constant_nodes(graph)
-    index = {id(n): i for i, n in enumerate(graph.nodes)}
     out = []
     for i, node in enumerate(graph.nodes):
         if i in constant or (int8 and node.op_type in _GLUE):
             continue
         members = [i]
         if int8:
-            members += [index[id(p)] for t in node.input if (p := graph.producer(t))
+            members += [graph.index(p) for t in node.input if (p := graph.producer(t))
                         is not None and p.op_type == "DequantizeLinear"
-                        and index[id(p)] not in constant]
-            members += [index[id(q)] for t in node.output for q in graph.consumers(t)
+                        and graph.index(p) not in constant]
+            members += [graph.index(q) for t in node.output for q in graph.consumers(t)
                         if q.op_type == "QuantizeLinear"]
         ends = {t for j in members for t in graph.nodes[j].output
-                if not any(index[id(c)] in members for c in graph.consumers(t))}
+                if not any(graph.index(c) in members for c in graph.consumers(t))}
         out.append((node.name, _cut(graph, constant, sorted(members), ends, node.name)))
     return out
 
@@ -404,15 +402,12 @@ def split(model: onnx.ModelProto, plugin: AcceleratorPlugin, config: Any, workdi
             break
     else:
         raise RuntimeError(f"the {plugin.name} split did not settle in {_MAX_ROUNDS} rounds")
-    by_name = {n.name: n for n in graph.nodes}
     side = {n: s.device for s in steps for n in s.nodes}
     placements = [Placement(n.name, n.op_type, side.get(n.name, CPU), macs(n, graph),
                             lab.reasons.get(n.name, ""))
                   for n in graph.nodes if n.name in side]
-    del by_name
     return Split(plugin, steps, placements, rounds, notes)
 
 
 def _prefixed(graph: GraphView, node: str, why: str) -> str:
-    op = next((n.op_type for n in graph.nodes if n.name == node), "node")
-    return f"{op}: {why}"
+    return f"{graph.node(node).op_type}: {why}"
