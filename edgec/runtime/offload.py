@@ -28,6 +28,7 @@ from .session import (
     check_elf,
     extract_runnable,
     named_outputs,
+    result_arrays,
 )
 
 
@@ -79,12 +80,6 @@ class OffloadSession:
     @property
     def threads(self) -> int:
         return native.num_threads()
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """Step -> what runs it (accelerator steps: the plugin's runtime hook's label)."""
-        return {f"{s.device}-{i}" if s.device == "cpu" else s.device: s.label
-                for i, s in enumerate(self.steps)}
 
     def run_steps(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every tensor that crosses a step's edge, by name (inputs included)."""
@@ -156,8 +151,6 @@ def _vm_runner(vm: VirtualMachine, ins: list[TensorSpec], outs: list[TensorSpec]
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [ffi.from_dlpack(aligned_copy(np.ascontiguousarray(
             feeds[s.name], dtype=s.dtype))) for s in ins]
-        result = vm(*args)
-        values = [result] if hasattr(result, "__dlpack__") else list(result)
-        return {s.name: np.from_dlpack(v).copy() for s, v in zip(outs, values, strict=True)}
+        return dict(zip((s.name for s in outs), result_arrays(vm(*args)), strict=True))
 
     return run

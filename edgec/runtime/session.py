@@ -261,10 +261,7 @@ class Session:
                 for a in checked_inputs(self.path, self.manifest, feeds)]
 
     def _collect(self, result) -> dict[str, np.ndarray]:
-        values = [result] if hasattr(result, "__dlpack__") else list(result)
-        # Copies: the VM's pooled allocator reuses output buffers on the next run.
-        return named_outputs(self.path, self.outputs,
-                             [np.from_dlpack(v).copy() for v in values], "the library")
+        return named_outputs(self.path, self.outputs, result_arrays(result), "the library")
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``main`` once; as `edgec.Artifact.run`.
@@ -320,6 +317,13 @@ class Session:
             self.vm.invoke_stateful("main")
             out.append(time.perf_counter() - t0)
         return out
+
+
+def result_arrays(result) -> list[np.ndarray]:
+    """What ``main`` returned (a tensor or a tuple of them) as numpy arrays, copied:
+    the VM's pooled allocator reuses output buffers on the next run."""
+    values = [result] if hasattr(result, "__dlpack__") else list(result)
+    return [np.from_dlpack(v).copy() for v in values]
 
 
 def named_outputs(path: Path, specs: list[TensorSpec], values: list[np.ndarray],
