@@ -454,8 +454,9 @@ def _accelerator_only(path: Path, name: str, data: dict, desc: str,
 
 
 def _with_cpu(acc: Target, targets: dict[str, Target]) -> Target:
-    """``acc`` with the CPU side of the target its 'cpu' names; unchanged when that
-    cannot be resolved here (resolve_target then says why)."""
+    """``acc`` with the CPU side of the target its 'cpu' names among ``targets`` (the
+    CPU target files only); unchanged when that cannot be resolved here
+    (resolve_target then says why)."""
     import dataclasses
 
     try:
@@ -463,7 +464,7 @@ def _with_cpu(acc: Target, targets: dict[str, Target]) -> Target:
                 else _lookup(acc.cpu_target, targets))
     except (UsageError, UnsupportedError):
         return acc
-    if base is None or base.accelerator is not None:
+    if base is None:
         return acc
     return dataclasses.replace(base, name=acc.name, description=acc.description,
                                path=acc.path, aliases=acc.aliases,
@@ -473,6 +474,7 @@ def _with_cpu(acc: Target, targets: dict[str, Target]) -> Target:
 
 
 def _lookup(spec: str, targets: dict[str, Target]) -> Target | None:
+    """The target ``spec`` names: a file name, else an alias, else a file's short name."""
     if spec in targets:
         return targets[spec]
     for t in targets.values():
@@ -650,22 +652,15 @@ def resolve_target(spec: str | Target) -> Target:
         return spec
     targets = load_targets()
     if spec == HOST_ALIAS:
-        return pick_host_target({n: t for n, t in targets.items() if t.accelerator is None})
+        return pick_host_target(targets)  # explain_host passes over accelerator files
     found = _lookup(spec, targets)
-    if found is not None and not found.resolved:
-        raise UsageError(f"{found.path}: cpu = {found.cpu_target!r} names no CPU target "
-                         "file that resolves here; fix the target file")
-    if spec in targets:
-        return targets[spec]
-    by_key: dict[str, Target] = {}
-    for t in targets.values():
-        for a in t.aliases:
-            by_key[a] = t
-    for t in targets.values():
-        by_key.setdefault(t.name.rsplit("/", 1)[-1], t)
-    if spec in by_key:
-        return by_key[spec]
-    choices = sorted({*targets, *by_key, HOST_ALIAS})
+    if found is not None:
+        if not found.resolved:
+            raise UsageError(f"{found.path}: cpu = {found.cpu_target!r} names no CPU target "
+                             "file that resolves here; fix the target file")
+        return found
+    choices = sorted({*targets, HOST_ALIAS, *(a for t in targets.values() for a in t.aliases),
+                      *(t.name.rsplit("/", 1)[-1] for t in targets.values())})
     close = difflib.get_close_matches(spec, choices, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "run 'edgec targets' for the list"
     raise UsageError(f"unknown target '{spec}': {hint}")
