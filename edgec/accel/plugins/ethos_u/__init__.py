@@ -43,9 +43,6 @@ class EthosUPlugin(AcceleratorPlugin):
     description = "Arm Ethos-U microNPU, int8, command streams compiled by Arm's Vela"
     precision = "int8"
     partition_prefix = "npu"
-    # the table patterns.py owns, as the interface's (node, graph, config) rules
-    patterns = {op: (lambda node, graph, config, rule=rule: rule(node, graph))  # noqa: RUF012
-                for op, rule in patterns.PATTERNS.items()}
     config_keys = frozenset({"accelerator", "system_config", "memory_mode", "optimise"})
 
     def configure(self, table: dict[str, Any], where: str) -> VelaConfig:
@@ -55,6 +52,8 @@ class EthosUPlugin(AcceleratorPlugin):
         return config.to_json()
 
     def check(self, node: onnx.NodeProto, graph: GraphView, config: Any) -> str | None:
+        """patterns.check: the QDQ form every op needs, then the op's rule in
+        patterns.PATTERNS (the table; its rules take no configuration)."""
         return patterns.check(node, graph)
 
     def versions(self) -> dict[str, str]:
